@@ -1,0 +1,138 @@
+// The geometry of SPEC.md, written once for both backends: frame order, flow-chained
+// centres, window start, reflection, patch offsets and the patch distance term.
+// Everything here is header-only and usable from host and device code.
+#pragma once
+#include <cstdint>
+#include <math.h>
+
+#include "hd.h"
+
+namespace stnls {
+namespace geo {
+
+// reflect(x, L): one reflection; -1 when the coordinate is still outside [0, L).
+STNLS_HD int64_t reflect(int64_t x, int64_t L) {
+  if (x < 0) x = -x;
+  else if (x >= L) x = 2 * (L - 1) - x;
+  return (x >= 0 && x < L) ? x : -1;
+}
+
+// A pixel coordinate as read by a patch: reflected or (reflect off) -1 when outside.
+STNLS_HD int64_t bound(int64_t x, int64_t L, bool reflect_bounds) {
+  if (reflect_bounds) return reflect(x, L);
+  return (x >= 0 && x < L) ? x : -1;
+}
+
+STNLS_HD int64_t clamp(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+// Floor division for possibly negative numerators (positive divisor).
+STNLS_HD int64_t floordiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (q * b > a) ? q - 1 : q;
+}
+
+// Frames searched (rule 2): st frames starting at t_lo.
+struct Frames {
+  int64_t st, t_lo, t_hi;
+};
+STNLS_HD Frames frames(int64_t t, int64_t T, int64_t wt) {
+  Frames f;
+  f.st = (2 * wt + 1 < T) ? 2 * wt + 1 : T;
+  f.t_lo = clamp(t - wt, 0, T - f.st);
+  f.t_hi = f.t_lo + f.st - 1;
+  return f;
+}
+// The n-th frame in canonical order: t, t+1, ..., t_hi, t-1, ..., t_lo.
+STNLS_HD int64_t frame_at(int64_t n, int64_t t, const Frames& f) {
+  int64_t nfwd = f.t_hi - t + 1;
+  return n < nfwd ? t + n : t - (n - nfwd + 1);
+}
+
+// One flow step (rule 3): new centre = clamp(round(c + flow(c))). flow_x/flow_y are the
+// flow values read at the integer centre (ch, cw).
+template <class F>
+STNLS_HD void flow_step(int64_t& ch, int64_t& cw, F flow_x, F flow_y, int64_t H, int64_t W) {
+  // round(c + v) with integer c equals c + round(v) except for non-finite v.
+  int64_t nh = isfinite(flow_y) ? static_cast<int64_t>(floor(static_cast<double>(ch) + static_cast<double>(flow_y) + 0.5)) : ch;
+  int64_t nw = isfinite(flow_x) ? static_cast<int64_t>(floor(static_cast<double>(cw) + static_cast<double>(flow_x) + 0.5)) : cw;
+  ch = clamp(nh, 0, H - 1);
+  cw = clamp(nw, 0, W - 1);
+}
+
+// Number of window slots along an axis of length L (rule 4; ws = -1: whole axis).
+STNLS_HD int64_t window_slots(int64_t ws, int64_t L, int64_t s) { return ws < 0 ? (L + s - 1) / s : ws; }
+
+// First candidate along an axis (rule 4): candidates are base + s*a, a = 0..slots-1.
+// ws = -1: the lattice s*a of the whole axis.
+STNLS_HD int64_t window_base(int64_t c, int64_t L, int64_t s, int64_t ws, bool full_ws) {
+  if (ws < 0) return 0;
+  int64_t half = ws / 2;
+  int64_t a0 = -half;
+  if (full_ws) {
+    int64_t lo = -(c / s);
+    int64_t hi = floordiv(L - 1 - c, s) - (ws - 1);
+    a0 = (hi < lo) ? lo : clamp(-half, lo, hi);
+  }
+  return c + s * a0;
+}
+
+// Patch offset of tap i (rule 5): dilation*(i - o), o = ps/2 (use_adj: o = 2*(ps/2)).
+STNLS_HD int64_t patch_offset(int64_t i, int64_t ps, int64_t dilation, bool use_adj) {
+  int64_t o = use_adj ? 2 * (ps / 2) : ps / 2;
+  return dilation * (i - o);
+}
+
+// The two patch-distance terms (rule 5) and their partial derivatives (rule 8). The
+// multiply and add are kept separate (never fused) so that every backend rounds the same
+// way and returns identical indices.
+STNLS_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+STNLS_HD double mul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+STNLS_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+STNLS_HD double add_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+// acc += f(a, b); f = a*b (prod) or (a-b)^2 (l2).
+template <bool L2, class T>
+STNLS_HD T dist_acc(T acc, T a, T b) {
+  if (L2) {
+    T d = a - b;
+    return add_rn(acc, mul_rn(d, d));
+  }
+  return add_rn(acc, mul_rn(a, b));
+}
+// d f / d a and d f / d b.
+template <bool L2, class T>
+STNLS_HD T dist_da(T a, T b) { return L2 ? T(2) * (a - b) : b; }
+template <bool L2, class T>
+STNLS_HD T dist_db(T a, T b) { return L2 ? T(2) * (b - a) : a; }
+
+// Selection order (rule 6): is distance d better than e? Ties are decided by the caller
+// by canonical position.
+template <bool L2, class T>
+STNLS_HD bool better(T d, T e) { return L2 ? d < e : d > e; }
+
+}  // namespace geo
+}  // namespace stnls
