@@ -76,6 +76,17 @@ STNLS_HD int64_t window_base(int64_t c, int64_t L, int64_t s, int64_t ws, bool f
   return c + s * a0;
 }
 
+// Element offset of pixel (t, y, x) in a frame stack with strides (st, sy, sx), after the
+// bounds rule of SPEC.md rule 5; -1 when the pixel reads as 0.
+STNLS_HD int64_t pixel_offset(int64_t t, int64_t y, int64_t x, int64_t T, int64_t H, int64_t W,
+                              bool reflect_bounds, int64_t st, int64_t sy, int64_t sx) {
+  t = bound(t, T, reflect_bounds);
+  y = bound(y, H, reflect_bounds);
+  x = bound(x, W, reflect_bounds);
+  if (t < 0 || y < 0 || x < 0) return -1;
+  return t * st + y * sy + x * sx;
+}
+
 // Patch offset of tap i (rule 5): dilation*(i - o), o = ps/2 (use_adj: o = 2*(ps/2)).
 STNLS_HD int64_t patch_offset(int64_t i, int64_t ps, int64_t dilation, bool use_adj) {
   int64_t o = use_adj ? 2 * (ps / 2) : ps / 2;
@@ -129,10 +140,15 @@ STNLS_HD T dist_da(T a, T b) { return L2 ? T(2) * (a - b) : b; }
 template <bool L2, class T>
 STNLS_HD T dist_db(T a, T b) { return L2 ? T(2) * (b - a) : a; }
 
-// Selection order (rule 6): is distance d better than e? Ties are decided by the caller
-// by canonical position.
+// Selection order (rule 6): is distance d better than e? A NaN distance ranks below
+// every number (so sorting stays a strict weak order). Ties are decided by the caller by
+// canonical position.
 template <bool L2, class T>
-STNLS_HD bool better(T d, T e) { return L2 ? d < e : d > e; }
+STNLS_HD bool better(T d, T e) {
+  if (isnan(d)) return false;
+  if (isnan(e)) return true;
+  return L2 ? d < e : d > e;
+}
 
 }  // namespace geo
 }  // namespace stnls

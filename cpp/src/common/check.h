@@ -1,0 +1,81 @@
+// Internal helpers for argument checks: messages of the form "name: expected X, got Y".
+#pragma once
+#include <sstream>
+#include <string>
+
+#include "stnls/error.h"
+#include "stnls/view.h"
+
+namespace stnls {
+namespace detail {
+
+inline const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::Int32: return "int32";
+  }
+  return "unknown";
+}
+
+inline const char* device_name(DeviceKind d) { return d == DeviceKind::CUDA ? "cuda" : "cpu"; }
+
+template <class V>
+std::string shape_str(const V& v) {
+  std::ostringstream s;
+  s << "(";
+  for (int i = 0; i < v.ndim; ++i) s << (i ? ", " : "") << v.shape[i];
+  s << (v.ndim == 1 ? ",)" : ")");
+  return s.str();
+}
+
+template <class E = ValueError, class A, class B>
+[[noreturn]] void fail(const std::string& name, const A& expected, const B& got) {
+  std::ostringstream s;
+  s << name << ": expected " << expected << ", got " << got;
+  throw E(s.str());
+}
+
+template <class V>
+void check_ndim(const std::string& name, const V& v, int ndim) {
+  if (v.ndim != ndim) fail(name, std::to_string(ndim) + " dimensions", std::to_string(v.ndim) + " dimensions " + shape_str(v));
+}
+
+template <class V>
+void check_dtype(const std::string& name, const V& v, DType dtype) {
+  if (v.dtype != dtype) fail<TypeError>(name, dtype_name(dtype), dtype_name(v.dtype));
+}
+
+// Shape must equal `expected` (given as a view-like shape list).
+template <class V>
+void check_shape(const std::string& name, const V& v, std::initializer_list<int64_t> expected) {
+  bool ok = v.ndim == static_cast<int>(expected.size());
+  int i = 0;
+  for (int64_t e : expected) ok = ok && v.shape[i++] == e;
+  if (!ok) {
+    std::ostringstream s;
+    s << "shape (";
+    i = 0;
+    for (int64_t e : expected) s << (i++ ? ", " : "") << e;
+    s << (expected.size() == 1 ? ",)" : ")");
+    fail(name, s.str(), "shape " + shape_str(v));
+  }
+}
+
+template <class V>
+void check_device(const std::string& name, const V& v, Device d) {
+  if (v.device.kind != d.kind || v.device.index != d.index) {
+    std::ostringstream e, g;
+    e << device_name(d.kind) << ":" << d.index << " (the device of vid0)";
+    g << device_name(v.device.kind) << ":" << v.device.index;
+    fail(name, e.str(), g.str());
+  }
+}
+
+template <class V>
+void check_not_null(const std::string& name, const V& v) {
+  if (v.data == nullptr && v.numel() > 0) fail(name, "a non-null data pointer", "null");
+}
+
+}  // namespace detail
+}  // namespace stnls

@@ -1,0 +1,165 @@
+// CPU forward of the non-local search (OpenMP over queries). Per query and searched frame
+// it gathers the window's pixels (bounds applied) into a small dense tile, so the distance
+// loop runs over contiguous memory and vectorises across the candidates of a window row;
+// the top-k is kept on the fly (never the whole distance volume).
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/backends.h"
+#include "common/dispatch.h"
+#include "common/geometry.h"
+#include "common/topk.h"
+
+namespace stnls {
+namespace cpu {
+namespace {
+
+using detail::SearchArgs;
+
+template <class T, bool L2>
+void forward_impl(const SearchArgs& a) {
+  const SearchParams& p = a.p;
+  const SearchShape& sh = a.sh;
+  const T* vid0 = static_cast<const T*>(a.vid0);
+  const T* vid1 = static_cast<const T*>(a.vid1);
+  const T* fflow = static_cast<const T*>(a.fflow);
+  const T* bflow = static_cast<const T*>(a.bflow);
+  T* dists = static_cast<T*>(a.dists);
+  int32_t* inds = static_cast<int32_t*>(a.inds);
+  const int64_t T_ = sh.T, H = sh.H, W = sh.W, C = sh.C;
+  const int64_t ps = p.ps, pt = p.pt, dil = p.dilation, s1 = p.stride1;
+  const int64_t wh = sh.wh, ww = sh.ww, K = sh.K;
+  const int64_t o0 = geo::patch_offset(0, ps, dil, p.use_adj);
+  // Tile rows/cols: every pixel a window's patches read.
+  const int64_t th = s1 * (wh - 1) + dil * (ps - 1) + 1;
+  const int64_t tw = s1 * (ww - 1) + dil * (ps - 1) + 1;
+  const T pad = L2 ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
+  const int64_t nq = sh.B * sh.HD * sh.Q;
+  const bool anchor = p.anchor_self;
+  const int64_t nrest = anchor ? K - 1 : K;
+
+#pragma omp parallel
+  {
+    std::vector<T> qpatch(pt * ps * ps * C);  // [pt, ps, ps, C]
+    std::vector<T> tile(pt * C * th * tw);     // [pt, C, th, tw]
+    std::vector<T> acc(wh * ww);
+    std::vector<int64_t> base_y(sh.st), base_x(sh.st);  // window start of each searched frame
+    detail::TopK<L2, T> top;
+
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t g = 0; g < nq; ++g) {
+      const int64_t b = g / (sh.HD * sh.Q), hd = (g / sh.Q) % sh.HD, q = g % sh.Q;
+      const int64_t t = q / (sh.nH * sh.nW);
+      const int64_t qh = ((q / sh.nW) % sh.nH) * p.stride0, qw = (q % sh.nW) * p.stride0;
+      const T* v0 = vid0 + b * a.s0.b + hd * a.s0.h;
+      const T* v1 = vid1 + b * a.s1.b + hd * a.s1.h;
+
+      // Query patch, summation order pk, pi, pj, c.
+      for (int64_t pk = 0; pk < pt; ++pk)
+        for (int64_t pi = 0; pi < ps; ++pi)
+          for (int64_t pj = 0; pj < ps; ++pj) {
+            int64_t off = geo::pixel_offset(t + pk, qh + o0 + dil * pi - p.off_H0,
+                                            qw + o0 + dil * pj - p.off_W0, T_, H, W,
+                                            p.reflect_bounds, a.s0.t, a.s0.y, a.s0.x);
+            T* dst = &qpatch[((pk * ps + pi) * ps + pj) * C];
+            for (int64_t c = 0; c < C; ++c) dst[c] = off < 0 ? T(0) : v0[off + c * a.s0.c];
+          }
+
+      top.reset(nrest);
+      const geo::Frames fr = geo::frames(t, T_, p.wt);
+      int64_t ch = qh, cw = qw;  // flow-chained centre of the current frame
+      for (int64_t n = 0; n < fr.st; ++n) {
+        const int64_t u = geo::frame_at(n, t, fr);
+        if (n > 0) {
+          // Step from the previous frame in canonical order (restart at the query going back).
+          const int64_t prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
+          if (u == t - 1) ch = qh, cw = qw;
+          const T* fl = (u > t ? fflow : bflow);
+          const detail::Strides5& sf = (u > t ? a.sf : a.sb);
+          if (fl) {
+            const T* f = fl + b * sf.b + prev * sf.t + ch * sf.y + cw * sf.x;
+            geo::flow_step(ch, cw, f[0], f[sf.c], H, W);
+          }
+        }
+        const int64_t y0 = base_y[n] = geo::window_base(ch, H, s1, p.ws, p.full_ws);
+        const int64_t x0 = base_x[n] = geo::window_base(cw, W, s1, p.ws, p.full_ws);
+        // Gather the tile: tile row r is pixel row y0 + o0 - off_H1 + r.
+        for (int64_t pk = 0; pk < pt; ++pk)
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t r = 0; r < th; ++r)
+              for (int64_t s = 0; s < tw; ++s) {
+                int64_t off = geo::pixel_offset(u + pk, y0 + o0 - p.off_H1 + r, x0 + o0 - p.off_W1 + s,
+                                                T_, H, W, p.reflect_bounds, a.s1.t, a.s1.y, a.s1.x);
+                tile[((pk * C + c) * th + r) * tw + s] = off < 0 ? T(0) : v1[off + c * a.s1.c];
+              }
+        for (auto& x : acc) x = T(0);
+        for (int64_t pk = 0; pk < pt; ++pk)
+          for (int64_t pi = 0; pi < ps; ++pi)
+            for (int64_t pj = 0; pj < ps; ++pj)
+              for (int64_t c = 0; c < C; ++c) {
+                const T qv = qpatch[((pk * ps + pi) * ps + pj) * C + c];
+                const T* trow = &tile[((pk * C + c) * th + dil * pi) * tw + dil * pj];
+                for (int64_t i = 0; i < wh; ++i) {
+                  T* arow = &acc[i * ww];
+                  const T* src = trow + i * s1 * tw;
+                  for (int64_t j = 0; j < ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j * s1]);
+                }
+              }
+        for (int64_t i = 0; i < wh; ++i) {
+          const int64_t y = y0 + s1 * i;
+          if (y < 0 || y >= H) continue;
+          for (int64_t j = 0; j < ww; ++j) {
+            const int64_t x = x0 + s1 * j;
+            if (x < 0 || x >= W) continue;
+            if ((anchor || p.remove_self) && u == t && y == qh && x == qw) continue;
+            top.offer(acc[i * ww + j], (n * wh + i) * ww + j);  // canonical ordinal
+          }
+        }
+      }
+
+      T* dq = dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
+      int32_t* iq = inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
+      int64_t slot = 0;
+      auto emit = [&](T d, int64_t u, int64_t y, int64_t x) {
+        dq[slot * a.sd[3]] = d;
+        int32_t* e = iq + slot * a.si[3];
+        e[0] = static_cast<int32_t>(u);
+        e[a.si[4]] = static_cast<int32_t>(y);
+        e[2 * a.si[4]] = static_cast<int32_t>(x);
+        ++slot;
+      };
+      if (anchor) {
+        // The query's own location first, with its distance (same summation order).
+        T d = T(0);
+        for (int64_t pk = 0; pk < pt; ++pk)
+          for (int64_t pi = 0; pi < ps; ++pi)
+            for (int64_t pj = 0; pj < ps; ++pj) {
+              int64_t off = geo::pixel_offset(t + pk, qh + o0 + dil * pi - p.off_H1,
+                                              qw + o0 + dil * pj - p.off_W1, T_, H, W,
+                                              p.reflect_bounds, a.s1.t, a.s1.y, a.s1.x);
+              const T* qv = &qpatch[((pk * ps + pi) * ps + pj) * C];
+              for (int64_t c = 0; c < C; ++c)
+                d = geo::dist_acc<L2>(d, qv[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+            }
+        emit(d, t, qh, qw);
+      }
+      for (const auto& e : top.finish()) {
+        const int64_t n = e.id / (wh * ww), i = (e.id / ww) % wh, j = e.id % ww;
+        emit(e.d, geo::frame_at(n, t, fr), base_y[n] + s1 * i, base_x[n] + s1 * j);
+      }
+      while (slot < K) emit(pad, -1, -1, -1);
+    }
+  }
+}
+
+}  // namespace
+
+void search_forward(const detail::SearchArgs& a) {
+  STNLS_FLOAT_SWITCH(a.dtype, [&] {
+    STNLS_DIST_SWITCH(a.p.dist_type, [&] { forward_impl<scalar_t, kL2>(a); });
+  });
+}
+
+}  // namespace cpu
+}  // namespace stnls

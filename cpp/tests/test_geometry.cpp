@@ -1,0 +1,89 @@
+// Unit tests of the shared geometry (SPEC.md rules 2-5), hand-computed values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "common/geometry.h"
+
+using namespace stnls::geo;
+
+TEST(Geometry, ReflectOnce) {
+  EXPECT_EQ(reflect(-1, 5), 1);
+  EXPECT_EQ(reflect(-4, 5), 4);
+  EXPECT_EQ(reflect(5, 5), 3);
+  EXPECT_EQ(reflect(8, 5), 0);
+  EXPECT_EQ(reflect(9, 5), -1);   // still outside after one reflection
+  EXPECT_EQ(reflect(-5, 5), -1);
+  EXPECT_EQ(reflect(1, 1), -1);
+  EXPECT_EQ(bound(-1, 5, false), -1);
+  EXPECT_EQ(bound(4, 5, false), 4);
+}
+
+TEST(Geometry, FramesAndOrder) {
+  Frames f = frames(0, 5, 2);  // clamped to the start
+  EXPECT_EQ(f.st, 5);
+  EXPECT_EQ(f.t_lo, 0);
+  f = frames(3, 10, 1);
+  EXPECT_EQ(f.st, 3);
+  EXPECT_EQ(f.t_lo, 2);
+  EXPECT_EQ(frame_at(0, 3, f), 3);
+  EXPECT_EQ(frame_at(1, 3, f), 4);
+  EXPECT_EQ(frame_at(2, 3, f), 2);
+  f = frames(9, 10, 2);  // clamped to the end: 9, 8, 7, 6, 5
+  EXPECT_EQ(f.t_lo, 5);
+  EXPECT_EQ(frame_at(0, 9, f), 9);
+  EXPECT_EQ(frame_at(1, 9, f), 8);
+  EXPECT_EQ(frame_at(4, 9, f), 5);
+  f = frames(1, 2, 3);  // fewer frames than 2*wt+1
+  EXPECT_EQ(f.st, 2);
+  EXPECT_EQ(frame_at(1, 1, f), 0);
+}
+
+TEST(Geometry, WindowBase) {
+  // full_ws keeps the window inside the frame.
+  EXPECT_EQ(window_base(0, 10, 1, 5, true), 0);
+  EXPECT_EQ(window_base(9, 10, 1, 5, true), 5);
+  EXPECT_EQ(window_base(5, 10, 1, 5, true), 3);
+  EXPECT_EQ(window_base(0, 10, 1, 5, false), -2);
+  // stride1 = 2: candidates c + 2*(a0 + a)
+  EXPECT_EQ(window_base(1, 10, 2, 3, true), 1);   // a0 = clamp(-1, 0, 4-2) = 0
+  EXPECT_EQ(window_base(9, 10, 2, 3, true), 5);   // a0 = clamp(-1, -4, 0-2) = -2
+  // window longer than the frame: a0 = -(c // s)
+  EXPECT_EQ(window_base(4, 6, 1, 9, true), 0);
+  EXPECT_EQ(window_base(5, 6, 2, 9, true), 1);
+  // whole frame
+  EXPECT_EQ(window_base(7, 10, 3, -1, true), 0);
+  EXPECT_EQ(window_slots(-1, 10, 3), 4);
+  EXPECT_EQ(window_slots(7, 10, 3), 7);
+}
+
+TEST(Geometry, FlowStepRoundsAndClamps) {
+  int64_t h = 2, w = 2;
+  flow_step(h, w, 1.6f, -0.4f, 5, 5);
+  EXPECT_EQ(h, 2);
+  EXPECT_EQ(w, 4);
+  flow_step(h, w, 0.5f, -2.5f, 5, 5);  // round(4.5) = 5 -> clamp 4; round(-0.5) = 0
+  EXPECT_EQ(w, 4);
+  EXPECT_EQ(h, 0);
+  h = 1, w = 1;
+  flow_step(h, w, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(), 5, 5);
+  EXPECT_EQ(h, 1);
+  EXPECT_EQ(w, 1);
+}
+
+TEST(Geometry, PatchOffsets) {
+  EXPECT_EQ(patch_offset(0, 3, 1, false), -1);
+  EXPECT_EQ(patch_offset(2, 3, 2, false), 2);
+  EXPECT_EQ(patch_offset(0, 3, 1, true), -2);
+  EXPECT_EQ(patch_offset(0, 4, 1, false), -2);
+}
+
+TEST(Geometry, BetterRanksNaNLast) {
+  float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE((better<false, float>(2.f, 1.f)));
+  EXPECT_TRUE((better<true, float>(1.f, 2.f)));
+  EXPECT_FALSE((better<false, float>(nan, 1.f)));
+  EXPECT_TRUE((better<false, float>(1.f, nan)));
+  EXPECT_FALSE((better<false, float>(1.f, 1.f)));
+}
