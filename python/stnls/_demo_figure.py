@@ -33,7 +33,7 @@ def montage(rows, path):
     """
     cv2 = _cv2()
     W = rows[0][1].shape[-1]
-    scale = max(1, -(-160 // W))  # tiles at least ~160 px wide so that labels fit
+    scale = max(1, -(-128 // W))  # small frames are enlarged to about 128 px or more
     gap = 2
     blocks = []
     for text, frames in rows:

@@ -285,14 +285,15 @@ def dists_at(vid0, vid1, inds, ws, wt, ps, k, nheads=1, **kw):
     return torch.where(valid, d, torch.zeros_like(d)), valid
 
 
-def grads(grad_dists, inds, vid0, vid1, ws, wt, ps, k, nheads=1, **kw):
+def grads(grad_dists, inds, vid0, vid1, ws, wt, ps, k, nheads=1, dtype=np.float64, **kw):
     """Reference backward (rule 8): gradients of sum(grad_dists * dists) w.r.t. vid0, vid1,
-    padded entries contributing nothing. Inputs are converted to torch float64 on the CPU."""
+    padded entries contributing nothing. Computed with torch on the CPU in `dtype` (float64
+    for the reference; float32 to estimate float32 rounding error)."""
     import torch
 
-    v0 = torch.tensor(np.asarray(_to_numpy(vid0), dtype=np.float64), requires_grad=True)
-    v1 = torch.tensor(np.asarray(_to_numpy(vid1), dtype=np.float64), requires_grad=True)
-    g = torch.tensor(np.asarray(_to_numpy(grad_dists), dtype=np.float64))
+    v0 = torch.tensor(np.asarray(_to_numpy(vid0), dtype=dtype), requires_grad=True)
+    v1 = torch.tensor(np.asarray(_to_numpy(vid1), dtype=dtype), requires_grad=True)
+    g = torch.tensor(np.asarray(_to_numpy(grad_dists), dtype=dtype))
     d, valid = dists_at(v0, v1, _to_numpy(inds), ws, wt, ps, k, nheads, **kw)
     loss = torch.where(valid, g * d, torch.zeros_like(d)).sum()
     g0, g1 = torch.autograd.grad(loss, [v0, v1], allow_unused=True)

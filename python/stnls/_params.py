@@ -1,0 +1,90 @@
+"""Search parameters: defaults of SPEC.md, argument checks that name the argument, and the
+packing used by the torch ops. Shared by the array and torch adapters."""
+from __future__ import annotations
+
+import numbers
+
+# Keywords of the 2023 API accepted without effect on results (they tuned the old kernels).
+TUNING_KNOBS = ("rbwd", "nbwd", "exact", "queries_per_thread", "neigh_per_thread", "channel_groups")
+
+# Integer and boolean parameters in the order the torch ops pack them.
+INT_PARAMS = ("ws", "wt", "ps", "k", "nheads", "stride0", "stride1", "dilation", "pt",
+              "off_H0", "off_W0", "off_H1", "off_W1")
+BOOL_PARAMS = ("reflect_bounds", "full_ws", "anchor_self", "remove_self", "use_adj")
+
+DEFAULTS = dict(nheads=1, dist_type="prod", stride0=4, stride1=1, dilation=1, pt=1,
+                reflect_bounds=True, full_ws=True, anchor_self=False, remove_self=False,
+                use_adj=False, off_H0=0, off_W0=0, off_H1=0, off_W1=0)
+
+
+def check_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {value!r}")
+    return int(value)
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
+        raise TypeError(f"{name}: expected a bool, got {value!r}")
+    return bool(value)
+
+
+def normalize(ws, wt, ps, k, **kw) -> dict:
+    """All search parameters as a checked dict (tuning knobs dropped, batchsize checked)."""
+    unknown = set(kw) - set(DEFAULTS) - set(TUNING_KNOBS) - {"batchsize"}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    p = dict(DEFAULTS)
+    p.update({key: v for key, v in kw.items() if key in DEFAULTS})
+    p.update(ws=ws, wt=wt, ps=ps, k=k)
+    for name in INT_PARAMS:
+        p[name] = check_int(name, p[name])
+    for name in BOOL_PARAMS:
+        p[name] = check_bool(name, p[name])
+    if p["dist_type"] not in ("prod", "l2"):
+        raise ValueError(f"dist_type: expected 'prod' or 'l2', got {p['dist_type']!r}")
+    if "batchsize" in kw and kw["batchsize"] is not None:
+        check_int("batchsize", kw["batchsize"])
+    return p
+
+
+def to_core(p: dict, deterministic: bool = True):
+    """The binding's SearchParams object for a normalized dict."""
+    from . import _C
+
+    c = _C.SearchParams()
+    for name in INT_PARAMS + BOOL_PARAMS + ("dist_type",):
+        setattr(c, name, p[name])
+    c.deterministic = deterministic
+    return c
+
+
+def pack(p: dict):
+    """(int list, bool list, dist_type) for the torch op schema."""
+    return [p[n] for n in INT_PARAMS], [p[n] for n in BOOL_PARAMS], p["dist_type"]
+
+
+def unpack(ints, bools, dist_type) -> dict:
+    p = dict(zip(INT_PARAMS, ints))
+    p.update(zip(BOOL_PARAMS, bools))
+    p["dist_type"] = dist_type
+    return p
+
+
+def output_sizes(shape, p: dict):
+    """(B, HD, Q, K) of the outputs for a video shape, as the core computes them
+    (used where the core cannot be called, e.g. torch's fake tensors)."""
+    if len(shape) == 5:
+        B, T, C, H, W = shape
+        HD = p["nheads"]
+    else:
+        B, HD, T, C, H, W = shape
+    nH = (H - 1) // p["stride0"] + 1
+    nW = (W - 1) // p["stride0"] + 1
+    st = min(2 * p["wt"] + 1, T)
+    if p["ws"] < 0:
+        slots = st * (-(-H // p["stride1"])) * (-(-W // p["stride1"]))
+    else:
+        slots = st * p["ws"] * p["ws"]
+    K = p["k"] if p["k"] > 0 else slots
+    return B, HD, T * nH * nW, K

@@ -1,0 +1,5 @@
+"""The torch adapter: stnls ops registered with torch.library (so torch.compile and
+torch.export see them), their autograd, and the nn.Module classes."""
+from . import search
+
+__all__ = ["search"]

@@ -1,0 +1,138 @@
+"""Torch adapter of the non-local search: the custom ops `stnls::search_forward` and
+`stnls::search_backward` (with fake implementations and autograd) and the module
+`NonLocalSearch` of the 2023 API."""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .. import _C
+from .._params import normalize, output_sizes, pack, to_core, unpack
+
+
+def _stream(t: Tensor):
+    return torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else None
+
+
+def _flow(flow: Optional[Tensor], vid0: Tensor) -> Optional[Tensor]:
+    # The core wants flows in the videos' dtype; a float flow of the other precision is cast.
+    if flow is not None and isinstance(flow, Tensor) and flow.is_floating_point() \
+            and vid0.is_floating_point() and flow.dtype != vid0.dtype:
+        return flow.to(vid0.dtype)
+    return flow
+
+
+@torch.library.custom_op("stnls::search_forward", mutates_args=())
+def search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: Optional[Tensor],
+                   ints: List[int], bools: List[bool], dist_type: str) -> Tuple[Tensor, Tensor]:
+    """dists (B,HD,Q,K), inds (B,HD,Q,K,3) int32; see stnls.search.nls."""
+    params = to_core(unpack(ints, bools, dist_type))
+    # DLPack refuses tensors that require grad; autograd is handled around the op.
+    vid0, vid1 = vid0.detach(), vid1.detach()
+    fflow = fflow.detach() if fflow is not None else None
+    bflow = bflow.detach() if bflow is not None else None
+    sizes = _C.search_shape(params, vid0, vid1)
+    shape = (sizes["B"], sizes["HD"], sizes["Q"], sizes["K"])
+    dists = torch.empty(shape, dtype=vid0.dtype, device=vid0.device)
+    inds = torch.empty(shape + (3,), dtype=torch.int32, device=vid0.device)
+    _C.search_forward(params, vid0, vid1, fflow, bflow, dists, inds, stream=_stream(vid0))
+    return dists, inds
+
+
+@search_forward.register_fake
+def _(vid0, vid1, fflow, bflow, ints, bools, dist_type):
+    shape = output_sizes(tuple(vid0.shape), unpack(ints, bools, dist_type))
+    return (vid0.new_empty(shape), vid0.new_empty(shape + (3,), dtype=torch.int32))
+
+
+@torch.library.custom_op("stnls::search_backward", mutates_args=())
+def search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tensor, ints: List[int],
+                    bools: List[bool], dist_type: str, deterministic: bool) -> Tuple[Tensor, Tensor]:
+    """(grad_vid0, grad_vid1) of sum(grad_dists * dists)."""
+    params = to_core(unpack(ints, bools, dist_type), deterministic)
+    grad_dists, vid0, vid1 = grad_dists.detach(), vid0.detach(), vid1.detach()
+    grad0 = torch.empty_like(vid0, memory_format=torch.contiguous_format)
+    grad1 = torch.empty_like(vid1, memory_format=torch.contiguous_format)
+    nbytes = _C.search_backward_workspace_size(params, vid0, vid1, inds)
+    # Scratch comes from torch's caching allocator, on the caller's stream.
+    workspace = torch.empty(nbytes, dtype=torch.uint8, device=vid0.device) if nbytes else None
+    _C.search_backward(params, grad_dists, inds, vid0, vid1, grad0, grad1, workspace,
+                       stream=_stream(vid0))
+    return grad0, grad1
+
+
+@search_backward.register_fake
+def _(grad_dists, inds, vid0, vid1, ints, bools, dist_type, deterministic):
+    return torch.empty_like(vid0), torch.empty_like(vid1)
+
+
+def _setup_context(ctx, inputs, output):
+    vid0, vid1, _, _, ints, bools, dist_type = inputs
+    ctx.save_for_backward(vid0, vid1, output[1])
+    ctx.params = (ints, bools, dist_type)
+    ctx.mark_non_differentiable(output[1])
+
+
+def _backward(ctx, grad_dists, grad_inds):
+    vid0, vid1, inds = ctx.saved_tensors
+    ints, bools, dist_type = ctx.params
+    grad0, grad1 = search_backward(grad_dists.contiguous(), inds, vid0, vid1, ints, bools,
+                                   dist_type, True)
+    return (grad0 if ctx.needs_input_grad[0] else None,
+            grad1 if ctx.needs_input_grad[1] else None, None, None, None, None, None)
+
+
+search_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _check_tensor(x, name):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+
+
+def nls_torch(vid0, vid1, fflow, bflow, p: dict):
+    """Forward with autograd for torch tensors (p: normalized parameters)."""
+    for x, name in ((vid0, "vid0"), (vid1, "vid1")):
+        _check_tensor(x, name)
+    for x, name in ((fflow, "fflow"), (bflow, "bflow")):
+        if x is not None:
+            _check_tensor(x, name)
+    ints, bools, dist_type = pack(p)
+    return search_forward(vid0, vid1, _flow(fflow, vid0), _flow(bflow, vid0), ints, bools, dist_type)
+
+
+def nls_backward_torch(grad_dists, inds, vid0, vid1, p: dict, deterministic: bool = True):
+    ints, bools, dist_type = pack(p)
+    return search_backward(grad_dists.contiguous(), inds, vid0.detach(), vid1.detach(), ints,
+                           bools, dist_type, deterministic)
+
+
+class NonLocalSearch(torch.nn.Module):
+    """Top-k space-time non-local search as a module (the 2023 API).
+
+    search = NonLocalSearch(ws, wt, ps, k, nheads)
+    dists, inds = search(vid0, vid1, fflow, bflow)   # (B,HD,Q,K), (B,HD,Q,K,3)
+    """
+
+    def __init__(self, ws, wt, ps, k, nheads=1, dist_type="prod", stride0=4, stride1=1,
+                 dilation=1, pt=1, reflect_bounds=True, full_ws=True, anchor_self=False,
+                 remove_self=False, use_adj=False, off_H0=0, off_W0=0, off_H1=0, off_W1=0,
+                 **tuning):
+        super().__init__()
+        self.params = normalize(ws, wt, ps, k, nheads=nheads, dist_type=dist_type,
+                                stride0=stride0, stride1=stride1, dilation=dilation, pt=pt,
+                                reflect_bounds=reflect_bounds, full_ws=full_ws,
+                                anchor_self=anchor_self, remove_self=remove_self,
+                                use_adj=use_adj, off_H0=off_H0, off_W0=off_W0, off_H1=off_H1,
+                                off_W1=off_W1, **tuning)
+        for name, value in self.params.items():
+            setattr(self, name, value)
+
+    def forward(self, vid0, vid1, fflow=None, bflow=None, batchsize=-1):
+        # batchsize is kept for compatibility: the fused search needs no per-batch memory.
+        return nls_torch(vid0, vid1, fflow, bflow, self.params)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.params.items())

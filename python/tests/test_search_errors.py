@@ -1,0 +1,164 @@
+"""Bad inputs to stnls.search raise ValueError (shapes, values, ranges) or TypeError (dtypes)
+with a message naming the argument, for NumPy arrays and torch tensors alike."""
+import numpy as np
+import pytest
+
+stnls = pytest.importorskip("stnls", reason="stnls is not built/installed")
+
+B, T, C, H, W = 1, 3, 4, 7, 6
+GOOD = dict(ws=3, wt=1, ps=3, k=5, nheads=2)
+
+
+def inputs(dtype=np.float32):
+    r = np.random.default_rng(0)
+    vid0 = r.normal(size=(B, T, C, H, W)).astype(dtype)
+    vid1 = r.normal(size=(B, T, C, H, W)).astype(dtype)
+    fflow = r.normal(size=(B, T, 2, H, W)).astype(dtype)
+    bflow = r.normal(size=(B, T, 2, H, W)).astype(dtype)
+    return dict(vid0=vid0, vid1=vid1, fflow=fflow, bflow=bflow)
+
+
+def with_arrays(**over):
+    def build():
+        a = inputs()
+        a.update({k: (v() if callable(v) else v) for k, v in over.items()})
+        return a
+    return build
+
+
+# (id, arrays builder, parameter overrides, exception, regex the message must match)
+BAD = [
+    ("C-not-divisible", with_arrays(), dict(nheads=3), ValueError, "nheads"),
+    ("vid-shape-mismatch", with_arrays(vid1=lambda: np.zeros((B, T, C, H + 1, W), np.float32)),
+     {}, ValueError, "vid1|vid0"),
+    ("vid-T-mismatch", with_arrays(vid1=lambda: np.zeros((B, T - 1, C, H, W), np.float32)),
+     {}, ValueError, "vid1|vid0"),
+    ("vid-channels-mismatch", with_arrays(vid1=lambda: np.zeros((B, T, C + 2, H, W), np.float32)),
+     {}, ValueError, "vid1|vid0"),
+    ("fflow-channels", with_arrays(fflow=lambda: np.zeros((B, T, 3, H, W), np.float32)),
+     {}, ValueError, "fflow"),
+    ("bflow-size", with_arrays(bflow=lambda: np.zeros((B, T, 2, H, W + 1), np.float32)),
+     {}, ValueError, "bflow"),
+    ("fflow-ndim", with_arrays(fflow=lambda: np.zeros((T, 2, H, W), np.float32)),
+     {}, ValueError, "fflow"),
+    ("fflow-batch", with_arrays(fflow=lambda: np.zeros((B + 1, T, 2, H, W), np.float32)),
+     {}, ValueError, "fflow"),
+    ("k-too-large", with_arrays(), dict(k=3 * 3 * 3 + 1), ValueError, r"\bk\b"),
+    ("k-too-large-ws-1", with_arrays(), dict(ws=-1, k=3 * H * W + 1), ValueError, r"\bk\b"),
+    ("ws-zero", with_arrays(), dict(ws=0), ValueError, r"\bws\b"),
+    ("ws-minus-2", with_arrays(), dict(ws=-2), ValueError, r"\bws\b"),
+    ("ps-zero", with_arrays(), dict(ps=0), ValueError, r"\bps\b"),
+    ("ps-negative", with_arrays(), dict(ps=-1), ValueError, r"\bps\b"),
+    ("wt-negative", with_arrays(), dict(wt=-1), ValueError, r"\bwt\b"),
+    ("anchor-and-remove", with_arrays(), dict(anchor_self=True, remove_self=True), ValueError,
+     "anchor_self|remove_self"),
+    ("integer-videos", with_arrays(vid0=lambda: np.ones((B, T, C, H, W), np.int32),
+                                   vid1=lambda: np.ones((B, T, C, H, W), np.int32)),
+     {}, TypeError, "vid0|vid1"),
+    ("integer-vid1", with_arrays(vid1=lambda: np.ones((B, T, C, H, W), np.int64)),
+     {}, TypeError, "vid1"),
+    ("float16-videos", with_arrays(vid0=lambda: np.ones((B, T, C, H, W), np.float16),
+                                   vid1=lambda: np.ones((B, T, C, H, W), np.float16)),
+     {}, TypeError, "vid0|vid1"),
+    ("vid0-4d", with_arrays(vid0=lambda: np.zeros((T, C, H, W), np.float32)),
+     {}, ValueError, "vid0"),
+    ("vid1-7d", with_arrays(vid1=lambda: np.zeros((B, 2, T, 2, H, W, 1), np.float32)),
+     {}, ValueError, "vid1"),
+    ("mixed-float-dtypes", with_arrays(vid1=lambda: np.zeros((B, T, C, H, W), np.float64)),
+     {}, TypeError, "vid1|vid0"),
+    ("flow-dtype", with_arrays(fflow=lambda: np.zeros((B, T, 2, H, W), np.float64)),
+     {}, TypeError, "fflow"),
+    ("integer-flow", with_arrays(bflow=lambda: np.zeros((B, T, 2, H, W), np.int32)),
+     {}, TypeError, "bflow"),
+    ("stride0-negative", with_arrays(), dict(stride0=-1), ValueError, "stride0"),
+    ("stride0-zero", with_arrays(), dict(stride0=0), ValueError, "stride0"),
+    ("stride1-zero", with_arrays(), dict(stride1=0), ValueError, "stride1"),
+    ("dilation-zero", with_arrays(), dict(dilation=0), ValueError, "dilation"),
+    ("pt-zero", with_arrays(), dict(pt=0), ValueError, r"\bpt\b"),
+    ("nheads-zero", with_arrays(), dict(nheads=0), ValueError, "nheads"),
+    ("dist-type", with_arrays(), dict(dist_type="cosine"), ValueError, "dist_type"),
+    ("6d-nheads-mismatch",
+     with_arrays(vid0=lambda: np.zeros((B, 2, T, 2, H, W), np.float32),
+                 vid1=lambda: np.zeros((B, 2, T, 2, H, W), np.float32)),
+     dict(nheads=4), ValueError, "nheads|vid0"),
+]
+NON_INTEGER = [
+    ("ws-float", dict(ws=3.5), "ws"),
+    ("k-float", dict(k=2.5), r"\bk\b"),
+    ("stride0-float", dict(stride0=1.5), "stride0"),
+]
+
+
+def convert(arrays, backend):
+    if backend == "numpy":
+        return arrays
+    torch = pytest.importorskip("torch")
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+
+def call_nls(a, params):
+    p = dict(GOOD)
+    p.update(params)
+    ws, wt, ps, k, nheads = (p.pop(x) for x in ("ws", "wt", "ps", "k", "nheads"))
+    return stnls.search.nls(a["vid0"], a["vid1"], a["fflow"], a["bflow"], ws, wt, ps, k,
+                            nheads, **p)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("name,build,params,exc,pattern", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_raises(name, build, params, exc, pattern, backend):
+    a = convert(build(), backend)
+    with pytest.raises(exc, match=pattern):
+        call_nls(a, params)
+
+
+@pytest.mark.parametrize("name,build,params,exc,pattern", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_raises_module(name, build, params, exc, pattern):
+    torch = pytest.importorskip("torch")  # noqa: F841
+    a = convert(build(), "torch")
+    p = dict(GOOD)
+    p.update(params)
+    ws, wt, ps, k, nheads = (p.pop(x) for x in ("ws", "wt", "ps", "k", "nheads"))
+    with pytest.raises(exc, match=pattern):
+        search = stnls.search.NonLocalSearch(ws, wt, ps, k, nheads, **p)
+        search(a["vid0"], a["vid1"], a["fflow"], a["bflow"])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("name,params,pattern", NON_INTEGER, ids=[n[0] for n in NON_INTEGER])
+def test_non_integer_parameter(name, params, pattern, backend):
+    a = convert(inputs(), backend)
+    with pytest.raises((TypeError, ValueError), match=pattern):
+        call_nls(a, params)
+
+
+def test_good_inputs_do_not_raise():
+    """The baseline of the table above is valid (so each failure is due to its one change)."""
+    call_nls(inputs(), {})
+    call_nls(convert(inputs(), "torch"), {})
+
+
+def test_backward_bad_inputs():
+    a = inputs(np.float64)
+    d, i = call_nls(a, {})
+    g = np.ones_like(d)
+    args = (3, 1, 3, 5, 2)
+    stnls.search.nls_backward(g, i, a["vid0"], a["vid1"], *args)  # the baseline is valid
+    with pytest.raises(ValueError, match="grad_dists"):
+        stnls.search.nls_backward(g[..., :-1], i, a["vid0"], a["vid1"], *args)
+    with pytest.raises(ValueError, match="inds"):
+        stnls.search.nls_backward(g, i[..., :2], a["vid0"], a["vid1"], *args)
+    with pytest.raises(TypeError, match="inds"):
+        stnls.search.nls_backward(g, i.astype(np.float64), a["vid0"], a["vid1"], *args)
+    with pytest.raises(TypeError, match="grad_dists"):
+        stnls.search.nls_backward(g.astype(np.float32), i, a["vid0"], a["vid1"], *args)
+
+
+def test_mixed_devices():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("cuda: torch.cuda.is_available() is False on this machine")
+    a = convert(inputs(), "torch")
+    a["vid1"] = a["vid1"].cuda()
+    with pytest.raises(ValueError, match="vid1|device"):
+        call_nls(a, {})
