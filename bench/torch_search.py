@@ -28,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 def _bound(x, L, reflect_bounds):
     """SPEC reflect (one reflection) or clipping test; returns (coord, inside-mask)."""
     if reflect_bounds:
-        x = torch.where(x < 0, -x, x)
+        x = x.abs()
         x = torch.where(x >= L, 2 * (L - 1) - x, x)
     ok = (x >= 0) & (x < L)
     return x, ok
@@ -142,9 +142,10 @@ def _window_base(c, L, s, ws, full_ws):
     return c + s * a0
 
 
-def _candidates(b, q0, q1, geom, fflow, bflow):
-    """Candidate pixels of queries [q0, q1): flat index (Qc, Ncand) (T*H*W when invalid),
-    validity mask, and the pieces needed to turn a position back into (t, h, w)."""
+def _candidates(b, q0, q1, geom, fflow, bflow, want_flat=True):
+    """Candidate pixels of queries [q0, q1): flat index (Qc, Ncand) (T*H*W when invalid;
+    only if want_flat), validity mask (Qc, Ncand) or None when every candidate is inside
+    the frame, and the pieces needed to turn a position back into (t, h, w)."""
     T, H, W, nH, nW, stride0, stride1, ws, wt, full_ws, device = geom
     q = torch.arange(q0, q1, device=device)
     t = q // (nH * nW)
@@ -160,11 +161,18 @@ def _candidates(b, q0, q1, geom, fflow, bflow):
     x = bw[:, :, None] + stride1 * torch.arange(nw, device=device)  # (Qc, st, nw)
     vy = (y >= 0) & (y < H)
     vx = (x >= 0) & (x < W)
-    flat = fr[:, :, None, None] * (H * W) + y[:, :, :, None] * W + x[:, :, None, :]
-    valid = vy[:, :, :, None] & vx[:, :, None, :]
-    flat = torch.where(valid, flat, torch.full_like(flat, T * H * W))
     Qc = q1 - q0
-    return flat.reshape(Qc, -1), valid.reshape(Qc, -1), (fr, bh, bw, nh, nw), q
+    # full_ws windows that fit in the frame are all valid: skip the masks' cost then
+    valid = None
+    if not (bool(vy.all()) and bool(vx.all())):
+        valid = (vy[:, :, :, None] & vx[:, :, None, :]).reshape(Qc, -1)
+    flat = None
+    if want_flat:
+        yx = y[:, :, :, None] * W + x[:, :, None, :]
+        flat = (yx + (fr * (H * W))[:, :, None, None]).reshape(Qc, -1)
+        if valid is not None:
+            flat = flat.masked_fill(~valid, T * H * W)
+    return flat, valid, (fr, bh, bw, nh, nw), q
 
 
 def _positions_to_inds(pos, pieces, stride1):
@@ -194,14 +202,127 @@ def _selected_dists(v0h, v1h, qtap, ktap, l2):
     return torch.matmul(c, a.transpose(-1, -2)).squeeze(-1)
 
 
+def _query_pixels(qs, H, W, nH, nW, stride0):
+    """Flat pixel (t*H*W + h*W + w) of queries qs."""
+    return (qs // (nH * nW)) * (H * W) + ((qs % (nH * nW)) // nW) * stride0 * W \
+        + (qs % nW) * stride0
+
+
+def _search_gather(dists, inds, v0, v1, tap, geom, fflow, bflow, k, l2, bad, ps, pt,
+                   dilation, reflect_bounds, chunk_elems, qa):
+    """Gather method: (Qc, Ncand, D) candidate patch blocks from a per-pixel patch table."""
+    T, H, W, nH, nW, stride0, stride1, ws, wt, full_ws, device = geom
+    B, HD, THWp1, Cd = v0.shape
+    THW = THWp1 - 1
+    Qe = qa + dists.shape[2]  # queries qa..Qe-1; output row = query - qa
+    D = tap.shape[1] * Cd
+    Ncand = None
+    for b in range(B):
+        # every pixel's patch as one row per head; the last row is the zero patch
+        P1 = [v1[b, h].index_select(0, tap.reshape(-1)).view(THW + 1, D) for h in range(HD)]
+        q0 = qa
+        while q0 < Qe:
+            if Ncand is None:  # learn the candidate count from a one-query chunk
+                Ncand = _candidates(b, qa, qa + 1, geom, fflow, bflow)[0].shape[1]
+                qc = max(1, chunk_elems // max(1, Ncand * D))
+            q1 = min(Qe, q0 + qc)
+            flat, valid, pieces, qs = _candidates(b, q0, q1, geom, fflow, bflow)
+            qtap = tap[_query_pixels(qs, H, W, nH, nW, stride0)].reshape(-1)
+            flat = flat.reshape(-1)
+            for h in range(HD):
+                Pq = v0[b, h].index_select(0, qtap).view(q1 - q0, D)
+                G = P1[h].index_select(0, flat).view(q1 - q0, Ncand, D)
+                if l2:
+                    d = G.sub_(Pq[:, None, :]).square_().sum(-1)
+                else:
+                    d = torch.bmm(G, Pq[:, :, None]).squeeze(-1)
+                del G
+                if valid is not None:
+                    d.masked_fill_(~valid, bad)
+                val, pos = torch.topk(d, k, dim=1, largest=not l2, sorted=True)
+                ind = _positions_to_inds(pos, pieces, stride1)
+                ind[torch.isinf(val)] = -1
+                dists[b, h, q0 - qa:q1 - qa] = val
+                inds[b, h, q0 - qa:q1 - qa] = ind.to(torch.int32)
+            q0 = q1
+
+
+def _search_conv(dists, inds, v0, v1, tap, geom, fflow, bflow, k, l2, bad, ps, pt,
+                 dilation, reflect_bounds, chunk_elems, qa):
+    """Conv method: each query's search region (st frames x pt x R x R pixels) is gathered
+    once and correlated with the query's patch by a grouped conv2d (one group per query and
+    head), which computes all ws x ws window distances without a per-candidate patch copy.
+    l2 uses |a|^2 + |b|^2 - 2ab (|b|^2 by a box filter of the squared region)."""
+    T, H, W, nH, nW, stride0, stride1, ws, wt, full_ws, device = geom
+    B, HD, THWp1, Cd = v0.shape
+    THW = THWp1 - 1
+    C = HD * Cd
+    Qe = qa + dists.shape[2]  # queries qa..Qe-1; output row = query - qa
+    st = min(2 * wt + 1, T)
+    o = ps // 2
+    R = stride1 * (ws - 1) + dilation * (ps - 1) + 1
+    ar = torch.arange(R, device=device)
+    pk = torch.arange(pt, device=device)
+    # rows of all heads' channels: (B, THW+1, C), the zero row last
+    rows0 = v0.permute(0, 2, 1, 3).reshape(B, THWp1, C)
+    rows1 = v1.permute(0, 2, 1, 3).reshape(B, THWp1, C)
+    per_query = st * pt * R * R * C + st * HD * ws * ws
+    qc = max(1, chunk_elems // per_query)
+    for b in range(B):
+        for q0 in range(qa, Qe, qc):
+            q1 = min(Qe, q0 + qc)
+            Qc = q1 - q0
+            _, valid, pieces, qs = _candidates(b, q0, q1, geom, fflow, bflow, want_flat=False)
+            fr, bh, bw, _, _ = pieces  # (Qc, st)
+            tt, tok = _bound(fr[:, :, None] + pk, T, reflect_bounds)  # (Qc, st, pt)
+            yy, yok = _bound(bh[:, :, None] - dilation * o + ar, H, reflect_bounds)
+            xx, xok = _bound(bw[:, :, None] - dilation * o + ar, W, reflect_bounds)
+            idx = (tt[:, :, :, None, None] * (H * W) + yy[:, :, None, :, None] * W
+                   + xx[:, :, None, None, :])  # (Qc, st, pt, R, R)
+            if not (bool(tok.all()) and bool(yok.all()) and bool(xok.all())):
+                ok = tok[:, :, :, None, None] & yok[:, :, None, :, None] & xok[:, :, None, None, :]
+                idx = idx.masked_fill(~ok, THW)
+            reg = rows1[b].index_select(0, idx.reshape(-1))
+            reg = reg.view(Qc, st, pt, R, R, HD, Cd).permute(1, 0, 5, 2, 6, 3, 4)
+            reg = reg.reshape(st, Qc * HD * pt * Cd, R, R)  # (st, groups*pt*Cd, R, R)
+            qtap = tap[_query_pixels(qs, H, W, nH, nW, stride0)]  # (Qc, taps)
+            wq = rows0[b].index_select(0, qtap.reshape(-1))
+            wq = wq.view(Qc, pt, ps, ps, HD, Cd).permute(0, 4, 1, 5, 2, 3)
+            wq = wq.reshape(Qc * HD, pt * Cd, ps, ps)
+            d = torch.nn.functional.conv2d(reg, wq, stride=stride1, dilation=dilation,
+                                           groups=Qc * HD)  # (st, Qc*HD, ws, ws)
+            if l2:
+                bb = reg.view(st, Qc * HD, pt * Cd, R, R).square().sum(2)
+                box = torch.ones(1, 1, ps, ps, dtype=d.dtype, device=device)
+                bb = torch.nn.functional.conv2d(bb.view(st * Qc * HD, 1, R, R), box,
+                                                stride=stride1, dilation=dilation)
+                aa = wq.square().sum((1, 2, 3))  # (Qc*HD,)
+                d = (aa[None, :, None, None] + bb.view_as(d)) - 2 * d
+            d = d.view(st, Qc, HD, ws * ws).permute(1, 2, 0, 3).reshape(Qc, HD, st * ws * ws)
+            if valid is not None:
+                d = d.masked_fill(~valid[:, None, :], bad)
+            val, pos = torch.topk(d, k, dim=2, largest=not l2, sorted=True)  # (Qc, HD, k)
+            pos = pos.permute(1, 0, 2)  # (HD, Qc, k)
+            val = val.permute(1, 0, 2)
+            for h in range(HD):
+                ind = _positions_to_inds(pos[h], pieces, stride1)
+                ind[torch.isinf(val[h])] = -1
+                inds[b, h, q0 - qa:q1 - qa] = ind.to(torch.int32)
+            dists[b, :, q0 - qa:q1 - qa] = val
+
+
 def nls_torch(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod",
               stride0=4, stride1=1, dilation=1, pt=1, reflect_bounds=True, full_ws=True,
-              chunk_elems=None):
+              chunk_elems=None, method=None, queries=None):
     """Plain-PyTorch search with stnls.search.nls's meaning; returns (dists, inds).
 
     dists (B, HD, Q, K) in the video dtype, inds (B, HD, Q, K, 3) int32. Gradients reach
     vid0 and vid1 through torch autograd. ``chunk_elems`` bounds the elements of one
-    gathered candidate block (default 2**24 on CPU, 2**28 on CUDA).
+    gathered candidate block (default 2**24 on CPU, 2**28 on CUDA). ``method``: "gather"
+    (candidate patches gathered from a per-pixel patch table, reduced with bmm) or "conv"
+    (each query's patch correlated with its gathered search region by a grouped conv2d;
+    the default when ws > 0, several times faster on CPU). ``queries=(qa, qb)`` computes
+    only queries qa..qb-1 (their rows of the full result), e.g. to spot-check a large case.
     """
     if dist_type not in ("prod", "l2"):
         raise ValueError("dist_type: expected 'prod' or 'l2'")
@@ -238,60 +359,39 @@ def nls_torch(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod
     v0 = _heads_layout(vid0, nheads)  # (B, HD, THW+1, Cd), differentiable
     v1 = _heads_layout(vid1, nheads)
 
-    dists = torch.empty(B, HD, Q, k, dtype=vid0.dtype, device=device)
-    inds = torch.empty(B, HD, Q, k, 3, dtype=torch.int32, device=device)
-    qc = max(1, min(Q, chunk_elems // max(1, Ncand * D)))
+    qa, qb = (0, Q) if queries is None else (max(0, queries[0]), min(Q, queries[1]))
+    dists = torch.empty(B, HD, qb - qa, k, dtype=vid0.dtype, device=device)
+    inds = torch.empty(B, HD, qb - qa, k, 3, dtype=torch.int32, device=device)
+    if method is None:
+        method = "conv" if ws > 0 else "gather"
+    if method not in ("gather", "conv") or (method == "conv" and ws <= 0):
+        raise ValueError(f"method: expected 'gather' or 'conv' (ws > 0), got {method!r}")
     with torch.no_grad():
-        for b in range(B):
-            # every pixel's patch as one row per head; the last row is the zero patch
-            P1 = [v1[b, h].detach().index_select(0, tap.reshape(-1)).view(THW + 1, D)
-                  for h in range(HD)]
-            for q0 in range(0, Q, qc):
-                q1 = min(Q, q0 + qc)
-                flat, valid, pieces, qs = _candidates(b, q0, q1, geom, fflow, bflow)
-                qpix = (qs // (nH * nW)) * (H * W) + ((qs % (nH * nW)) // nW) * stride0 * W \
-                    + (qs % nW) * stride0
-                qtap = tap[qpix].reshape(-1)
-                flat = flat.reshape(-1)
-                for h in range(HD):
-                    Pq = v0[b, h].detach().index_select(0, qtap).view(q1 - q0, D)
-                    G = P1[h].index_select(0, flat).view(q1 - q0, Ncand, D)
-                    if l2:
-                        d = G.sub_(Pq[:, None, :]).square_().sum(-1)
-                    else:
-                        d = torch.bmm(G, Pq[:, :, None]).squeeze(-1)
-                    del G
-                    d.masked_fill_(~valid, bad)
-                    val, pos = torch.topk(d, k, dim=1, largest=not l2, sorted=True)
-                    ind = _positions_to_inds(pos, pieces, stride1)
-                    ind[torch.isinf(val)] = -1
-                    dists[b, h, q0:q1] = val
-                    inds[b, h, q0:q1] = ind.to(torch.int32)
-            del P1
+        args = (dists, inds, v0.detach(), v1.detach(), tap, geom, fflow, bflow, k, l2, bad,
+                ps, pt, dilation, reflect_bounds, chunk_elems, qa)
+        (_search_gather if method == "gather" else _search_conv)(*args)
     if not need_grad:
         return dists, inds
 
     # Recompute the selected distances with autograd, chunk by chunk, checkpointed so that
     # only indices are saved between forward and backward.
     out = []
-    tapx = tap  # (THW+1, taps); row THW is the "no pixel" row
-    qchunk = max(1, min(Q, chunk_elems // max(1, HD * k * D)))
-    q_all = torch.arange(Q, device=device)
-    qpix_all = (q_all // (nH * nW)) * (H * W) + ((q_all % (nH * nW)) // nW) * stride0 * W \
-        + (q_all % nW) * stride0
-    head_off = (torch.arange(HD, device=device) * (THW + 1))
+    Qs = qb - qa  # local rows 0..Qs-1 are queries qa..qb-1
+    qchunk = max(1, min(Qs, chunk_elems // max(1, HD * k * D)))
+    qpix_all = _query_pixels(torch.arange(qa, qb, device=device), H, W, nH, nW, stride0)
+    head_off = torch.arange(HD, device=device) * (THW + 1)
     for b in range(B):
         v0h = v0[b].reshape(HD * (THW + 1), Cd)
         v1h = v1[b].reshape(HD * (THW + 1), Cd)
-        ib = inds[b].long()  # (HD, Q, K, 3)
+        ib = inds[b].long()  # (HD, Qs, K, 3)
         ok = ib[..., 0] >= 0
         pix = torch.where(ok, ib[..., 0] * (H * W) + ib[..., 1] * W + ib[..., 2],
-                          torch.full_like(ib[..., 0], THW))  # (HD, Q, K)
+                          torch.full_like(ib[..., 0], THW))  # (HD, Qs, K)
         parts = []
-        for q0 in range(0, Q, qchunk):
-            q1 = min(Q, q0 + qchunk)
-            qtap = tapx[qpix_all[q0:q1]][None] + head_off[:, None, None]  # (HD, Qc, taps)
-            ktap = tapx[pix[:, q0:q1]] + head_off[:, None, None, None]  # (HD, Qc, K, taps)
+        for q0 in range(0, Qs, qchunk):
+            q1 = min(Qs, q0 + qchunk)
+            qtap = tap[qpix_all[q0:q1]][None] + head_off[:, None, None]  # (HD, Qc, taps)
+            ktap = tap[pix[:, q0:q1]] + head_off[:, None, None, None]  # (HD, Qc, K, taps)
             d = checkpoint(_selected_dists, v0h, v1h, qtap, ktap, l2, use_reentrant=False)
             parts.append(d)
         d = torch.cat(parts, 1)
@@ -418,12 +518,14 @@ def _compare(name, d_ref, i_ref, d, i, tol):
     d_ref = d_ref.double()
     d = d.double()
     fin = torch.isfinite(d_ref)
-    dclose = torch.allclose(torch.where(fin, d, 0 * d), torch.where(fin, d_ref, 0 * d_ref),
+    zero = torch.zeros_like(d_ref)
+    dclose = torch.allclose(torch.where(fin, d, zero), torch.where(fin, d_ref, zero),
                             rtol=tol, atol=tol) and bool((torch.isfinite(d) == fin).all())
     diff = (i != i_ref).any(-1)
     frac = diff.double().mean().item()
     # a differing index is acceptable when its distance ties with the reference's
-    tie_ok = bool(((d - d_ref).abs() <= tol * (1 + d_ref.abs()))[diff].all()) if diff.any() else True
+    tie = ((d - d_ref).abs() <= tol * (1 + d_ref.abs())) | (d == d_ref)
+    tie_ok = bool(tie[diff].all()) if diff.any() else True
     ok = dclose and tie_ok
     print(f"  {name}: dists close={dclose} index mismatch={frac:.4f} (ties ok={tie_ok}) "
           f"-> {'OK' if ok else 'FAIL'}")
@@ -439,6 +541,8 @@ def _check_brute(gen):
              stride0=3, stride1=1, dilation=1, pt=1, reflect_bounds=True, full_ws=True),
         dict(B=1, T=3, C=2, H=6, W=7, ws=5, wt=1, ps=5, k=4, nheads=1, dist_type="prod",
              stride0=2, stride1=2, dilation=2, pt=2, reflect_bounds=False, full_ws=False),
+        dict(B=1, T=2, C=3, H=5, W=6, ws=7, wt=0, ps=3, k=40, nheads=1, dist_type="l2",
+             stride0=2, stride1=1, dilation=1, pt=1, reflect_bounds=True, full_ws=False),
         dict(B=1, T=2, C=2, H=5, W=5, ws=-1, wt=1, ps=3, k=0, nheads=1, dist_type="l2",
              stride0=2, stride1=1, dilation=1, pt=1, reflect_bounds=True, full_ws=True),
     ]
@@ -448,34 +552,41 @@ def _check_brute(gen):
         vid0, vid1, ff, bf = _rand_case(gen, B, T, C, H, W, torch.float64)
         args = (cfg["ws"], cfg["wt"], cfg["ps"], cfg["k"])
         kw = {x: cfg[x] for x in cfg if x not in ("ws", "wt", "ps", "k")}
-        d, i = nls_torch(vid0, vid1, ff, bf, *args, **kw)
         ref = _brute_force(vid0, vid1, ff, bf, *args, **kw)
-        K = d.shape[-1]
-        d_ref = torch.full_like(d, float("inf") if cfg["dist_type"] == "l2" else float("-inf"))
-        i_ref = torch.full_like(i, -1)
-        for bh, rows in enumerate(ref):
-            b, h = divmod(bh, kw["nheads"])
-            for qq, cands in enumerate(rows):
-                for kk, (dv, loc) in enumerate(cands[:K]):
-                    d_ref[b, h, qq, kk] = dv
-                    i_ref[b, h, qq, kk] = torch.tensor(loc, dtype=torch.int32)
-        ok &= _compare(f"brute force {cfg['dist_type']} ws={args[0]} ps={args[2]} pt={kw['pt']} "
-                       f"s1={kw['stride1']} dil={kw['dilation']} refl={kw['reflect_bounds']} "
-                       f"full_ws={kw['full_ws']}", d_ref, i_ref, d, i, 1e-10)
+        for method in ("gather", "conv") if args[0] > 0 else ("gather",):
+            d, i = nls_torch(vid0, vid1, ff, bf, *args, method=method, **kw)
+            ok &= _compare_brute(ref, d, i, cfg, args, kw, method)
     return ok
+
+
+def _compare_brute(ref, d, i, cfg, args, kw, method):
+    """Top-k of the brute-force candidate lists against one nls_torch result."""
+    K = d.shape[-1]
+    d_ref = torch.full_like(d, float("inf") if cfg["dist_type"] == "l2" else float("-inf"))
+    i_ref = torch.full_like(i, -1)
+    for bh, rows in enumerate(ref):
+        b, h = divmod(bh, kw["nheads"])
+        for qq, cands in enumerate(rows):
+            for kk, (dv, loc) in enumerate(cands[:K]):
+                d_ref[b, h, qq, kk] = dv
+                i_ref[b, h, qq, kk] = torch.tensor(loc, dtype=torch.int32)
+    return _compare(f"brute force {method} {cfg['dist_type']} ws={args[0]} ps={args[2]} "
+                    f"pt={kw['pt']} s1={kw['stride1']} dil={kw['dilation']} "
+                    f"refl={kw['reflect_bounds']} full_ws={kw['full_ws']}",
+                    d_ref, i_ref, d, i, 1e-10)
 
 
 def _check_grad(gen):
     ok = True
     for dist_type in ("prod", "l2"):
-        vid0, vid1, ff, bf = _rand_case(gen, 1, 3, 4, 7, 6, torch.float64)
+        vid0, vid1, ff, bf = _rand_case(gen, 1, 3, 4, 6, 5, torch.float64)
         vid0.requires_grad_(True)
         vid1.requires_grad_(True)
 
         def f(a, c):
             return nls_torch(a, c, ff, bf, 3, 1, 3, 4, nheads=2, dist_type=dist_type,
-                             stride0=2, chunk_elems=64)[0]
-        g = torch.autograd.gradcheck(f, (vid0, vid1), eps=1e-6, atol=1e-6)
+                             stride0=2, chunk_elems=256)[0]
+        g = torch.autograd.gradcheck(f, (vid0, vid1), eps=1e-6, atol=1e-6, fast_mode=True)
         print(f"  gradcheck {dist_type} (chunked): {'OK' if g else 'FAIL'}")
         ok &= g
     return ok
@@ -486,7 +597,12 @@ def _check_chunks(gen):
     d0, i0 = nls_torch(vid0, vid1, ff, bf, 7, 1, 3, 5, nheads=2, stride0=2)
     d1, i1 = nls_torch(vid0, vid1, ff, bf, 7, 1, 3, 5, nheads=2, stride0=2, chunk_elems=1000)
     ok = torch.equal(i0, i1) and torch.allclose(d0, d1, rtol=1e-5, atol=1e-5)
-    print(f"  chunking changes nothing: {'OK' if ok else 'FAIL'}")
+    for method in ("gather", "conv"):
+        d2, i2 = nls_torch(vid0, vid1, ff, bf, 7, 1, 3, 5, nheads=2, stride0=2,
+                           chunk_elems=3000, method=method, queries=(50, 130))
+        ok &= torch.equal(i0[:, :, 50:130], i2) and torch.allclose(d0[:, :, 50:130], d2,
+                                                                     rtol=1e-5, atol=1e-5)
+    print(f"  chunking and query ranges change nothing: {'OK' if ok else 'FAIL'}")
     return ok
 
 
@@ -513,6 +629,21 @@ def _check_stnls(gen, device):
             ok &= _compare(f"vs stnls {device} {str(dtype)[6:]} {B}x{T}x{C}x{H}x{W} "
                            f"ws={args[0]} ps={args[2]} {kw['dist_type']}",
                            ds.cpu(), is_.cpu(), d.cpu(), i.cpu(), tol)
+            if dtype == torch.float64:
+                # gradients of the same weighted sum must agree too
+                a0 = vid0.clone().requires_grad_(True)
+                a1 = vid1.clone().requires_grad_(True)
+                c0 = vid0.clone().requires_grad_(True)
+                c1 = vid1.clone().requires_grad_(True)
+                dt, _ = nls_torch(a0, a1, ff, bf, *args, **kw)
+                dl, _ = stnls.search.nls(c0, c1, ff, bf, *args, **kw)
+                gd = torch.randn(dt.shape, generator=gen, dtype=dtype).to(device)
+                (dt * gd).sum().backward()
+                (dl * gd).sum().backward()
+                g_ok = torch.allclose(a0.grad, c0.grad, atol=1e-9) and \
+                    torch.allclose(a1.grad, c1.grad, atol=1e-9)
+                print(f"    gradients vs stnls: {'OK' if g_ok else 'FAIL'}")
+                ok &= g_ok
             kw.update(ws=args[0], wt=args[1], ps=args[2], k=args[3])
     return ok
 

@@ -16,5 +16,13 @@ namespace cuda {
 void search_forward(const detail::SearchArgs&, void*) { no_cuda(); }
 size_t search_backward_workspace_size(const detail::SearchArgs&) { no_cuda(); }
 void search_backward(const detail::SearchArgs&, void*, size_t, void*) { no_cuda(); }
+size_t fold_k_workspace_size(const detail::PatchArgs&) { no_cuda(); }
+size_t wpsum_backward_workspace_size(const detail::PatchArgs&) { no_cuda(); }
+void unfold(const detail::PatchArgs&, void*) { no_cuda(); }
+void fold(const detail::PatchArgs&, void*) { no_cuda(); }
+void unfold_k(const detail::PatchArgs&, void*) { no_cuda(); }
+void fold_k(const detail::PatchArgs&, void*, size_t, void*) { no_cuda(); }
+void wpsum_forward(const detail::PatchArgs&, void*) { no_cuda(); }
+void wpsum_backward(const detail::PatchArgs&, void*, size_t, void*) { no_cuda(); }
 }  // namespace cuda
 }  // namespace stnls

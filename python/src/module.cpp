@@ -10,6 +10,7 @@ namespace py = pybind11;
 namespace stnls {
 namespace py_bind {
 void bind_search(py::module_& m);
+void bind_patches(py::module_& m);
 }
 }  // namespace stnls
 
@@ -28,4 +29,5 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("cuda_available", &stnls::cuda_available, "True when this build has the CUDA backend.");
   stnls::py_bind::bind_search(m);
+  stnls::py_bind::bind_patches(m);
 }

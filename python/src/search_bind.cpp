@@ -99,7 +99,7 @@ void bind_search(py::module_& m) {
         Borrowed v0 = borrow(vid0, "vid0", stream), v1 = borrow(vid1, "vid1", stream);
         Borrowed g0 = borrow_output(grad_vid0, "grad_vid0", stream);
         Borrowed g1 = borrow_output(grad_vid1, "grad_vid1", stream);
-        Borrowed ws = borrow(workspace, "workspace", stream, /*raw=*/true);
+        Borrowed ws = borrow(workspace, "workspace", stream, /*raw=*/true);  // any dtype
         if (!ws.view.empty() &&
             (ws.view.device.kind != v0.view.device.kind || ws.view.device.index != v0.view.device.index))
           throw ValueError("workspace: expected memory on the device of vid0");

@@ -3,7 +3,7 @@
 `stnls.search` works on NumPy (or any DLPack) arrays without torch; the torch adapter
 (autograd, `NonLocalSearch` module) loads only when torch tensors or modules are used.
 """
-from . import search
+from . import agg, search, tile
 
 __version__ = "0.1.0"
 
@@ -15,4 +15,13 @@ def cuda_available() -> bool:
     return _cuda_available()
 
 
-__all__ = ["search", "cuda_available", "__version__"]
+def __getattr__(name):
+    # stnls.nn holds torch modules: it loads torch, so only on first use.
+    if name == "nn":
+        import importlib
+
+        return importlib.import_module(".nn", __name__)
+    raise AttributeError(f"module 'stnls' has no attribute {name!r}")
+
+
+__all__ = ["search", "tile", "agg", "nn", "cuda_available", "__version__"]

@@ -39,6 +39,17 @@ def _check_ndim(x, name):
         raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
 
 
+def _empty(x, shape, dtype=None):
+    """An uninitialised array of the library, device (and by default dtype) of x."""
+    xp = _namespace(x, "vid")
+    return xp.empty(tuple(shape), dtype=x.dtype if dtype is None else dtype,
+                    device=array_api_compat.device(x))
+
+
+def _workspace(x, nbytes):
+    return _empty(x, (nbytes,), _namespace(x, "vid").uint8) if nbytes else None
+
+
 def search_forward(vid0, vid1, fflow, bflow, p: dict):
     _check_ndim(vid0, "vid0")
     _check_ndim(vid1, "vid1")
@@ -68,3 +79,52 @@ def search_backward(grad_dists, inds, vid0, vid1, p: dict):
     _C.search_backward(params, grad_dists, inds, vid0, vid1, grad0, grad1, workspace,
                        stream=_stream(xp, vid0))
     return grad0, grad1
+
+
+# --- patches and aggregation (stnls.tile, stnls.agg) --------------------------------------
+
+def unfold(vid, shape, params):
+    _check_ndim(vid, "vid")
+    out = _empty(vid, shape)
+    _C.unfold(params, vid, out, stream=_stream(_namespace(vid, "vid"), vid))
+    return out
+
+
+def fold(patches, vid_shape, params):
+    _check_ndim(patches, "patches")
+    out = _empty(patches, vid_shape)
+    _C.fold(params, patches, out, stream=_stream(_namespace(patches, "patches"), patches))
+    return out
+
+
+def unfold_k(vid, inds, shape, params):
+    _check_ndim(vid, "vid")
+    out = _empty(vid, shape)
+    _C.unfold_k(params, vid, inds, out, stream=_stream(_namespace(vid, "vid"), vid))
+    return out
+
+
+def fold_k(patches, inds, vid_shape, params):
+    _check_ndim(patches, "patches")
+    out = _empty(patches, vid_shape)
+    ws = _workspace(patches, _C.fold_k_workspace_size(params, patches, inds, out))
+    _C.fold_k(params, patches, inds, out, ws, stream=_stream(_namespace(patches, "patches"), patches))
+    return out
+
+
+def wpsum_forward(vid, weights, inds, params):
+    _check_ndim(vid, "vid")
+    out = _empty(vid, vid.shape)
+    _C.wpsum_forward(params, vid, weights, inds, out, stream=_stream(_namespace(vid, "vid"), vid))
+    return out
+
+
+def wpsum_backward(grad_out, vid, weights, inds, params):
+    _check_ndim(vid, "vid")
+    _check_ndim(weights, "weights")
+    grad_vid = _empty(vid, vid.shape)
+    grad_weights = _empty(vid, weights.shape)
+    ws = _workspace(vid, _C.wpsum_backward_workspace_size(params, vid, weights, inds))
+    _C.wpsum_backward(params, grad_out, vid, weights, inds, grad_vid, grad_weights, ws,
+                      stream=_stream(_namespace(vid, "vid"), vid))
+    return grad_vid, grad_weights

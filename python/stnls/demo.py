@@ -12,8 +12,6 @@ Runs on the CPU with NumPy arrays (torch not needed); `--device cuda` uses torch
 import argparse
 import sys
 
-import numpy as np
-
 from ._demo_align import pair_videos, psnr, search_top1, warp_from_neighbours
 from ._demo_figure import error_image, montage
 from ._demo_video import read_frames, synthetic_video, video_flows
@@ -38,7 +36,8 @@ def _parser():
     p.add_argument("--ws", type=int, default=9, help="search window side (default 9)")
     p.add_argument("--ps", type=int, default=7, help="patch side (default 7)")
     p.add_argument("--device", default="cpu",
-                   help="cpu (NumPy arrays, default) or cuda (torch tensors)")
+                   help="cpu: NumPy arrays, no torch needed (default); any other torch "
+                        "device, e.g. cuda: torch tensors on it")
     p.add_argument("--out", default="stnls_demo.png", help="output PNG (default stnls_demo.png)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     return p
@@ -54,6 +53,8 @@ def main(argv=None):
         source = f"{noisy.shape[0]} frames from {args.frames}"
     else:
         size = args.size or 128
+        if args.nframes < 2:
+            raise SystemExit("--nframes: the video needs at least 2 frames")
         if size < 64:
             # Farneback's pyramid cannot follow a few pixels of motion on smaller frames.
             raise SystemExit("--size: the synthetic video needs frames of at least 64 pixels")

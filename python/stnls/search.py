@@ -8,11 +8,8 @@ torch; `NonLocalSearch` loads the torch adapter on first use.
 from __future__ import annotations
 
 from . import _array
+from ._dispatch import is_torch
 from ._params import normalize
-
-
-def _is_torch(x) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
 
 
 def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", stride0=4,
@@ -35,7 +32,7 @@ def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", str
                   full_ws=full_ws, anchor_self=anchor_self, remove_self=remove_self,
                   use_adj=use_adj, off_H0=off_H0, off_W0=off_W0, off_H1=off_H1,
                   off_W1=off_W1, batchsize=batchsize, **tuning)
-    if _is_torch(vid0):
+    if is_torch(vid0):
         from .torch import search as torch_search
 
         return torch_search.nls_torch(vid0, vid1, fflow, bflow, p)
@@ -53,7 +50,7 @@ def nls_backward(grad_dists, inds, vid0, vid1, ws, wt, ps, k, nheads=1, dist_typ
                   full_ws=full_ws, anchor_self=anchor_self, remove_self=remove_self,
                   use_adj=use_adj, off_H0=off_H0, off_W0=off_W0, off_H1=off_H1,
                   off_W1=off_W1, batchsize=batchsize, **tuning)
-    if _is_torch(vid0):
+    if is_torch(vid0):
         from .torch import search as torch_search
 
         return torch_search.nls_backward_torch(grad_dists, inds, vid0, vid1, p)

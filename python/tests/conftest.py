@@ -21,8 +21,15 @@ def _cuda_available():
 @pytest.fixture(params=["cpu", "cuda"])
 def device(request):
     """Torch device name; the cuda case is skipped (with a reason) without a GPU."""
-    if request.param == "cuda" and not _cuda_available():
-        pytest.skip("cuda: torch.cuda.is_available() is False on this machine")
+    if request.param == "cuda":
+        if not _cuda_available():
+            pytest.skip("cuda: torch.cuda.is_available() is False on this machine")
+        try:
+            import stnls
+        except ImportError:
+            return request.param  # the test module itself reports the missing library
+        if not stnls.cuda_available():
+            pytest.skip("cuda: this build of stnls has no CUDA backend (CPU-only build)")
     return request.param
 
 

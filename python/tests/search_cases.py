@@ -118,10 +118,12 @@ def to_numpy(x):
 def check_result(c, dists, inds, ref_d, ref_i, vid0=None, vid1=None):
     """Assert that a library result equals the reference for case c.
 
-    Indices must be equal exactly, except for float32 normal data, where a swap of two
-    candidates whose reference distances differ by less than the tolerance is accepted
-    (the float32 rounding may reorder near-ties); the swapped-in candidate's reference
-    distance must then match."""
+    Indices must be equal exactly for "grid" data (exact arithmetic: every tie is exact and
+    must follow the canonical order). For "normal" data, a swap of candidates whose reference
+    distances agree within the tolerance is accepted: besides float32 rounding, some
+    candidates tie mathematically (e.g. a palindromic query patch at a reflected border
+    against two mirrored candidate patches), and summation order then decides; the
+    swapped-in candidate's reference distance must match the reference at that rank."""
     dists, inds = to_numpy(dists), to_numpy(inds)
     assert dists.dtype == np.dtype(c["dtype"]), f"dists dtype {dists.dtype}"
     assert inds.dtype == np.int32, f"inds dtype {inds.dtype}"
@@ -136,7 +138,7 @@ def check_result(c, dists, inds, ref_d, ref_i, vid0=None, vid1=None):
     assert (dists[pad] == inf).all(), f"padded dists must be {inf}"
     same = (inds == ref_i).all(-1)
     if not same.all():
-        if c["dtype"] == "float64" or c["data"] == "grid" or vid0 is None:
+        if c["data"] == "grid" or vid0 is None:
             raise AssertionError(_first_diff("inds", ref_i, inds, ref_d, dists))
         # near-tie swaps only: the library's candidate must be as good as the reference's
         import torch

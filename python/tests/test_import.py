@@ -40,7 +40,7 @@ def test_import_does_not_import_torch():
 
 
 def test_numpy_search_does_not_import_torch():
-    run("import sys\nimport stnls\n" + SEARCH + "\nassert "torch" not in sys.modules, "the numpy path imported torch"\n")
+    run("import sys\nimport stnls\n" + SEARCH + "\nassert 'torch' not in sys.modules, 'the numpy path imported torch'\n")
 
 
 def test_numpy_search_without_torch_installed():

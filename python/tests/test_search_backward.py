@@ -13,18 +13,23 @@ torch = pytest.importorskip("torch")
 BASE = dict(ws=3, wt=1, ps=3, k=4, nheads=1, dist_type="prod", stride0=2, stride1=1,
             dilation=1, pt=1, reflect_bounds=True, full_ws=True, anchor_self=False,
             remove_self=False, use_adj=False, off_H0=0, off_W0=0, off_H1=0, off_W1=0,
-            dtype="float64", data="normal", B=1, T=2, C=2, H=5, W=5, flow="small", seed=3)
+            dtype="float64", data="normal", B=1, T=2, C=2, H=4, W=5, flow="small", seed=3)
 
 GRADCHECK_CASES = {
     "prod-reflect": {},
     "l2-reflect": dict(dist_type="l2"),
     "prod-noreflect": dict(reflect_bounds=False),
     "l2-noreflect-pt2": dict(dist_type="l2", reflect_bounds=False, pt=2),
-    "prod-pt2-dilation2": dict(pt=2, dilation=2),
+    # H=5: at H=4, dilation 2 reflects rows into mirrored patches that tie exactly
+    "prod-pt2-dilation2": dict(pt=2, dilation=2, H=5),
     "l2-heads2": dict(dist_type="l2", nheads=2, C=4),
     "prod-anchor": dict(anchor_self=True),
     "l2-padding": dict(dist_type="l2", full_ws=False, k=-1),
-    "prod-remove-offsets": dict(remove_self=True, off_H0=1, off_W1=-1, use_adj=True),
+    # reflection off: reflected borders plus shifted candidate patches create exact ties
+    # (mirrored candidate patches), where a finite-difference step would change the selection
+    "prod-remove-offsets": dict(remove_self=True, off_H0=1, off_W1=-1, use_adj=True,
+                                reflect_bounds=False),
+    "l2-use-adj": dict(dist_type="l2", use_adj=True, ps=2, wt=0),
     "l2-ws-1-stride1-2": dict(dist_type="l2", ws=-1, stride1=2, k=-1, wt=0, B=2),
 }
 

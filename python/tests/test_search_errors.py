@@ -66,7 +66,7 @@ BAD = [
      {}, ValueError, "vid1"),
     ("mixed-float-dtypes", with_arrays(vid1=lambda: np.zeros((B, T, C, H, W), np.float64)),
      {}, TypeError, "vid1|vid0"),
-    ("flow-dtype", with_arrays(fflow=lambda: np.zeros((B, T, 2, H, W), np.float64)),
+    ("complex-flow", with_arrays(fflow=lambda: np.zeros((B, T, 2, H, W), np.complex64)),
      {}, TypeError, "fflow"),
     ("integer-flow", with_arrays(bflow=lambda: np.zeros((B, T, 2, H, W), np.int32)),
      {}, TypeError, "bflow"),
@@ -130,6 +130,19 @@ def test_non_integer_parameter(name, params, pattern, backend):
     a = convert(inputs(), backend)
     with pytest.raises((TypeError, ValueError), match=pattern):
         call_nls(a, params)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_flow_of_other_float_precision_is_cast(backend):
+    """A float flow of the other precision is accepted and cast to the videos' dtype (the
+    library's documented choice: flows often come from a float32 network)."""
+    a = inputs()
+    d0, i0 = call_nls(convert(a, backend), {})
+    a64 = dict(a, fflow=a["fflow"].astype(np.float64), bflow=a["bflow"].astype(np.float64))
+    d1, i1 = call_nls(convert(a64, backend), {})
+    assert str(d1.dtype).endswith("float32")
+    np.testing.assert_array_equal(np.asarray(d0), np.asarray(d1))
+    np.testing.assert_array_equal(np.asarray(i0), np.asarray(i1))
 
 
 def test_good_inputs_do_not_raise():

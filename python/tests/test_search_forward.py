@@ -84,6 +84,18 @@ def test_ties_follow_canonical_order(dtype, dist_type, ws, stride1, full_ws, anc
     assert got == cands[:len(got)]
 
 
+@pytest.mark.parametrize("dist_type", ["prod", "l2"])
+def test_anchor_self_with_k1_returns_the_query_only(dist_type, device):
+    """k=1 with anchor_self leaves no room for other candidates: the self entry only."""
+    c = small_case(k=1, anchor_self=True, dist_type=dist_type, nheads=1, C=2, stride0=3)
+    arrays = sc.make_inputs(c)
+    ref_d, ref_i = run_ref(c, *arrays)
+    dists, inds = run_lib(c, *to_torch(arrays, device))
+    sc.check_result(c, dists, inds, ref_d, ref_i, arrays[0], arrays[1])
+    q = ref.query_grid(3, 9, 8, 3)
+    np.testing.assert_array_equal(sc.to_numpy(inds)[0, 0, :, 0], q)
+
+
 # ----------------------------------------------------------------------------- API forms
 def small_case(**over):
     c = dict(ws=5, wt=1, ps=3, k=7, nheads=2, dist_type="prod", stride0=2, stride1=1,
@@ -294,3 +306,23 @@ def test_autograd_flags(device):
         d, _ = run_lib(c, vid0, vid1, fflow, bflow)
     assert not d.requires_grad
     assert torch.equal(d, dists.detach())
+
+
+def test_inputs_not_modified(device):
+    """The search writes only its outputs (forward and backward)."""
+    c = small_case(flow="nonfinite", k=-1, dist_type="l2")
+    arrays = sc.make_inputs(c)
+    tensors = to_torch(arrays, device)
+    before = [t.clone() for t in tensors]
+    tensors[0].requires_grad_(True)
+    dists, _ = run_lib(c, *tensors)
+    dists.backward(torch.ones_like(dists))
+    for t, b in zip(tensors, before):
+        assert torch.equal(t.detach(), b) or (torch.isnan(b).any() and
+                                              torch.equal(t.detach().nan_to_num(), b.nan_to_num()))
+    copies = [a.copy() for a in arrays]
+    d, i = run_lib(c, *arrays)
+    stnls.search.nls_backward(np.ones_like(d), i, arrays[0], arrays[1], c["ws"], c["wt"],
+                              c["ps"], c["k"], c["nheads"], **sc.search_kwargs(c))
+    for a, b in zip(arrays, copies):
+        np.testing.assert_array_equal(a, b)

@@ -72,6 +72,17 @@ void check_device(const std::string& name, const V& v, Device d) {
   }
 }
 
+// A writable view with the shape of `v`, for checks that only read shapes.
+inline View shape_of(const ConstView& v) {
+  View w;
+  w.data = const_cast<void*>(v.data);
+  w.dtype = v.dtype;
+  w.ndim = v.ndim;
+  for (int i = 0; i < kMaxDims; ++i) w.shape[i] = v.shape[i], w.strides[i] = v.strides[i];
+  w.device = v.device;
+  return w;
+}
+
 template <class V>
 void check_not_null(const std::string& name, const V& v) {
   if (v.data == nullptr && v.numel() > 0) fail(name, "a non-null data pointer", "null");

@@ -150,5 +150,33 @@ STNLS_HD bool better(T d, T e) {
   return L2 ? d < e : d > e;
 }
 
+// The coordinates c with bound(c, L) == P (at most 3: P itself and, under reflection, its
+// two mirror images). Returns how many were written to `out`. Gather-form kernels use it to
+// find every read that lands on pixel P.
+STNLS_HD int preimages(int64_t P, int64_t L, bool reflect_bounds, int64_t out[3]) {
+  int n = 0;
+  out[n++] = P;
+  if (reflect_bounds) {
+    if (P > 0) out[n++] = -P;
+    if (2 * (L - 1) - P >= L) out[n++] = 2 * (L - 1) - P;
+  }
+  return n;
+}
+
+// Along one axis: how many (grid point g < n at g*s, tap i < ntap at offset dil*(i - o))
+// pairs read pixel P. The coverage count fold(ones) is the product over the three axes.
+STNLS_HD int64_t coverage(int64_t P, int64_t L, int64_t s, int64_t n, int64_t ntap, int64_t dil,
+                          int64_t o, bool reflect_bounds) {
+  int64_t pre[3];
+  const int np = preimages(P, L, reflect_bounds, pre);
+  int64_t count = 0;
+  for (int64_t i = 0; i < ntap; ++i)
+    for (int j = 0; j < np; ++j) {
+      const int64_t d = pre[j] - dil * (i - o);
+      if (d >= 0 && d % s == 0 && d / s < n) ++count;
+    }
+  return count;
+}
+
 }  // namespace geo
 }  // namespace stnls

@@ -1,5 +1,5 @@
 """The torch adapter: stnls ops registered with torch.library (so torch.compile and
 torch.export see them), their autograd, and the nn.Module classes."""
-from . import search
+from . import agg, search, tile
 
-__all__ = ["search"]
+__all__ = ["search", "tile", "agg"]

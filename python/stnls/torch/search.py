@@ -10,10 +10,7 @@ from torch import Tensor
 
 from .. import _C
 from .._params import normalize, output_sizes, pack, to_core, unpack
-
-
-def _stream(t: Tensor):
-    return torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else None
+from ._common import check_tensor as _check_tensor, stream as _stream, workspace as _workspace
 
 
 def _flow(flow: Optional[Tensor], vid0: Tensor) -> Optional[Tensor]:
@@ -57,7 +54,7 @@ def search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tensor
     grad1 = torch.empty_like(vid1, memory_format=torch.contiguous_format)
     nbytes = _C.search_backward_workspace_size(params, vid0, vid1, inds)
     # Scratch comes from torch's caching allocator, on the caller's stream.
-    workspace = torch.empty(nbytes, dtype=torch.uint8, device=vid0.device) if nbytes else None
+    workspace = _workspace(nbytes, vid0)
     _C.search_backward(params, grad_dists, inds, vid0, vid1, grad0, grad1, workspace,
                        stream=_stream(vid0))
     return grad0, grad1
@@ -85,11 +82,6 @@ def _backward(ctx, grad_dists, grad_inds):
 
 
 search_forward.register_autograd(_backward, setup_context=_setup_context)
-
-
-def _check_tensor(x, name):
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
 
 
 def nls_torch(vid0, vid1, fflow, bflow, p: dict):

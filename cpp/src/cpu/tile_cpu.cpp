@@ -1,0 +1,97 @@
+// CPU unfold / fold / unfold_k / fold_k. The folds run one task per (batch, head, channel)
+// plane, so each output element has one writer and a fixed sum order (deterministic).
+#include "common/backends.h"
+#include "common/dispatch.h"
+#include "common/patch_geometry.h"
+
+namespace stnls {
+namespace cpu {
+namespace {
+
+using detail::PatchArgs;
+
+template <class T>
+void zero_plane(T* v, const PatchArgs& a, const detail::Strides6& s) {
+  for (int64_t t = 0; t < a.T; ++t)
+    for (int64_t y = 0; y < a.H; ++y)
+      for (int64_t x = 0; x < a.W; ++x) v[t * s.t + y * s.y + x * s.x] = T(0);
+}
+
+// Reads patches at query-grid locations (neighbours = false) or at inds (true).
+template <class T>
+void unfold_impl(const PatchArgs& a, bool neighbours) {
+  const T* vid = static_cast<const T*>(a.vid);
+  T* out = static_cast<T*>(a.patches_out);
+  const int64_t n = a.B * a.HD * a.Q * a.K;
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < n; ++g) {
+    const int64_t b = g / (a.HD * a.Q * a.K), hd = (g / (a.Q * a.K)) % a.HD, q = (g / a.K) % a.Q, k = g % a.K;
+    int64_t t, h, w;
+    if (neighbours) {
+      const int32_t* e = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
+      t = e[0], h = e[a.si[4]], w = e[2 * a.si[4]];
+    } else {
+      const detail::QueryLoc l = detail::query_loc(a, q);
+      t = l.t, h = l.h, w = l.w;
+    }
+    const bool ok = !neighbours || detail::valid_ind(a, t, h, w);
+    const T* v = vid + b * a.sv.b + hd * a.sv.h;
+    for (int64_t pk = 0; pk < a.pt; ++pk)
+      for (int64_t pi = 0; pi < a.ps; ++pi)
+        for (int64_t pj = 0; pj < a.ps; ++pj) {
+          const int64_t off = ok ? detail::tap_offset(a, t, h, w, pk, pi, pj, a.sv) : -1;
+          for (int64_t c = 0; c < a.C; ++c)
+            out[detail::patch_elem(a, b, hd, q, k, pk, c, pi, pj)] = off < 0 ? T(0) : v[off + c * a.sv.c];
+        }
+  }
+}
+
+// Adds every patch element to the pixel it was read from.
+template <class T>
+void fold_impl(const PatchArgs& a, bool neighbours) {
+  const T* in = static_cast<const T*>(a.patches_in);
+  T* vid = static_cast<T*>(a.out);
+  const int64_t ntask = a.B * a.HD * a.C;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t task = 0; task < ntask; ++task) {
+    const int64_t b = task / (a.HD * a.C), hd = (task / a.C) % a.HD, c = task % a.C;
+    T* v = vid + b * a.so.b + hd * a.so.h + c * a.so.c;
+    zero_plane(v, a, a.so);
+    for (int64_t q = 0; q < a.Q; ++q)
+      for (int64_t k = 0; k < a.K; ++k) {
+        int64_t t, h, w;
+        if (neighbours) {
+          const int32_t* e = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
+          t = e[0], h = e[a.si[4]], w = e[2 * a.si[4]];
+          if (!detail::valid_ind(a, t, h, w)) continue;
+        } else {
+          const detail::QueryLoc l = detail::query_loc(a, q);
+          t = l.t, h = l.h, w = l.w;
+        }
+        for (int64_t pk = 0; pk < a.pt; ++pk)
+          for (int64_t pi = 0; pi < a.ps; ++pi)
+            for (int64_t pj = 0; pj < a.ps; ++pj) {
+              const int64_t off = detail::tap_offset(a, t, h, w, pk, pi, pj, a.so);
+              if (off >= 0) v[off] += in[detail::patch_elem(a, b, hd, q, k, pk, c, pi, pj)];
+            }
+      }
+  }
+}
+
+}  // namespace
+
+void unfold(const PatchArgs& a) {
+  STNLS_FLOAT_SWITCH(a.dtype, [&] { unfold_impl<scalar_t>(a, false); });
+}
+void fold(const PatchArgs& a) {
+  STNLS_FLOAT_SWITCH(a.dtype, [&] { fold_impl<scalar_t>(a, false); });
+}
+void unfold_k(const PatchArgs& a) {
+  STNLS_FLOAT_SWITCH(a.dtype, [&] { unfold_impl<scalar_t>(a, true); });
+}
+void fold_k(const PatchArgs& a) {
+  STNLS_FLOAT_SWITCH(a.dtype, [&] { fold_impl<scalar_t>(a, true); });
+}
+
+}  // namespace cpu
+}  // namespace stnls

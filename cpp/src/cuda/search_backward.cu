@@ -1,0 +1,360 @@
+// CUDA backward of the non-local search (SPEC.md rule 8), always bitwise deterministic:
+// every gradient element is written by one thread that sums its contributions in a fixed
+// order (no float atomics), so SearchParams::deterministic = false changes nothing.
+//
+// grad_vid0 (gather over queries): a pixel p of vid0 was read by query q at tap
+// (pk, pi, pj) when bound(coordinate) == p on each axis; under one reflection each axis has
+// up to 3 preimages (y, -y, 2(L-1)-y). For each such (q, tap) on the query grid and each
+// neighbour k, add grad_dists[q,k] * d f / d a.
+// grad_vid1 (gather over an inverse list): the (q, k) pairs are sorted by their candidate
+// location (a stable radix sort of (location, q*K + k), so each location's list is in
+// (q, k) order); a pixel p of vid1 enumerates the preimages of p, the taps, and the list
+// of the candidate location each implies. The lists live in the caller's workspace.
+#include <cuda_runtime.h>
+
+#include <cub/device/device_radix_sort.cuh>
+
+#include <climits>
+#include <string>
+
+#include "common/backends.h"
+#include "common/dispatch.h"
+#include "common/geometry.h"
+#include "cuda/cuda_util.h"
+
+namespace stnls {
+namespace cuda {
+namespace {
+
+using detail::SearchArgs;
+
+template <class T>
+struct BwdArgs {
+  const T* vid0;
+  const T* vid1;
+  const T* gd;
+  const int32_t* inds;
+  T* g0;
+  T* g1;
+  detail::Strides6 s0, s1, w0, w1;  // reads (s) and gradient writes (w)
+  int64_t sd[4], si[5];
+  int B, HD, nT, C, H, W, nH, nW, Q, K;
+  int ps, pt, dil, str0;
+  bool reflect;
+  int offH0, offW0, offH1, offW1, o0;
+  int cgroups;  // channel groups of CG channels
+  // inverse lists (grad_vid1)
+  const int32_t* list_start;  // [B*HD*T*H*W + 1]
+  const int32_t* list_qk;     // (q, k) flat indices (b, hd, q, k) sorted by location
+};
+
+// The preimages of coordinate x under bound() on an axis of length L, in a fixed order.
+struct Pre {
+  int z[3];
+  int n;
+};
+__device__ __forceinline__ Pre preimages(int x, int L, bool reflect) {
+  Pre p;
+  p.z[0] = x;
+  p.n = 1;
+  if (reflect) {
+    if (x > 0) p.z[p.n++] = -x;
+    if (x < L - 1) p.z[p.n++] = 2 * (L - 1) - x;
+  }
+  return p;
+}
+
+// Thread per (b, hd, channel group, t, y, x) of vid0.
+template <class T, bool L2, int CG>
+__global__ void __launch_bounds__(256) grad_vid0_kernel(const BwdArgs<T> a, int64_t total) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= total) return;
+  const int x = static_cast<int>(e % a.W);
+  const int y = static_cast<int>((e / a.W) % a.H);
+  const int t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
+  const int64_t r = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
+  const int cg = static_cast<int>(r % a.cgroups);
+  const int hd = static_cast<int>((r / a.cgroups) % a.HD);
+  const int b = static_cast<int>(r / (static_cast<int64_t>(a.cgroups) * a.HD));
+  const int c0 = cg * CG;
+  const T* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + c0 * a.s0.c;
+  const T* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h + c0 * a.s1.c;
+  const int nc = min(CG, a.C - c0);
+
+  T va[CG], acc[CG];
+#pragma unroll
+  for (int c = 0; c < CG; ++c) {
+    va[c] = c < nc ? v0[t * a.s0.t + y * a.s0.y + x * a.s0.x + c * a.s0.c] : T(0);
+    acc[c] = T(0);
+  }
+  const Pre pt_ = preimages(t, a.nT, a.reflect);
+  const Pre py = preimages(y, a.H, a.reflect);
+  const Pre px = preimages(x, a.W, a.reflect);
+  for (int it = 0; it < pt_.n; ++it)
+    for (int pk = 0; pk < a.pt; ++pk) {
+      const int tq = pt_.z[it] - pk;
+      if (tq < 0 || tq >= a.nT) continue;
+      for (int iy = 0; iy < py.n; ++iy)
+        for (int pi = 0; pi < a.ps; ++pi) {
+          const int dy = a.o0 + a.dil * pi;
+          const int qh = py.z[iy] - dy + a.offH0;
+          if (qh < 0 || qh >= a.H || qh % a.str0) continue;
+          for (int ix = 0; ix < px.n; ++ix)
+            for (int pj = 0; pj < a.ps; ++pj) {
+              const int dx = a.o0 + a.dil * pj;
+              const int qw = px.z[ix] - dx + a.offW0;
+              if (qw < 0 || qw >= a.W || qw % a.str0) continue;
+              const int64_t q = (static_cast<int64_t>(tq) * a.nH + qh / a.str0) * a.nW + qw / a.str0;
+              const int32_t* ie = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
+              const T* ge = a.gd + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
+              for (int k = 0; k < a.K; ++k) {
+                const int32_t* e3 = ie + k * a.si[3];
+                const int u = e3[0], yy = e3[a.si[4]], xx = e3[2 * a.si[4]];
+                if (u < 0 || u >= a.nT || yy < 0 || yy >= a.H || xx < 0 || xx >= a.W) continue;
+                const T g = ge[k * a.sd[3]];
+                const int64_t off = geo::pixel_offset(u + pk, yy + dy - a.offH1, xx + dx - a.offW1, a.nT, a.H, a.W,
+                                                      a.reflect, a.s1.t, a.s1.y, a.s1.x);
+#pragma unroll
+                for (int c = 0; c < CG; ++c) {
+                  if (c < nc) {
+                    const T vb = off < 0 ? T(0) : v1[off + c * a.s1.c];
+                    acc[c] += g * geo::dist_da<L2>(va[c], vb);
+                  }
+                }
+              }
+            }
+        }
+    }
+  T* out = a.g0 + b * a.w0.b + hd * a.w0.h + c0 * a.w0.c + t * a.w0.t + y * a.w0.y + x * a.w0.x;
+#pragma unroll
+  for (int c = 0; c < CG; ++c)
+    if (c < nc) out[c * a.w0.c] = acc[c];
+}
+
+// Thread per (b, hd, channel group, t, y, x) of vid1.
+template <class T, bool L2, int CG>
+__global__ void __launch_bounds__(256) grad_vid1_kernel(const BwdArgs<T> a, int64_t total) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= total) return;
+  const int x = static_cast<int>(e % a.W);
+  const int y = static_cast<int>((e / a.W) % a.H);
+  const int t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
+  const int64_t r = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
+  const int cg = static_cast<int>(r % a.cgroups);
+  const int hd = static_cast<int>((r / a.cgroups) % a.HD);
+  const int b = static_cast<int>(r / (static_cast<int64_t>(a.cgroups) * a.HD));
+  const int c0 = cg * CG;
+  const T* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + c0 * a.s0.c;
+  const T* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h + c0 * a.s1.c;
+  const int nc = min(CG, a.C - c0);
+  const int64_t plane = static_cast<int64_t>(a.H) * a.W;
+  const int64_t loc_bh = (static_cast<int64_t>(b) * a.HD + hd) * a.nT * plane;
+
+  T vb[CG], acc[CG];
+#pragma unroll
+  for (int c = 0; c < CG; ++c) {
+    vb[c] = c < nc ? v1[t * a.s1.t + y * a.s1.y + x * a.s1.x + c * a.s1.c] : T(0);
+    acc[c] = T(0);
+  }
+  const Pre pt_ = preimages(t, a.nT, a.reflect);
+  const Pre py = preimages(y, a.H, a.reflect);
+  const Pre px = preimages(x, a.W, a.reflect);
+  for (int it = 0; it < pt_.n; ++it)
+    for (int pk = 0; pk < a.pt; ++pk) {
+      const int u = pt_.z[it] - pk;
+      if (u < 0 || u >= a.nT) continue;
+      for (int iy = 0; iy < py.n; ++iy)
+        for (int pi = 0; pi < a.ps; ++pi) {
+          const int dy = a.o0 + a.dil * pi;
+          const int yy = py.z[iy] - dy + a.offH1;
+          if (yy < 0 || yy >= a.H) continue;
+          for (int ix = 0; ix < px.n; ++ix)
+            for (int pj = 0; pj < a.ps; ++pj) {
+              const int dx = a.o0 + a.dil * pj;
+              const int xx = px.z[ix] - dx + a.offW1;
+              if (xx < 0 || xx >= a.W) continue;
+              const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
+              const int32_t beg = a.list_start[loc], end = a.list_start[loc + 1];
+              for (int32_t li = beg; li < end; ++li) {
+                const int32_t qk = a.list_qk[li];
+                const int k = qk % a.K;
+                const int q = (qk / a.K) % a.Q;
+                const int tq = q / (a.nH * a.nW);
+                const int qh = ((q / a.nW) % a.nH) * a.str0, qw = (q % a.nW) * a.str0;
+                const T g = a.gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]];
+                const int64_t off = geo::pixel_offset(tq + pk, qh + dy - a.offH0, qw + dx - a.offW0, a.nT, a.H, a.W,
+                                                      a.reflect, a.s0.t, a.s0.y, a.s0.x);
+#pragma unroll
+                for (int c = 0; c < CG; ++c) {
+                  if (c < nc) {
+                    const T va = off < 0 ? T(0) : v0[off + c * a.s0.c];
+                    acc[c] += g * geo::dist_db<L2>(va, vb[c]);
+                  }
+                }
+              }
+            }
+        }
+    }
+  T* out = a.g1 + b * a.w1.b + hd * a.w1.h + c0 * a.w1.c + t * a.w1.t + y * a.w1.y + x * a.w1.x;
+#pragma unroll
+  for (int c = 0; c < CG; ++c)
+    if (c < nc) out[c * a.w1.c] = acc[c];
+}
+
+// Key of every (b, hd, q, k): its candidate location (b, hd, u, y, x) flattened, or
+// `nloc` (sorted last, in no list) for padding and out-of-range indices.
+__global__ void list_keys_kernel(const int32_t* inds, int64_t si0, int64_t si1, int64_t si2, int64_t si3,
+                                 int64_t si4, int HD, int Q, int K, int nT, int H, int W, int32_t nloc,
+                                 int32_t* keys, int32_t* vals, int64_t n) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= n) return;
+  const int k = static_cast<int>(e % K);
+  const int64_t q = (e / K) % Q;
+  const int64_t bh = e / (static_cast<int64_t>(K) * Q);
+  const int b = static_cast<int>(bh / HD), hd = static_cast<int>(bh % HD);
+  const int32_t* ie = inds + b * si0 + hd * si1 + q * si2 + k * si3;
+  const int u = ie[0], y = ie[si4], x = ie[2 * si4];
+  const bool ok = u >= 0 && u < nT && y >= 0 && y < H && x >= 0 && x < W;
+  keys[e] = ok ? static_cast<int32_t>(((bh * nT + u) * H + y) * W + x) : nloc;
+  vals[e] = static_cast<int32_t>(e);
+}
+
+// list_start[l] = first sorted position with key >= l (binary search), l = 0..nloc.
+__global__ void list_start_kernel(const int32_t* sorted_keys, int64_t n, int32_t nloc, int32_t* start) {
+  const int64_t l = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (l > nloc) return;
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (sorted_keys[mid] < l) lo = mid + 1;
+    else hi = mid;
+  }
+  start[l] = static_cast<int32_t>(lo);
+}
+
+// Workspace layout: keys[2][n], vals[2][n], start[nloc+1], cub scratch; 256-byte aligned.
+struct Layout {
+  int64_t n, nloc;
+  int nbits;
+  size_t keys0, keys1, vals0, vals1, start, cub, cub_bytes, total;
+};
+
+size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+Layout workspace_layout(const SearchArgs& a) {
+  const SearchShape& sh = a.sh;
+  Layout L{};
+  L.n = sh.B * sh.HD * sh.Q * sh.K;
+  L.nloc = sh.B * sh.HD * sh.T * sh.H * sh.W;
+  if (L.n >= INT32_MAX || L.nloc >= INT32_MAX)
+    throw BackendError("search backward: more than 2^31 indices or pixels in one call; use batchsize");
+  L.nbits = 1;
+  while ((int64_t(1) << L.nbits) <= L.nloc) ++L.nbits;  // keys 0..nloc
+  const size_t nb = align256(static_cast<size_t>(L.n) * sizeof(int32_t));
+  L.keys0 = 0;
+  L.keys1 = L.keys0 + nb;
+  L.vals0 = L.keys1 + nb;
+  L.vals1 = L.vals0 + nb;
+  L.start = L.vals1 + nb;
+  L.cub = L.start + align256(static_cast<size_t>(L.nloc + 1) * sizeof(int32_t));
+  L.cub_bytes = 0;
+  if (L.n > 0) {
+    cub::DoubleBuffer<int32_t> k(nullptr, nullptr), v(nullptr, nullptr);
+    STNLS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, L.cub_bytes, k, v, static_cast<int>(L.n), 0, L.nbits));
+  }
+  L.total = L.cub + align256(L.cub_bytes);
+  return L;
+}
+
+template <class T, bool L2, int CG>
+void launch_grads(const BwdArgs<T>& ba, int64_t pixels, cudaStream_t stream) {
+  const int64_t total = pixels * ba.cgroups;
+  const unsigned blocks = static_cast<unsigned>(ceil_div(total, 256));
+  grad_vid0_kernel<T, L2, CG><<<blocks, 256, 0, stream>>>(ba, total);
+  check_launch("grad_vid0_kernel");
+  grad_vid1_kernel<T, L2, CG><<<blocks, 256, 0, stream>>>(ba, total);
+  check_launch("grad_vid1_kernel");
+}
+
+template <class T, bool L2>
+void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  const SearchParams& p = a.p;
+  const SearchShape& sh = a.sh;
+  const Layout L = workspace_layout(a);
+  if (workspace_bytes < L.total || (L.total > 0 && workspace == nullptr))
+    throw ValueError("workspace: expected " + std::to_string(L.total) +
+                     " bytes (search_backward_workspace_size), got " + std::to_string(workspace_bytes));
+  char* ws = static_cast<char*>(workspace);
+  int32_t* start = reinterpret_cast<int32_t*>(ws + L.start);
+  const int32_t* list = nullptr;
+  if (L.n > 0) {
+    int32_t* k0 = reinterpret_cast<int32_t*>(ws + L.keys0);
+    int32_t* k1 = reinterpret_cast<int32_t*>(ws + L.keys1);
+    int32_t* v0 = reinterpret_cast<int32_t*>(ws + L.vals0);
+    int32_t* v1 = reinterpret_cast<int32_t*>(ws + L.vals1);
+    list_keys_kernel<<<static_cast<unsigned>(ceil_div(L.n, 256)), 256, 0, stream>>>(
+        static_cast<const int32_t*>(a.inds), a.si[0], a.si[1], a.si[2], a.si[3], a.si[4], static_cast<int>(sh.HD),
+        static_cast<int>(sh.Q), static_cast<int>(sh.K), static_cast<int>(sh.T), static_cast<int>(sh.H),
+        static_cast<int>(sh.W), static_cast<int32_t>(L.nloc), k0, v0, L.n);
+    check_launch("list_keys_kernel");
+    cub::DoubleBuffer<int32_t> kb(k0, k1), vb(v0, v1);
+    size_t cub_bytes = L.cub_bytes;
+    STNLS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ws + L.cub, cub_bytes, kb, vb, static_cast<int>(L.n), 0,
+                                                     L.nbits, stream));
+    list_start_kernel<<<static_cast<unsigned>(ceil_div(L.nloc + 1, 256)), 256, 0, stream>>>(
+        kb.Current(), L.n, static_cast<int32_t>(L.nloc), start);
+    check_launch("list_start_kernel");
+    list = vb.Current();
+  } else {
+    STNLS_CUDA_CHECK(cudaMemsetAsync(start, 0, static_cast<size_t>(L.nloc + 1) * sizeof(int32_t), stream));
+  }
+
+  BwdArgs<T> ba{};
+  ba.vid0 = static_cast<const T*>(a.vid0);
+  ba.vid1 = static_cast<const T*>(a.vid1);
+  ba.gd = static_cast<const T*>(a.grad_dists);
+  ba.inds = static_cast<const int32_t*>(a.inds);
+  ba.g0 = static_cast<T*>(a.grad0);
+  ba.g1 = static_cast<T*>(a.grad1);
+  ba.s0 = a.s0, ba.s1 = a.s1, ba.w0 = a.g0, ba.w1 = a.g1;
+  for (int i = 0; i < 4; ++i) ba.sd[i] = a.sd[i];
+  for (int i = 0; i < 5; ++i) ba.si[i] = a.si[i];
+  ba.B = static_cast<int>(sh.B), ba.HD = static_cast<int>(sh.HD), ba.nT = static_cast<int>(sh.T);
+  ba.C = static_cast<int>(sh.C), ba.H = static_cast<int>(sh.H), ba.W = static_cast<int>(sh.W);
+  ba.nH = static_cast<int>(sh.nH), ba.nW = static_cast<int>(sh.nW), ba.Q = static_cast<int>(sh.Q);
+  ba.K = static_cast<int>(sh.K);
+  ba.ps = p.ps, ba.pt = p.pt, ba.dil = p.dilation, ba.str0 = p.stride0;
+  ba.reflect = p.reflect_bounds;
+  ba.offH0 = p.off_H0, ba.offW0 = p.off_W0, ba.offH1 = p.off_H1, ba.offW1 = p.off_W1;
+  ba.o0 = static_cast<int>(geo::patch_offset(0, p.ps, p.dilation, p.use_adj));
+  ba.list_start = start;
+  ba.list_qk = list;
+  const int64_t pixels = sh.B * sh.HD * sh.T * sh.H * sh.W;
+  // Channel groups share the index walk; 4 channels at a time when they divide evenly.
+  if (sh.C % 4 == 0) {
+    ba.cgroups = static_cast<int>(sh.C / 4);
+    launch_grads<T, L2, 4>(ba, pixels, stream);
+  } else {
+    ba.cgroups = static_cast<int>(sh.C);
+    launch_grads<T, L2, 1>(ba, pixels, stream);
+  }
+}
+
+}  // namespace
+
+size_t search_backward_workspace_size(const SearchArgs& a) {
+  DeviceGuard guard(a.device.index);
+  return workspace_layout(a).total;
+}
+
+void search_backward(const SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {
+  DeviceGuard guard(a.device.index);
+  STNLS_FLOAT_SWITCH(a.dtype, [&] {
+    STNLS_DIST_SWITCH(a.p.dist_type, [&] {
+      backward_impl<scalar_t, kL2>(a, workspace, workspace_bytes, as_stream(stream));
+    });
+  });
+}
+
+}  // namespace cuda
+}  // namespace stnls

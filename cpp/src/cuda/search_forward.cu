@@ -1,0 +1,488 @@
+// CUDA forward of the non-local search (SPEC.md rules 1-7), computing exactly what the
+// CPU backend computes: same geometry (common/geometry.h), same summation order
+// (pk, pi, pj, c with separate multiply and add), same selection order (rule 6).
+//
+// Layout of the work: one warp per query. The warp copies the query patch into shared
+// memory, walks the flow-chained window centres, and then, for groups of searched
+// frames, stages the window's pixels (bounds already applied) as a dense tile
+// [frame][pk][c][row][col] in shared memory. Each lane computes R candidates at a time
+// (R accumulators in registers share each broadcast query value) and keeps its best
+// KMAX (distance, canonical ordinal) pairs in a sorted register list; the warp then merges
+// the lanes' lists with shuffles. No distance volume ever reaches global memory.
+//
+// K larger than KMAX (k <= 0 = all, or a big k) is served by several passes: pass p
+// recomputes the distances and keeps only candidates ranked after the last one emitted,
+// so every pass emits the next KMAX in the same total order.
+// Windows whose tile does not fit in shared memory read vid1 straight from global memory.
+#include <cuda_pipeline.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <limits>
+#include <string>
+
+#include "common/backends.h"
+#include "common/dispatch.h"
+#include "common/geometry.h"
+#include "cuda/cuda_util.h"
+
+namespace stnls {
+
+bool cuda_available() { return true; }
+
+namespace cuda {
+namespace {
+
+using detail::SearchArgs;
+
+constexpr int32_t kEmpty = INT32_MAX;  // ordinal of an empty list entry (ranks last)
+constexpr unsigned kFull = 0xffffffffu;
+
+// Everything a forward kernel reads, passed by value.
+template <class T>
+struct FwdArgs {
+  const T* vid0;
+  const T* vid1;
+  const T* fflow;
+  const T* bflow;
+  T* dists;
+  int32_t* inds;
+  detail::Strides6 s0, s1;
+  detail::Strides5 sf, sb;
+  int64_t sd[4], si[5];
+  int64_t nq;  // B*HD*Q queries = warps of work
+  int HD, nT, C, H, W, nH, nW, Q, st, wh, ww, K;
+  int ps, pt, dil, str0, str1, wt, ws;
+  bool full_ws, reflect, anchor, remove_self;
+  int offH0, offW0, offH1, offW1, o0;
+  int th, tw;        // tile rows and columns of one frame's window
+  int F;             // frames staged together
+  int qelems;        // pt*ps*ps*C: query patch
+  int tile_elems;    // pt*C*th*tw: one frame's tile
+  int warp_elems;    // qelems + F*tile_elems: scalars of shared memory per warp
+  int warps;         // warps (queries) per block
+};
+
+// Rule 6 as a strict total order on (distance, canonical ordinal): better distance first,
+// ties to the smaller ordinal; a NaN distance ranks after every number.
+template <bool L2, class T>
+__device__ __forceinline__ bool before(T d1, int32_t o1, T d2, int32_t o2) {
+  if (geo::better<L2>(d1, d2)) return true;
+  if (geo::better<L2>(d2, d1)) return false;
+  return o1 < o2;
+}
+
+// A lane's best KMAX candidates, sorted, in registers (indices are compile-time only).
+// Empty entries are (NaN, kEmpty): after every real candidate, NaN distances included.
+template <class T, int KMAX>
+struct LaneList {
+  T d[KMAX];
+  int32_t o[KMAX];
+
+  __device__ __forceinline__ void reset() {
+#pragma unroll
+    for (int m = 0; m < KMAX; ++m) {
+      d[m] = std::numeric_limits<T>::quiet_NaN();
+      o[m] = kEmpty;
+    }
+  }
+  template <bool L2>
+  __device__ __forceinline__ void insert(T nd, int32_t no) {
+    if (!before<L2>(nd, no, d[KMAX - 1], o[KMAX - 1])) return;
+    bool placed = false;
+#pragma unroll
+    for (int m = KMAX - 1; m > 0; --m) {
+      if (!placed) {
+        if (before<L2>(nd, no, d[m - 1], o[m - 1])) {
+          d[m] = d[m - 1];
+          o[m] = o[m - 1];
+        } else {
+          d[m] = nd;
+          o[m] = no;
+          placed = true;
+        }
+      }
+    }
+    if (!placed) {
+      d[0] = nd;
+      o[0] = no;
+    }
+  }
+  __device__ __forceinline__ void pop() {
+#pragma unroll
+    for (int m = 0; m < KMAX - 1; ++m) {
+      d[m] = d[m + 1];
+      o[m] = o[m + 1];
+    }
+    d[KMAX - 1] = std::numeric_limits<T>::quiet_NaN();
+    o[KMAX - 1] = kEmpty;
+  }
+};
+
+template <class T, bool L2, int R, int KMAX, bool TILE>
+__global__ void __launch_bounds__(256) search_forward_kernel(const FwdArgs<T> a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int lane = threadIdx.x & 31;
+  const int wib = threadIdx.x >> 5;
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * a.warps + wib;
+  if (g >= a.nq) return;  // whole warps only; no block-wide barrier below
+
+  T* qp = reinterpret_cast<T*>(smem_raw) + static_cast<int64_t>(wib) * a.warp_elems;  // [pt][ps][ps][C]
+  T* tile = qp + a.qelems;  // [F][pt][C][th][tw]
+  int* base_y = reinterpret_cast<int*>(reinterpret_cast<T*>(smem_raw) + static_cast<int64_t>(a.warps) * a.warp_elems) +
+                wib * 2 * a.st;
+  int* base_x = base_y + a.st;
+
+  const int b = static_cast<int>(g / (static_cast<int64_t>(a.HD) * a.Q));
+  const int hd = static_cast<int>((g / a.Q) % a.HD);
+  const int q = static_cast<int>(g % a.Q);
+  const int t = q / (a.nH * a.nW);
+  const int qh = ((q / a.nW) % a.nH) * a.str0;
+  const int qw = (q % a.nW) * a.str0;
+  const T* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h;
+  const T* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
+  const int C = a.C, ps = a.ps, pt = a.pt, dil = a.dil, o0 = a.o0;
+
+  // Query patch, layout [pk][pi][pj][c] (the summation order).
+  for (int e = lane; e < a.qelems; e += 32) {
+    const int c = e % C, tap = e / C;
+    const int pj = tap % ps, pi = (tap / ps) % ps, pk = tap / (ps * ps);
+    const int64_t off = geo::pixel_offset(t + pk, qh + o0 + dil * pi - a.offH0, qw + o0 + dil * pj - a.offW0,
+                                          a.nT, a.H, a.W, a.reflect, a.s0.t, a.s0.y, a.s0.x);
+    // Asynchronous copies: every load of the warp is in flight at once (no load->store
+    // round trip per element); completed by the wait before the first distance.
+    if (off < 0) qp[e] = T(0);
+    else __pipeline_memcpy_async(qp + e, v0 + off + c * a.s0.c, sizeof(T));
+  }
+  __pipeline_commit();
+  // Window start of every searched frame (rules 2-4), walked as the CPU walks it.
+  const geo::Frames fr = geo::frames(t, a.nT, a.wt);
+  if (lane == 0) {
+    int64_t ch = qh, cw = qw;
+    for (int n = 0; n < a.st; ++n) {
+      const int64_t u = geo::frame_at(n, t, fr);
+      if (n > 0) {
+        const int64_t prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
+        if (u == t - 1) ch = qh, cw = qw;
+        const T* fl = (u > t ? a.fflow : a.bflow);
+        const detail::Strides5& sf = (u > t ? a.sf : a.sb);
+        if (fl) {
+          const T* f = fl + b * sf.b + prev * sf.t + ch * sf.y + cw * sf.x;
+          geo::flow_step(ch, cw, f[0], f[sf.c], a.H, a.W);
+        }
+      }
+      base_y[n] = static_cast<int>(geo::window_base(ch, a.H, a.str1, a.ws, a.full_ws));
+      base_x[n] = static_cast<int>(geo::window_base(cw, a.W, a.str1, a.ws, a.full_ws));
+    }
+  }
+  __pipeline_wait_prior(0);
+  __syncwarp();
+
+  T* dq = a.dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
+  int32_t* iq = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
+  auto emit = [&](int slot, T d, int u, int y, int x) {
+    dq[slot * a.sd[3]] = d;
+    int32_t* e = iq + slot * a.si[3];
+    e[0] = u;
+    e[a.si[4]] = y;
+    e[2 * a.si[4]] = x;
+  };
+
+  int out = 0;  // next output slot (warp-uniform)
+  if (a.anchor) {
+    // The query's own location first, with its distance (same summation order as above).
+    if (lane == 0) {
+      T d = T(0);
+      for (int pk = 0; pk < pt; ++pk)
+        for (int pi = 0; pi < ps; ++pi)
+          for (int pj = 0; pj < ps; ++pj) {
+            const int64_t off = geo::pixel_offset(t + pk, qh + o0 + dil * pi - a.offH1, qw + o0 + dil * pj - a.offW1,
+                                                  a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
+            const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
+            for (int c = 0; c < C; ++c) d = geo::dist_acc<L2>(d, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+          }
+      emit(0, d, t, qh, qw);
+    }
+    out = 1;
+  }
+
+  const int spf = a.wh * a.ww;  // slots per frame
+  const bool skip_self = a.anchor || a.remove_self;
+  const int P = a.th * a.tw;    // one channel plane of the tile
+  int left = a.anchor ? a.K - 1 : a.K;
+  bool has_thr = false;  // pass > 0: keep only candidates ranked after (thr_d, thr_o)
+  T thr_d = T(0);
+  int32_t thr_o = 0;
+
+  while (left > 0) {
+    LaneList<T, KMAX> L;
+    L.reset();
+    for (int f0 = 0; f0 < a.st; f0 += a.F) {
+      const int nf = min(a.F, a.st - f0);
+      if (TILE) {
+        __syncwarp();  // the previous stage's reads are done
+        const int npix = pt * P;
+        for (int e = lane; e < nf * npix; e += 32) {
+          const int f = e / npix;
+          int rem = e - f * npix;
+          const int pk = rem / P;
+          rem -= pk * P;
+          const int r = rem / a.tw, s = rem - r * a.tw;
+          const int n = f0 + f;
+          const int64_t u = geo::frame_at(n, t, fr);
+          const int64_t off = geo::pixel_offset(u + pk, base_y[n] + o0 - a.offH1 + r, base_x[n] + o0 - a.offW1 + s,
+                                                a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
+          T* dst = tile + (f * pt + pk) * C * P + r * a.tw + s;
+          if (off < 0) {
+            for (int c = 0; c < C; ++c) dst[c * P] = T(0);
+          } else {
+            const T* src = v1 + off;
+            for (int c = 0; c < C; ++c) __pipeline_memcpy_async(dst + c * P, src + c * a.s1.c, sizeof(T));
+          }
+        }
+        __pipeline_commit();
+        __pipeline_wait_prior(0);
+        __syncwarp();
+      }
+      const int nslots = (TILE ? nf : a.st) * spf;
+      for (int sbase = 0; sbase < nslots; sbase += 32 * R) {
+        int fi[R], ii[R], ji[R];
+        T acc[R];
+        const T* pr[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const int slot = sbase + r * 32 + lane;
+          const int sl = slot < nslots ? slot : 0;
+          fi[r] = slot < nslots ? sl / spf : -1;
+          const int rem = sl - (sl / spf) * spf;
+          ii[r] = rem / a.ww;
+          ji[r] = rem - ii[r] * a.ww;
+          pr[r] = tile + (sl / spf) * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1;
+          acc[r] = T(0);
+        }
+        if (TILE) {
+          for (int pk = 0; pk < pt; ++pk)
+            for (int pi = 0; pi < ps; ++pi)
+              for (int pj = 0; pj < ps; ++pj) {
+                const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
+                const int tap = pk * C * P + dil * pi * a.tw + dil * pj;
+#pragma unroll 4
+                for (int c = 0; c < C; ++c) {
+                  const T qv = qrow[c];
+                  const int tc = tap + c * P;
+#pragma unroll
+                  for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], qv, pr[r][tc]);
+                }
+              }
+        } else if (fi[0] >= 0) {
+          // Global reads (R == 1): only in-frame candidates need a distance.
+          const int n = f0 + fi[0];
+          const int u = static_cast<int>(geo::frame_at(n, t, fr));
+          const int y = base_y[n] + a.str1 * ii[0], x = base_x[n] + a.str1 * ji[0];
+          if (y >= 0 && y < a.H && x >= 0 && x < a.W) {
+            T d = T(0);
+            for (int pk = 0; pk < pt; ++pk)
+              for (int pi = 0; pi < ps; ++pi)
+                for (int pj = 0; pj < ps; ++pj) {
+                  const int64_t off = geo::pixel_offset(u + pk, y + o0 + dil * pi - a.offH1, x + o0 + dil * pj - a.offW1,
+                                                        a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
+                  const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
+                  for (int c = 0; c < C; ++c)
+                    d = geo::dist_acc<L2>(d, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+                }
+            acc[0] = d;
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          if (fi[r] < 0) continue;
+          const int n = f0 + fi[r];
+          const int y = base_y[n] + a.str1 * ii[r], x = base_x[n] + a.str1 * ji[r];
+          if (y < 0 || y >= a.H || x < 0 || x >= a.W) continue;
+          if (skip_self && n == 0 && y == qh && x == qw) continue;  // frame n = 0 is t
+          const int32_t ord = (n * a.wh + ii[r]) * a.ww + ji[r];
+          if (has_thr && !before<L2>(thr_d, thr_o, acc[r], ord)) continue;
+          L.template insert<L2>(acc[r], ord);
+        }
+      }
+      if (!TILE) break;  // the global path covers every frame in one sweep
+    }
+
+    // Merge the lanes' lists: `rounds` times, the warp's best head is emitted and popped.
+    const int rounds = min(KMAX, left);
+    T my_d = T(0);
+    int32_t my_o = kEmpty;
+    int got = 0;
+    for (int rr = 0; rr < rounds; ++rr) {
+      T bd = L.d[0];
+      int32_t bo = L.o[0];
+#pragma unroll
+      for (int m = 16; m >= 1; m >>= 1) {
+        const T od = __shfl_xor_sync(kFull, bd, m);
+        const int32_t oo = __shfl_xor_sync(kFull, bo, m);
+        if (before<L2>(od, oo, bd, bo)) bd = od, bo = oo;
+      }
+      if (bo == kEmpty) break;  // every lane is out of candidates
+      if (L.o[0] == bo) L.pop();
+      if (lane == rr) my_d = bd, my_o = bo;
+      ++got;
+      thr_d = bd, thr_o = bo, has_thr = true;
+    }
+    if (lane < got) {
+      const int n = my_o / spf, rem = my_o - n * spf;
+      const int i = rem / a.ww, j = rem - i * a.ww;
+      emit(out + lane, my_d, static_cast<int>(geo::frame_at(n, t, fr)), base_y[n] + a.str1 * i,
+           base_x[n] + a.str1 * j);
+    }
+    out += got;
+    left -= got;
+    if (got < rounds) break;  // fewer valid candidates than k: pad below
+  }
+
+  const T pad = L2 ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
+  for (int s = out + lane; s < a.K; s += 32) emit(s, pad, -1, -1, -1);
+}
+
+// The launch configuration of one call.
+struct FwdPlan {
+  bool tile;
+  int R, KMAX, F, warps;
+  size_t smem;
+};
+
+constexpr size_t kWarpStageBytes = 12 * 1024;  // target shared memory per warp for tiles
+constexpr size_t kWarpTileLimit = 64 * 1024;   // larger one-frame tiles read global memory
+constexpr size_t kBlockBytes = 96 * 1024;      // target shared memory per block
+
+template <class T>
+FwdPlan plan_forward(const FwdArgs<T>& f, int64_t nrest, int smem_optin) {
+  FwdPlan p{};
+  const size_t qbytes = static_cast<size_t>(f.qelems) * sizeof(T);
+  const size_t tbytes = static_cast<size_t>(f.tile_elems) * sizeof(T);
+  const size_t bbytes = 2 * static_cast<size_t>(f.st) * sizeof(int);
+  p.tile = qbytes + tbytes + bbytes <= kWarpTileLimit && qbytes + tbytes + bbytes <= static_cast<size_t>(smem_optin);
+  p.F = 1;
+  if (p.tile) {
+    size_t room = kWarpStageBytes > qbytes + bbytes ? kWarpStageBytes - qbytes - bbytes : 0;
+    p.F = static_cast<int>(std::max<size_t>(1, std::min<size_t>(f.st, room / tbytes)));
+  }
+  const size_t per_warp = qbytes + (p.tile ? p.F * tbytes : 0) + bbytes;
+  if (per_warp > static_cast<size_t>(smem_optin))
+    throw BackendError("search: the query patch (pt*ps*ps*C/nheads = " + std::to_string(f.qelems) +
+                       " values) does not fit in this GPU's shared memory");
+  p.warps = static_cast<int>(std::max<size_t>(1, std::min<size_t>(8, kBlockBytes / per_warp)));
+  while (p.warps > 1 && p.warps * per_warp > static_cast<size_t>(smem_optin)) --p.warps;
+  if (p.warps > f.nq) p.warps = static_cast<int>(f.nq);
+  p.smem = p.warps * per_warp;
+  // Candidates per lane: each lane-round costs R tile reads plus one query read, and a
+  // partly filled round wastes its idle slots.
+  p.R = 1;
+  if (p.tile) {
+    const int Rs[] = {1, 2, 3, 4, 8};
+    double best = 0;
+    for (int R : Rs) {
+      double cost = 0;
+      for (int f0 = 0; f0 < f.st; f0 += p.F) {
+        const int64_t n = static_cast<int64_t>(std::min(p.F, f.st - f0)) * f.wh * f.ww;
+        cost += static_cast<double>(ceil_div(n, 32 * R) * 32 * R) * (1.0 + 1.0 / R);
+      }
+      if (R == 1 || cost < best) best = cost, p.R = R;
+    }
+  }
+  p.KMAX = nrest <= 8 ? 8 : (nrest <= 16 ? 16 : 32);
+  return p;
+}
+
+template <class T, bool L2, int R, int KMAX, bool TILE>
+void launch(const FwdArgs<T>& f, const FwdPlan& p, cudaStream_t stream) {
+  auto kernel = search_forward_kernel<T, L2, R, KMAX, TILE>;
+  if (p.smem > 48 * 1024)
+    STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(p.smem)));
+  const int64_t blocks = ceil_div(f.nq, p.warps);
+  if (blocks > INT32_MAX) throw BackendError("search: too many queries for one launch; use batchsize");
+  kernel<<<static_cast<unsigned>(blocks), p.warps * 32, p.smem, stream>>>(f);
+  check_launch("search_forward_kernel");
+}
+
+template <class T, bool L2, int R>
+void launch_k(const FwdArgs<T>& f, const FwdPlan& p, cudaStream_t stream) {
+  switch (p.KMAX) {
+    case 8: return launch<T, L2, R, 8, true>(f, p, stream);
+    case 16: return launch<T, L2, R, 16, true>(f, p, stream);
+    default: return launch<T, L2, R, 32, true>(f, p, stream);
+  }
+}
+
+template <class T, bool L2>
+void forward_impl(const SearchArgs& a, cudaStream_t stream) {
+  const SearchParams& p = a.p;
+  const SearchShape& sh = a.sh;
+  if (sh.slots() >= INT32_MAX || sh.H * sh.W >= INT32_MAX || sh.T * sh.nH * sh.nW >= INT32_MAX)
+    throw BackendError("search: the video is too large for the CUDA backend (more than 2^31 candidates)");
+  FwdArgs<T> f{};
+  f.vid0 = static_cast<const T*>(a.vid0);
+  f.vid1 = static_cast<const T*>(a.vid1);
+  f.fflow = static_cast<const T*>(a.fflow);
+  f.bflow = static_cast<const T*>(a.bflow);
+  f.dists = static_cast<T*>(a.dists);
+  f.inds = static_cast<int32_t*>(a.inds);
+  f.s0 = a.s0, f.s1 = a.s1, f.sf = a.sf, f.sb = a.sb;
+  for (int i = 0; i < 4; ++i) f.sd[i] = a.sd[i];
+  for (int i = 0; i < 5; ++i) f.si[i] = a.si[i];
+  f.nq = sh.B * sh.HD * sh.Q;
+  f.HD = static_cast<int>(sh.HD), f.nT = static_cast<int>(sh.T), f.C = static_cast<int>(sh.C);
+  f.H = static_cast<int>(sh.H), f.W = static_cast<int>(sh.W);
+  f.nH = static_cast<int>(sh.nH), f.nW = static_cast<int>(sh.nW), f.Q = static_cast<int>(sh.Q);
+  f.st = static_cast<int>(sh.st), f.wh = static_cast<int>(sh.wh), f.ww = static_cast<int>(sh.ww);
+  f.K = static_cast<int>(sh.K);
+  f.ps = p.ps, f.pt = p.pt, f.dil = p.dilation, f.str0 = p.stride0, f.str1 = p.stride1;
+  f.wt = p.wt, f.ws = p.ws;
+  f.full_ws = p.full_ws, f.reflect = p.reflect_bounds, f.anchor = p.anchor_self, f.remove_self = p.remove_self;
+  f.offH0 = p.off_H0, f.offW0 = p.off_W0, f.offH1 = p.off_H1, f.offW1 = p.off_W1;
+  f.o0 = static_cast<int>(geo::patch_offset(0, p.ps, p.dilation, p.use_adj));
+  const int64_t th = p.stride1 * (sh.wh - 1) + p.dilation * (p.ps - 1) + 1;
+  const int64_t tw = p.stride1 * (sh.ww - 1) + p.dilation * (p.ps - 1) + 1;
+  const int64_t qelems = static_cast<int64_t>(p.pt) * p.ps * p.ps * sh.C;
+  const int64_t tile_elems = static_cast<int64_t>(p.pt) * sh.C * th * tw;
+  if (qelems >= INT32_MAX) throw BackendError("search: patch too large for the CUDA backend");
+  f.th = static_cast<int>(std::min<int64_t>(th, INT32_MAX));
+  f.tw = static_cast<int>(std::min<int64_t>(tw, INT32_MAX));
+  f.qelems = static_cast<int>(qelems);
+  f.tile_elems = static_cast<int>(std::min<int64_t>(tile_elems, INT32_MAX / 2));
+
+  int optin = 0;
+  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, a.device.index));
+  const int64_t nrest = p.anchor_self ? sh.K - 1 : sh.K;
+  FwdPlan plan = plan_forward(f, nrest, optin);
+  if (!plan.tile) f.tile_elems = 0, f.th = 0, f.tw = 0;
+  f.F = plan.F;
+  f.warps = plan.warps;
+  f.warp_elems = f.qelems + (plan.tile ? plan.F * f.tile_elems : 0);
+  if (!plan.tile) {
+    switch (plan.KMAX) {
+      case 8: return launch<T, L2, 1, 8, false>(f, plan, stream);
+      case 16: return launch<T, L2, 1, 16, false>(f, plan, stream);
+      default: return launch<T, L2, 1, 32, false>(f, plan, stream);
+    }
+  }
+  switch (plan.R) {
+    case 1: return launch_k<T, L2, 1>(f, plan, stream);
+    case 2: return launch_k<T, L2, 2>(f, plan, stream);
+    case 3: return launch_k<T, L2, 3>(f, plan, stream);
+    case 4: return launch_k<T, L2, 4>(f, plan, stream);
+    default: return launch_k<T, L2, 8>(f, plan, stream);
+  }
+}
+
+}  // namespace
+
+void search_forward(const SearchArgs& a, void* stream) {
+  DeviceGuard guard(a.device.index);
+  STNLS_FLOAT_SWITCH(a.dtype, [&] {
+    STNLS_DIST_SWITCH(a.p.dist_type, [&] { forward_impl<scalar_t, kL2>(a, as_stream(stream)); });
+  });
+}
+
+}  // namespace cuda
+}  // namespace stnls

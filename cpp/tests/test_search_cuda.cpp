@@ -1,0 +1,319 @@
+// The CUDA backend of the search against the CPU backend on random inputs: forward
+// indices identical and distances bitwise equal over a product of parameters, backward
+// close to the CPU and bitwise repeatable, work on a caller's stream, strided inputs.
+// Every test is skipped, visibly, on a machine without a CUDA device.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "stnls/error.h"
+#include "stnls/search.h"
+
+using namespace stnls;
+
+namespace {
+
+bool has_gpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+#define REQUIRE_GPU() \
+  if (!has_gpu()) GTEST_SKIP() << "no CUDA device"
+
+#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
+
+// A device copy of a host vector (freed on scope exit).
+template <class T>
+struct DevBuf {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit DevBuf(size_t count) : n(count) {
+    if (cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(T)) != cudaSuccess) p = nullptr;
+  }
+  explicit DevBuf(const std::vector<T>& v) : DevBuf(v.size()) {
+    if (p) cudaMemcpy(p, v.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  ~DevBuf() { cudaFree(p); }
+  std::vector<T> get() const {
+    std::vector<T> v(n);
+    cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
+    return v;
+  }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+};
+
+template <class T>
+constexpr DType dtype_of() {
+  return sizeof(T) == 4 ? DType::Float32 : DType::Float64;
+}
+
+struct Case {
+  SearchParams p;
+  int64_t B = 1, T = 3, C = 4, H = 11, W = 13;
+  bool flows = true;
+  bool f64 = false;
+  bool same_video = false;
+  bool channels_last = false;  // vid memory (B, T, H, W, C), passed with strides
+};
+
+std::string describe(const Case& c) {
+  const SearchParams& p = c.p;
+  std::ostringstream s;
+  s << "B" << c.B << "T" << c.T << "C" << c.C << "H" << c.H << "W" << c.W << " ws" << p.ws << " wt" << p.wt
+    << " ps" << p.ps << " k" << p.k << " hd" << p.nheads << (p.dist_type == DistType::L2 ? " l2" : " prod")
+    << " s0_" << p.stride0 << " s1_" << p.stride1 << " dil" << p.dilation << " pt" << p.pt
+    << " refl" << p.reflect_bounds << " full" << p.full_ws << " anchor" << p.anchor_self << " rm"
+    << p.remove_self << " adj" << p.use_adj << " off" << p.off_H0 << p.off_W0 << p.off_H1 << p.off_W1
+    << (c.flows ? " flows" : "") << (c.f64 ? " f64" : " f32") << (c.channels_last ? " cl" : "");
+  return s.str();
+}
+
+// Views over a (B, T, C, H, W) video stored contiguous or channels-last.
+template <class D>
+BasicView<D> video_view(D* data, DType dt, const Case& c, Device dev) {
+  BasicView<D> v = make_view<D>(data, dt, {c.B, c.T, c.C, c.H, c.W}, dev);
+  if (c.channels_last) {
+    v.strides[4] = c.C;
+    v.strides[3] = c.C * c.W;
+    v.strides[2] = 1;
+    v.strides[1] = c.C * c.W * c.H;
+    v.strides[0] = c.C * c.W * c.H * c.T;
+  }
+  return v;
+}
+
+template <class T>
+void check_case(const Case& c, uint32_t seed, cudaStream_t stream = nullptr) {
+  SCOPED_TRACE(describe(c));
+  const DType dt = dtype_of<T>();
+  const Device cpu{}, gpu{DeviceKind::CUDA, 0};
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  const size_t nv = c.B * c.T * c.C * c.H * c.W, nf = c.B * c.T * 2 * c.H * c.W;
+  std::vector<T> v0(nv), v1(nv), ff(nf), bf(nf);
+  for (auto& x : v0) x = T(nd(rng));
+  for (auto& x : v1) x = T(nd(rng));
+  if (c.same_video) v1 = v0;
+  for (auto& x : ff) x = T(1.5 * nd(rng));
+  for (auto& x : bf) x = T(1.5 * nd(rng));
+
+  ConstView hv0 = video_view<const void>(v0.data(), dt, c, cpu), hv1 = video_view<const void>(v1.data(), dt, c, cpu);
+  ConstView hff, hbf;
+  if (c.flows) {
+    hff = make_view<const void>(ff.data(), dt, {c.B, c.T, 2, c.H, c.W});
+    hbf = make_view<const void>(bf.data(), dt, {c.B, c.T, 2, c.H, c.W});
+  }
+  const SearchShape sh = search_shape(c.p, hv0, hv1);
+  const size_t nd_ = sh.B * sh.HD * sh.Q * sh.K;
+  std::vector<T> dcpu(nd_);
+  std::vector<int32_t> icpu(nd_ * 3);
+  search_forward(c.p, hv0, hv1, hff, hbf, make_view<void>(dcpu.data(), dt, {sh.B, sh.HD, sh.Q, sh.K}),
+                 make_view<void>(icpu.data(), DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}));
+
+  DevBuf<T> g0(v0), g1(v1), gff(ff), gbf(bf);
+  std::vector<T> poison(nd_, T(-12345));
+  std::vector<int32_t> ipoison(nd_ * 3, -777);
+  DevBuf<T> gd(poison);
+  DevBuf<int32_t> gi(ipoison);
+  ASSERT_TRUE(g0.p && g1.p && gd.p && gi.p);
+  ConstView dv0 = video_view<const void>(g0.p, dt, c, gpu), dv1 = video_view<const void>(g1.p, dt, c, gpu);
+  ConstView dff, dbf;
+  if (c.flows) {
+    dff = make_view<const void>(gff.p, dt, {c.B, c.T, 2, c.H, c.W}, gpu);
+    dbf = make_view<const void>(gbf.p, dt, {c.B, c.T, 2, c.H, c.W}, gpu);
+  }
+  View ddv = make_view<void>(gd.p, dt, {sh.B, sh.HD, sh.Q, sh.K}, gpu);
+  View div = make_view<void>(gi.p, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu);
+  search_forward(c.p, dv0, dv1, dff, dbf, ddv, div, stream);
+  CUDA_OK(cudaStreamSynchronize(stream));
+  std::vector<T> dgpu = gd.get();
+  std::vector<int32_t> igpu = gi.get();
+  size_t bad_i = 0, bad_d = 0;
+  for (size_t i = 0; i < icpu.size(); ++i) bad_i += icpu[i] != igpu[i];
+  for (size_t i = 0; i < dcpu.size(); ++i) bad_d += std::memcmp(&dcpu[i], &dgpu[i], sizeof(T)) != 0;
+  EXPECT_EQ(bad_i, 0u) << "index entries differing from the CPU";
+  EXPECT_EQ(bad_d, 0u) << "distances not bitwise equal to the CPU";
+  for (size_t i = 0; i < icpu.size() && bad_i; ++i)
+    if (icpu[i] != igpu[i]) {
+      ADD_FAILURE() << "first differing index entry " << i << " (q=" << i / 3 / sh.K % sh.Q << ", k="
+                    << i / 3 % sh.K << "): cpu " << icpu[i] << " cuda " << igpu[i];
+      break;
+    }
+
+  // Backward: grad_dists random; a few indices replaced by padding / out-of-range triples.
+  std::vector<T> gdist(nd_);
+  for (auto& x : gdist) x = T(nd(rng));
+  std::vector<int32_t> binds = icpu;
+  std::uniform_int_distribution<size_t> pick(0, nd_ - 1);
+  for (int m = 0; m < 3 && nd_ > 4; ++m) {
+    size_t e = pick(rng);
+    binds[e * 3] = binds[e * 3 + 1] = binds[e * 3 + 2] = -1;
+    e = pick(rng);
+    binds[e * 3 + 1] = static_cast<int32_t>(c.H + 3);
+  }
+  std::vector<T> hg0(nv, T(7)), hg1(nv, T(7));
+  ConstView hgd = make_view<const void>(gdist.data(), dt, {sh.B, sh.HD, sh.Q, sh.K});
+  ConstView hbi = make_view<const void>(binds.data(), DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3});
+  search_backward(c.p, hgd, hbi, hv0, hv1, video_view<void>(hg0.data(), dt, c, cpu),
+                  video_view<void>(hg1.data(), dt, c, cpu));
+
+  DevBuf<T> dgd(gdist);
+  DevBuf<int32_t> dbi(binds);
+  ConstView cgd = make_view<const void>(dgd.p, dt, {sh.B, sh.HD, sh.Q, sh.K}, gpu);
+  ConstView cbi = make_view<const void>(dbi.p, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu);
+  const size_t wsb = search_backward_workspace_size(c.p, dv0, dv1, cbi);
+  DevBuf<char> wsp(wsb);
+  std::vector<T> run[2];
+  for (int rep = 0; rep < 2; ++rep) {
+    DevBuf<T> o0(std::vector<T>(nv, T(7))), o1(std::vector<T>(nv, T(7)));
+    search_backward(c.p, cgd, cbi, dv0, dv1, video_view<void>(o0.p, dt, c, gpu), video_view<void>(o1.p, dt, c, gpu),
+                    wsp.p, wsb, stream);
+    CUDA_OK(cudaStreamSynchronize(stream));
+    run[rep] = o0.get();
+    std::vector<T> b1 = o1.get();
+    run[rep].insert(run[rep].end(), b1.begin(), b1.end());
+  }
+  std::vector<T> ref = hg0;
+  ref.insert(ref.end(), hg1.begin(), hg1.end());
+  double scale = 0;
+  for (T x : ref) scale = std::max(scale, std::abs(double(x)));
+  const double tol = (sizeof(T) == 4 ? 2e-5 : 1e-12) * (1 + scale);
+  size_t bad_g = 0, first = ref.size();
+  for (size_t i = 0; i < ref.size(); ++i)
+    if (!(std::abs(double(ref[i]) - double(run[0][i])) <= tol)) {
+      ++bad_g;
+      if (first == ref.size()) first = i;
+    }
+  EXPECT_EQ(bad_g, 0u) << "gradient entries off the CPU (tol " << tol << "); first " << first
+                       << (first < ref.size() ? " cpu " + std::to_string(double(ref[first])) + " cuda " +
+                                                    std::to_string(double(run[0][first]))
+                                              : "");
+  EXPECT_EQ(std::memcmp(run[0].data(), run[1].data(), run[0].size() * sizeof(T)), 0)
+      << "backward not bitwise repeatable";
+}
+
+// A reproducible sample of the parameter product.
+std::vector<Case> sampled_cases() {
+  std::vector<Case> out;
+  std::mt19937 rng(1234);
+  auto pick = [&](std::initializer_list<int> v) { return *(v.begin() + rng() % v.size()); };
+  for (int n = 0; n < 64; ++n) {
+    Case c;
+    SearchParams& p = c.p;
+    c.T = pick({1, 3, 4});
+    c.H = pick({9, 12});
+    c.W = pick({10, 13});
+    p.nheads = pick({1, 2});
+    c.C = p.nheads * pick({1, 3, 4});
+    c.B = pick({1, 2});
+    p.ws = pick({1, 3, 4, 5, 7, -1});
+    p.wt = pick({0, 1, 2});
+    p.ps = pick({1, 2, 3, 5});
+    p.stride0 = pick({1, 2, 3});
+    p.stride1 = pick({1, 1, 2});
+    p.dilation = pick({1, 1, 2});
+    p.pt = pick({1, 1, 2});
+    p.dist_type = pick({0, 1}) ? DistType::L2 : DistType::Prod;
+    p.reflect_bounds = pick({0, 1, 1});
+    p.full_ws = pick({0, 1, 1});
+    int self = pick({0, 0, 1, 2});
+    p.anchor_self = self == 1;
+    p.remove_self = self == 2;
+    p.use_adj = pick({0, 0, 1});
+    if (pick({0, 0, 1})) p.off_H0 = pick({-1, 1, 2}), p.off_W0 = pick({-2, 1}), p.off_H1 = pick({1, -1}), p.off_W1 = pick({0, 3});
+    c.flows = pick({0, 1, 1});
+    c.f64 = pick({0, 0, 1});
+    c.same_video = pick({0, 1});
+    c.channels_last = pick({0, 0, 0, 1});
+    // k within the number of window slots (and sometimes all of them).
+    const int64_t st = std::min<int64_t>(2 * p.wt + 1, c.T);
+    const int64_t wh = p.ws < 0 ? (c.H + p.stride1 - 1) / p.stride1 : p.ws;
+    const int64_t ww = p.ws < 0 ? (c.W + p.stride1 - 1) / p.stride1 : p.ws;
+    const int64_t slots = st * wh * ww;
+    int kk = pick({1, 3, 7, 10, 16, 20, 40, -1});
+    if (kk > slots) kk = static_cast<int>(slots);
+    p.k = kk;
+    out.push_back(c);
+  }
+  return out;
+}
+
+class SearchCudaVsCpu : public ::testing::TestWithParam<int> {};
+
+TEST_P(SearchCudaVsCpu, ForwardExactBackwardClose) {
+  REQUIRE_GPU();
+  const Case c = sampled_cases()[GetParam()];
+  if (c.f64) check_case<double>(c, 100 + GetParam());
+  else check_case<float>(c, 100 + GetParam());
+}
+INSTANTIATE_TEST_SUITE_P(Sampled, SearchCudaVsCpu, ::testing::Range(0, 64));
+
+TEST(SearchCuda, AllCandidatesWholeFrame) {
+  // k <= 0 with ws = -1: every candidate, sorted (several passes of the lane lists).
+  REQUIRE_GPU();
+  Case c;
+  c.T = 2, c.H = 9, c.W = 10, c.C = 3;
+  c.p.ws = -1, c.p.wt = 1, c.p.ps = 3, c.p.k = -1, c.p.stride0 = 2;
+  check_case<float>(c, 1);
+  c.p.dist_type = DistType::L2, c.p.remove_self = true;
+  check_case<double>(c, 2);
+}
+
+TEST(SearchCuda, BigWindowAndTopK) {
+  REQUIRE_GPU();
+  Case c;
+  c.T = 3, c.H = 40, c.W = 36, c.C = 12;
+  c.p.ws = 21, c.p.wt = 3, c.p.ps = 7, c.p.k = 10, c.p.nheads = 4, c.p.stride0 = 4;
+  check_case<float>(c, 3);
+  c.p.k = 100, c.p.anchor_self = true;  // several passes
+  check_case<float>(c, 4);
+}
+
+TEST(SearchCuda, GlobalMemoryPath) {
+  // A window tile too large for shared memory reads vid1 from global memory.
+  REQUIRE_GPU();
+  Case c;
+  c.T = 2, c.H = 70, c.W = 75, c.C = 4;
+  c.p.ws = -1, c.p.wt = 0, c.p.ps = 3, c.p.k = 5, c.p.stride0 = 16;
+  check_case<float>(c, 5);
+  c.p.dist_type = DistType::L2, c.p.anchor_self = true, c.p.k = 40;
+  check_case<double>(c, 6);
+}
+
+TEST(SearchCuda, CallerStream) {
+  REQUIRE_GPU();
+  cudaStream_t s = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  Case c;
+  c.T = 3, c.H = 16, c.W = 16, c.C = 8;
+  c.p.ws = 5, c.p.wt = 1, c.p.ps = 3, c.p.k = 8, c.p.nheads = 2, c.p.stride0 = 1;
+  check_case<float>(c, 7, s);
+  CUDA_OK(cudaStreamDestroy(s));
+}
+
+TEST(SearchCuda, WorkspaceTooSmallIsAnError) {
+  REQUIRE_GPU();
+  const Device gpu{DeviceKind::CUDA, 0};
+  DevBuf<float> v(1 * 1 * 1 * 4 * 4), d(16), g0(16), g1(16);
+  DevBuf<int32_t> i(16 * 3);
+  SearchParams p;
+  p.ws = 3, p.ps = 1, p.k = 1, p.stride0 = 1;
+  ConstView vv = make_view<const void>(v.p, DType::Float32, {1, 1, 1, 4, 4}, gpu);
+  ConstView iv = make_view<const void>(i.p, DType::Int32, {1, 1, 16, 1, 3}, gpu);
+  ASSERT_GT(search_backward_workspace_size(p, vv, vv, iv), 0u);
+  EXPECT_THROW(search_backward(p, make_view<const void>(d.p, DType::Float32, {1, 1, 16, 1}, gpu), iv, vv, vv,
+                               make_view<void>(g0.p, DType::Float32, {1, 1, 1, 4, 4}, gpu),
+                               make_view<void>(g1.p, DType::Float32, {1, 1, 1, 4, 4}, gpu), nullptr, 0),
+               ValueError);
+}
+
+TEST(SearchCuda, Available) { EXPECT_TRUE(cuda_available()); }
+
+}  // namespace

@@ -1,0 +1,90 @@
+"""Torch ops of the weighted patch sum (`stnls::wpsum`, `stnls::wpsum_backward`) with fake
+implementations and autograd, and the module `WeightedPatchSum`."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from .. import _C
+from .._patch_params import normalize, to_core
+from ._common import check_tensor, stream, workspace
+
+
+def _core(ps, stride0, pt, dilation, reflect_bounds, deterministic=True):
+    return to_core(dict(ps=ps, stride0=stride0, pt=pt, dilation=dilation, reflect_bounds=reflect_bounds),
+                   "agg", deterministic)
+
+
+@torch.library.custom_op("stnls::wpsum", mutates_args=())
+def wpsum_op(vid: Tensor, weights: Tensor, inds: Tensor, ps: int, stride0: int, pt: int, dilation: int,
+             reflect_bounds: bool) -> Tensor:
+    out = torch.empty_like(vid, memory_format=torch.contiguous_format)
+    _C.wpsum_forward(_core(ps, stride0, pt, dilation, reflect_bounds), vid.detach(), weights.detach(), inds,
+                     out, stream=stream(vid))
+    return out
+
+
+@wpsum_op.register_fake
+def _(vid, weights, inds, ps, stride0, pt, dilation, reflect_bounds):
+    return torch.empty_like(vid, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("stnls::wpsum_backward", mutates_args=())
+def wpsum_backward_op(grad_out: Tensor, vid: Tensor, weights: Tensor, inds: Tensor, ps: int, stride0: int,
+                      pt: int, dilation: int, reflect_bounds: bool, deterministic: bool) -> Tuple[Tensor, Tensor]:
+    core = _core(ps, stride0, pt, dilation, reflect_bounds, deterministic)
+    vid, weights, grad_out = vid.detach(), weights.detach(), grad_out.detach()
+    grad_vid = torch.empty_like(vid, memory_format=torch.contiguous_format)
+    grad_weights = torch.empty_like(weights, memory_format=torch.contiguous_format)
+    ws = workspace(_C.wpsum_backward_workspace_size(core, vid, weights, inds), vid)
+    _C.wpsum_backward(core, grad_out, vid, weights, inds, grad_vid, grad_weights, ws, stream=stream(vid))
+    return grad_vid, grad_weights
+
+
+@wpsum_backward_op.register_fake
+def _(grad_out, vid, weights, inds, ps, stride0, pt, dilation, reflect_bounds, deterministic):
+    return (torch.empty_like(vid, memory_format=torch.contiguous_format),
+            torch.empty_like(weights, memory_format=torch.contiguous_format))
+
+
+def _setup(ctx, inputs, output):
+    vid, weights, inds = inputs[:3]
+    ctx.save_for_backward(vid, weights, inds)
+    ctx.args = inputs[3:]
+
+
+def _backward(ctx, grad):
+    vid, weights, inds = ctx.saved_tensors
+    grad_vid, grad_weights = wpsum_backward_op(grad.contiguous(), vid, weights, inds, *ctx.args, True)
+    return (grad_vid if ctx.needs_input_grad[0] else None,
+            grad_weights if ctx.needs_input_grad[1] else None) + (None,) * 6
+
+
+wpsum_op.register_autograd(_backward, setup_context=_setup)
+
+
+def wpsum(vid, weights, inds, p):
+    for x, name in ((vid, "vid"), (weights, "weights"), (inds, "inds")):
+        check_tensor(x, name)
+    return wpsum_op(vid, weights, inds, p["ps"], p["stride0"], p["pt"], p["dilation"], p["reflect_bounds"])
+
+
+def wpsum_backward(grad_out, vid, weights, inds, p, deterministic=True):
+    return wpsum_backward_op(grad_out.contiguous(), vid, weights, inds, p["ps"], p["stride0"], p["pt"],
+                             p["dilation"], p["reflect_bounds"], deterministic)
+
+
+class WeightedPatchSum(torch.nn.Module):
+    """(vid, weights, inds) -> vid-shaped weighted sum of the neighbours' patches."""
+
+    def __init__(self, ps=1, stride0=1, pt=1, dilation=1, reflect_bounds=True):
+        super().__init__()
+        self.params = normalize(ps, stride0, pt, dilation, reflect_bounds)
+
+    def forward(self, vid, weights, inds):
+        return wpsum(vid, weights, inds, self.params)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.params.items())

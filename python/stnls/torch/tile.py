@@ -1,0 +1,147 @@
+"""Torch ops of the patch functions (`stnls::unfold`, `fold`, `unfold_k`, `fold_k`) with
+fake implementations and autograd: each op's backward is its adjoint."""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import Tensor
+
+from .. import _C
+from .._patch_params import to_core, unfold_k_shape, unfold_shape
+from ._common import check_tensor, stream, workspace
+
+
+def _p(ps, stride0, pt, dilation, reflect_bounds):
+    return dict(ps=ps, stride0=stride0, pt=pt, dilation=dilation, reflect_bounds=reflect_bounds)
+
+
+@torch.library.custom_op("stnls::unfold", mutates_args=())
+def unfold_op(vid: Tensor, ps: int, stride0: int, pt: int, dilation: int, reflect_bounds: bool) -> Tensor:
+    p = _p(ps, stride0, pt, dilation, reflect_bounds)
+    out = vid.new_empty(unfold_shape(tuple(vid.shape), p))
+    _C.unfold(to_core(p), vid.detach(), out, stream=stream(vid))
+    return out
+
+
+@unfold_op.register_fake
+def _(vid, ps, stride0, pt, dilation, reflect_bounds):
+    return vid.new_empty(unfold_shape(tuple(vid.shape), _p(ps, stride0, pt, dilation, reflect_bounds)))
+
+
+@torch.library.custom_op("stnls::fold", mutates_args=())
+def fold_op(patches: Tensor, vid_shape: List[int], stride0: int, dilation: int, reflect_bounds: bool) -> Tensor:
+    p = _p(patches.shape[-1], stride0, patches.shape[-4], dilation, reflect_bounds)
+    out = patches.new_empty(tuple(vid_shape))
+    _C.fold(to_core(p), patches.detach(), out, stream=stream(patches))
+    return out
+
+
+@fold_op.register_fake
+def _(patches, vid_shape, stride0, dilation, reflect_bounds):
+    return patches.new_empty(tuple(vid_shape))
+
+
+@torch.library.custom_op("stnls::unfold_k", mutates_args=())
+def unfold_k_op(vid: Tensor, inds: Tensor, ps: int, pt: int, dilation: int, reflect_bounds: bool) -> Tensor:
+    p = _p(ps, 1, pt, dilation, reflect_bounds)
+    out = vid.new_empty(unfold_k_shape(tuple(vid.shape), tuple(inds.shape), p))
+    _C.unfold_k(to_core(p), vid.detach(), inds, out, stream=stream(vid))
+    return out
+
+
+@unfold_k_op.register_fake
+def _(vid, inds, ps, pt, dilation, reflect_bounds):
+    p = _p(ps, 1, pt, dilation, reflect_bounds)
+    return vid.new_empty(unfold_k_shape(tuple(vid.shape), tuple(inds.shape), p))
+
+
+@torch.library.custom_op("stnls::fold_k", mutates_args=())
+def fold_k_op(patches: Tensor, inds: Tensor, vid_shape: List[int], dilation: int, reflect_bounds: bool,
+              deterministic: bool) -> Tensor:
+    p = _p(patches.shape[-1], 1, patches.shape[-4], dilation, reflect_bounds)
+    core = to_core(p, deterministic=deterministic)
+    out = patches.new_empty(tuple(vid_shape))
+    patches = patches.detach()
+    ws = workspace(_C.fold_k_workspace_size(core, patches, inds, out), patches)
+    _C.fold_k(core, patches, inds, out, ws, stream=stream(patches))
+    return out
+
+
+@fold_k_op.register_fake
+def _(patches, inds, vid_shape, dilation, reflect_bounds, deterministic):
+    return patches.new_empty(tuple(vid_shape))
+
+
+# --- autograd: the backward of each op is its adjoint ------------------------------------
+
+def _setup_unfold(ctx, inputs, output):
+    vid, ps, stride0, pt, dilation, reflect_bounds = inputs
+    ctx.args = (list(vid.shape), stride0, dilation, reflect_bounds)
+
+
+def _bwd_unfold(ctx, grad):
+    vid_shape, stride0, dilation, reflect_bounds = ctx.args
+    return fold_op(grad.contiguous(), vid_shape, stride0, dilation, reflect_bounds), None, None, None, None, None
+
+
+def _setup_fold(ctx, inputs, output):
+    patches, vid_shape, stride0, dilation, reflect_bounds = inputs
+    ctx.args = (patches.shape[-1], stride0, patches.shape[-4], dilation, reflect_bounds)
+
+
+def _bwd_fold(ctx, grad):
+    return unfold_op(grad.contiguous(), *ctx.args), None, None, None, None
+
+
+def _setup_unfold_k(ctx, inputs, output):
+    vid, inds, ps, pt, dilation, reflect_bounds = inputs
+    ctx.save_for_backward(inds)
+    ctx.args = (list(vid.shape), dilation, reflect_bounds)
+
+
+def _bwd_unfold_k(ctx, grad):
+    (inds,) = ctx.saved_tensors
+    vid_shape, dilation, reflect_bounds = ctx.args
+    return fold_k_op(grad.contiguous(), inds, vid_shape, dilation, reflect_bounds, True), None, None, None, None, None
+
+
+def _setup_fold_k(ctx, inputs, output):
+    patches, inds, vid_shape, dilation, reflect_bounds, deterministic = inputs
+    ctx.save_for_backward(inds)
+    ctx.args = (patches.shape[-1], patches.shape[-4], dilation, reflect_bounds)
+
+
+def _bwd_fold_k(ctx, grad):
+    (inds,) = ctx.saved_tensors
+    return unfold_k_op(grad.contiguous(), inds, *ctx.args), None, None, None, None, None
+
+
+unfold_op.register_autograd(_bwd_unfold, setup_context=_setup_unfold)
+fold_op.register_autograd(_bwd_fold, setup_context=_setup_fold)
+unfold_k_op.register_autograd(_bwd_unfold_k, setup_context=_setup_unfold_k)
+fold_k_op.register_autograd(_bwd_fold_k, setup_context=_setup_fold_k)
+
+
+# --- entry points used by stnls.tile -------------------------------------------------------
+
+def unfold(vid, p):
+    check_tensor(vid, "vid")
+    return unfold_op(vid, p["ps"], p["stride0"], p["pt"], p["dilation"], p["reflect_bounds"])
+
+
+def fold(patches, vid_shape, p):
+    check_tensor(patches, "patches")
+    return fold_op(patches, list(vid_shape), p["stride0"], p["dilation"], p["reflect_bounds"])
+
+
+def unfold_k(vid, inds, p):
+    check_tensor(vid, "vid")
+    check_tensor(inds, "inds")
+    return unfold_k_op(vid, inds, p["ps"], p["pt"], p["dilation"], p["reflect_bounds"])
+
+
+def fold_k(patches, inds, vid_shape, p, deterministic=True):
+    check_tensor(patches, "patches")
+    check_tensor(inds, "inds")
+    return fold_k_op(patches, inds, list(vid_shape), p["dilation"], p["reflect_bounds"], deterministic)
