@@ -249,7 +249,7 @@ __global__ void __launch_bounds__(256) search_forward_kernel(const FwdArgs<T> a)
       for (int sbase = 0; sbase < nslots; sbase += 32 * R) {
         int fi[R], ii[R], ji[R];
         T acc[R];
-        const T* pr[R];
+        int offr[R];  // tile offset of each candidate
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const int slot = sbase + r * 32 + lane;
@@ -258,7 +258,7 @@ __global__ void __launch_bounds__(256) search_forward_kernel(const FwdArgs<T> a)
           const int rem = sl - (sl / spf) * spf;
           ii[r] = rem / a.ww;
           ji[r] = rem - ii[r] * a.ww;
-          pr[r] = tile + (sl / spf) * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1;
+          offr[r] = (sl / spf) * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1;
           acc[r] = T(0);
         }
         if (TILE) {
@@ -266,13 +266,29 @@ __global__ void __launch_bounds__(256) search_forward_kernel(const FwdArgs<T> a)
             for (int pi = 0; pi < ps; ++pi)
               for (int pj = 0; pj < ps; ++pj) {
                 const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
-                const int tap = pk * C * P + dil * pi * a.tw + dil * pj;
-#pragma unroll 4
-                for (int c = 0; c < C; ++c) {
-                  const T qv = qrow[c];
-                  const int tc = tap + c * P;
+                // Warp-uniform base + per-lane offset; two channels' loads are issued
+                // before their arithmetic so the shared-memory latency overlaps.
+                const T* trow = tile + pk * C * P + dil * pi * a.tw + dil * pj;
+                int c = 0;
+                for (; c + 2 <= C; c += 2) {
+                  const T q0 = qrow[c], q1 = qrow[c + 1];
+                  const T* t0 = trow + c * P;
+                  const T* t1 = t0 + P;
+                  T x0[R], x1[R];
 #pragma unroll
-                  for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], qv, pr[r][tc]);
+                  for (int r = 0; r < R; ++r) x0[r] = t0[offr[r]];
+#pragma unroll
+                  for (int r = 0; r < R; ++r) x1[r] = t1[offr[r]];
+#pragma unroll
+                  for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q0, x0[r]);
+#pragma unroll
+                  for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q1, x1[r]);
+                }
+                if (c < C) {
+                  const T q0 = qrow[c];
+                  const T* t0 = trow + c * P;
+#pragma unroll
+                  for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q0, t0[offr[r]]);
                 }
               }
         } else if (fi[0] >= 0) {
