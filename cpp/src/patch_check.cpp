@@ -52,6 +52,7 @@ Strides6 video(PatchArgs& a, const std::string& name, const ConstView& v, int64_
     a.H = v.shape[3], a.W = v.shape[4];
     return {v.strides[0], v.strides[2] * a.C, v.strides[1], v.strides[2], v.strides[3], v.strides[4]};
   }
+  // heads == 0: any head count (unfold/fold of a 6-d video).
   if (heads > 0 && v.shape[1] != heads)
     fail(name, "head dimension " + std::to_string(heads) + " (that of inds)", "shape " + shape_str(v));
   a.B = v.shape[0], a.HD = v.shape[1], a.T = v.shape[2], a.C = v.shape[3];
@@ -128,7 +129,7 @@ ConstView shape_only(const View& v) { return as_const(v); }
 PatchArgs check_unfold(const TileParams& p, const ConstView& vid, const View& patches) {
   PatchArgs a;
   copy_params(p, a);
-  a.sv = video(a, "vid", vid, 1);
+  a.sv = video(a, "vid", vid, vid.ndim == 6 ? 0 : 1);
   query_grid(a);
   a.K = 1;
   take_patches(a, "patches", patches, false, vid.ndim == 6);
@@ -140,7 +141,7 @@ PatchArgs check_unfold(const TileParams& p, const ConstView& vid, const View& pa
 PatchArgs check_fold(const TileParams& p, const ConstView& patches, const View& vid) {
   PatchArgs a;
   copy_params(p, a);
-  a.so = video(a, "vid", shape_only(vid), 1);
+  a.so = video(a, "vid", shape_only(vid), vid.ndim == 6 ? 0 : 1);
   query_grid(a);
   a.K = 1;
   take_patches(a, "patches", patches, false, vid.ndim == 6);
@@ -153,7 +154,7 @@ PatchArgs check_unfold_k(const TileParams& p, const ConstView& vid, const ConstV
   PatchArgs a;
   copy_params(p, a);
   a.sv = video(a, "vid", vid, inds_heads(inds));
-  query_grid(a);
+  a.Q = inds.shape[2];  // any query set: unfold_k needs no query grid
   take_inds(a, inds);
   take_patches(a, "patches", patches, true, true);
   a.vid = vid.data;
@@ -165,7 +166,7 @@ PatchArgs check_fold_k(const TileParams& p, const ConstView& patches, const Cons
   PatchArgs a;
   copy_params(p, a);
   a.so = video(a, "vid", shape_only(vid), inds_heads(inds));
-  query_grid(a);
+  a.Q = inds.shape[2];  // any query set: fold_k needs no query grid
   take_inds(a, inds);
   take_patches(a, "patches", patches, true, true);
   a.patches_in = patches.data;

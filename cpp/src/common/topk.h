@@ -27,6 +27,7 @@ class TopK {
 
   // Small k: keep a sorted list (insertion); large k: collect, sort once in finish().
   void offer(T d, int64_t id) {
+    if (k_ <= 0) return;  // e.g. k = 1 with anchor_self: the anchor takes the only slot
     if (k_ > kSortedLimit) {
       items_.push_back({d, id});
       return;

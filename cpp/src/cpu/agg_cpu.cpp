@@ -2,6 +2,7 @@
 // (batch, head, channel) plane for everything written to the video, one per query for the
 // weight gradients: one writer per element, fixed sum order, no scratch memory.
 #include "common/backends.h"
+#include "cpu/parallel.h"
 #include "common/dispatch.h"
 #include "common/patch_geometry.h"
 
@@ -38,7 +39,7 @@ void forward_impl(const PatchArgs& a) {
   const T* vid = static_cast<const T*>(a.vid);
   T* out = static_cast<T*>(a.out);
   const int64_t ntask = a.B * a.HD * a.C;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (a.B * a.HD * a.C * a.Q * a.K * a.pt * a.ps * a.ps > kParallelWork)
   for (int64_t task = 0; task < ntask; ++task) {
     const int64_t b = task / (a.HD * a.C), hd = (task / a.C) % a.HD, c = task % a.C;
     const T* v = vid + b * a.sv.b + hd * a.sv.h + c * a.sv.c;
@@ -69,7 +70,7 @@ void backward_impl(const PatchArgs& a) {
   // The gradient reaching a tap is grad_out / count at the pixel the tap was folded into.
   // grad_weights[q, k] = sum over taps and channels of (grad_out/count)[dst] * vid[src].
   const int64_t nq = a.B * a.HD * a.Q;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nq * a.K * a.C * a.pt * a.ps * a.ps > kParallelWork)
   for (int64_t g = 0; g < nq; ++g) {
     const int64_t b = g / (a.HD * a.Q), hd = (g / a.Q) % a.HD, q = g % a.Q;
     T* gwq = gw + b * a.sgw[0] + hd * a.sgw[1] + q * a.sgw[2];
@@ -99,7 +100,7 @@ void backward_impl(const PatchArgs& a) {
 
   // grad_vid[src] += weights[q, k] * (grad_out/count)[dst], one task per channel plane.
   const int64_t ntask = a.B * a.HD * a.C;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (ntask * a.Q * a.K * a.pt * a.ps * a.ps > kParallelWork)
   for (int64_t task = 0; task < ntask; ++task) {
     const int64_t b = task / (a.HD * a.C), hd = (task / a.C) % a.HD, c = task % a.C;
     const T* go = gout + b * a.sg.b + hd * a.sg.h + c * a.sg.c;

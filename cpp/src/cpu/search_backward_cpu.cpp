@@ -2,6 +2,7 @@
 // task owns one channel plane of both gradients, so no two threads write the same
 // element and the sum order is fixed (bitwise deterministic, no atomics, no scratch).
 #include "common/backends.h"
+#include "cpu/parallel.h"
 #include "common/dispatch.h"
 #include "common/geometry.h"
 
@@ -26,7 +27,7 @@ void backward_impl(const SearchArgs& a) {
   const int64_t o0 = geo::patch_offset(0, ps, dil, p.use_adj);
   const int64_t ntask = sh.B * sh.HD * sh.C;
 
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (ntask * sh.Q * sh.K * pt * ps * ps > kParallelWork)
   for (int64_t task = 0; task < ntask; ++task) {
     const int64_t b = task / (sh.HD * sh.C), hd = (task / sh.C) % sh.HD, c = task % sh.C;
     const T* v0 = vid0 + b * a.s0.b + hd * a.s0.h + c * a.s0.c;

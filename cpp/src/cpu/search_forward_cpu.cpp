@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/backends.h"
+#include "cpu/parallel.h"
 #include "common/dispatch.h"
 #include "common/geometry.h"
 #include "common/topk.h"
@@ -39,7 +40,7 @@ void forward_impl(const SearchArgs& a) {
   const bool anchor = p.anchor_self;
   const int64_t nrest = anchor ? K - 1 : K;
 
-#pragma omp parallel
+#pragma omp parallel if (nq * sh.slots() * C * pt * ps * ps > kParallelWork)
   {
     std::vector<T> qpatch(pt * ps * ps * C);  // [pt, ps, ps, C]
     std::vector<T> tile(pt * C * th * tw);     // [pt, C, th, tw]

@@ -1,6 +1,7 @@
 // CPU unfold / fold / unfold_k / fold_k. The folds run one task per (batch, head, channel)
 // plane, so each output element has one writer and a fixed sum order (deterministic).
 #include "common/backends.h"
+#include "cpu/parallel.h"
 #include "common/dispatch.h"
 #include "common/patch_geometry.h"
 
@@ -23,7 +24,7 @@ void unfold_impl(const PatchArgs& a, bool neighbours) {
   const T* vid = static_cast<const T*>(a.vid);
   T* out = static_cast<T*>(a.patches_out);
   const int64_t n = a.B * a.HD * a.Q * a.K;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * a.C * a.pt * a.ps * a.ps > kParallelWork)
   for (int64_t g = 0; g < n; ++g) {
     const int64_t b = g / (a.HD * a.Q * a.K), hd = (g / (a.Q * a.K)) % a.HD, q = (g / a.K) % a.Q, k = g % a.K;
     int64_t t, h, w;
@@ -52,7 +53,7 @@ void fold_impl(const PatchArgs& a, bool neighbours) {
   const T* in = static_cast<const T*>(a.patches_in);
   T* vid = static_cast<T*>(a.out);
   const int64_t ntask = a.B * a.HD * a.C;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (ntask * a.Q * a.K * a.pt * a.ps * a.ps > kParallelWork)
   for (int64_t task = 0; task < ntask; ++task) {
     const int64_t b = task / (a.HD * a.C), hd = (task / a.C) % a.HD, c = task % a.C;
     T* v = vid + b * a.so.b + hd * a.so.h + c * a.so.c;

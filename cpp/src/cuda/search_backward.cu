@@ -10,6 +10,12 @@
 // location (a stable radix sort of (location, q*K + k), so each location's list is in
 // (q, k) order); a pixel p of vid1 enumerates the preimages of p, the taps, and the list
 // of the candidate location each implies. The lists live in the caller's workspace.
+//
+// Fast path (float, C per head <= 32 rounding up to 4, 8, 16 or 32 channels): both videos
+// are first copied into the workspace as [b][hd][t][y][x][c] (channels padded with zeros
+// to CV), and one thread per pixel handles all its channels: every (query, neighbour)
+// pair costs one index walk and CV/4 16-byte loads instead of C scattered 4-byte loads
+// and C/4 index walks.
 #include <cuda_runtime.h>
 
 #include <cub/device/device_radix_sort.cuh>
@@ -201,6 +207,183 @@ __global__ void __launch_bounds__(256) grad_vid1_kernel(const BwdArgs<T> a, int6
     if (c < nc) out[c * a.w1.c] = acc[c];
 }
 
+
+// Copies vid (b, hd, t, c, y, x; any strides) to dst [b][hd][t][y][x][CV], channels >= C zero.
+template <int CV>
+__global__ void to_pixel_major_kernel(const float* vid, detail::Strides6 s, int HD, int nT, int C, int H, int W,
+                                      float* dst, int64_t npix) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= npix) return;
+  const int x = static_cast<int>(e % W);
+  const int y = static_cast<int>((e / W) % H);
+  const int t = static_cast<int>((e / (static_cast<int64_t>(W) * H)) % nT);
+  const int64_t bh = e / (static_cast<int64_t>(W) * H * nT);
+  const int b = static_cast<int>(bh / HD), hd = static_cast<int>(bh % HD);
+  const float* src = vid + b * s.b + hd * s.h + t * s.t + y * s.y + x * s.x;
+  float4* out = reinterpret_cast<float4*>(dst + e * CV);
+#pragma unroll
+  for (int c = 0; c < CV; c += 4) {
+    float4 v;
+    v.x = c < C ? src[c * s.c] : 0.f;
+    v.y = c + 1 < C ? src[(c + 1) * s.c] : 0.f;
+    v.z = c + 2 < C ? src[(c + 2) * s.c] : 0.f;
+    v.w = c + 3 < C ? src[(c + 3) * s.c] : 0.f;
+    out[c / 4] = v;
+  }
+}
+
+template <int CV>
+__device__ __forceinline__ void load_cv(float (&v)[CV], const float* p) {
+#pragma unroll
+  for (int c = 0; c < CV; c += 4) {
+    const float4 x = __ldg(reinterpret_cast<const float4*>(p + c));
+    v[c] = x.x, v[c + 1] = x.y, v[c + 2] = x.z, v[c + 3] = x.w;
+  }
+}
+
+// Pixel index (b, hd, t, y, x) of a read after the bounds rule, -1 when it reads as 0.
+__device__ __forceinline__ int64_t pixel_index(int64_t bh, int t, int y, int x, int nT, int H, int W, bool reflect) {
+  const int64_t tt = geo::bound(t, nT, reflect), yy = geo::bound(y, H, reflect), xx = geo::bound(x, W, reflect);
+  if (tt < 0 || yy < 0 || xx < 0) return -1;
+  return ((bh * nT + tt) * H + yy) * W + xx;
+}
+
+// grad_vid0, thread per (b, hd, t, y, x), every channel; pm0/pm1: pixel-major copies.
+template <bool L2, int CV>
+__global__ void __launch_bounds__(256) grad_vid0_fast_kernel(const BwdArgs<float> a, const float* pm0,
+                                                             const float* pm1, int64_t total) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= total) return;
+  const int x = static_cast<int>(e % a.W);
+  const int y = static_cast<int>((e / a.W) % a.H);
+  const int t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
+  const int64_t bh = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
+  const int b = static_cast<int>(bh / a.HD), hd = static_cast<int>(bh % a.HD);
+  float va[CV], acc[CV];
+  load_cv<CV>(va, pm0 + e * CV);
+#pragma unroll
+  for (int c = 0; c < CV; ++c) acc[c] = 0.f;
+  const int32_t* ib = a.inds + b * a.si[0] + hd * a.si[1];
+  const float* gb = a.gd + b * a.sd[0] + hd * a.sd[1];
+  const Pre pt_ = preimages(t, a.nT, a.reflect);
+  const Pre py = preimages(y, a.H, a.reflect);
+  const Pre px = preimages(x, a.W, a.reflect);
+  for (int it = 0; it < pt_.n; ++it)
+    for (int pk = 0; pk < a.pt; ++pk) {
+      const int tq = pt_.z[it] - pk;
+      if (tq < 0 || tq >= a.nT) continue;
+      for (int iy = 0; iy < py.n; ++iy)
+        for (int pi = 0; pi < a.ps; ++pi) {
+          const int dy = a.o0 + a.dil * pi;
+          const int qh = py.z[iy] - dy + a.offH0;
+          if (qh < 0 || qh >= a.H || qh % a.str0) continue;
+          for (int ix = 0; ix < px.n; ++ix)
+            for (int pj = 0; pj < a.ps; ++pj) {
+              const int dx = a.o0 + a.dil * pj;
+              const int qw = px.z[ix] - dx + a.offW0;
+              if (qw < 0 || qw >= a.W || qw % a.str0) continue;
+              const int64_t q = (static_cast<int64_t>(tq) * a.nH + qh / a.str0) * a.nW + qw / a.str0;
+              const int32_t* ie = ib + q * a.si[2];
+              const float* ge = gb + q * a.sd[2];
+              for (int k = 0; k < a.K; ++k) {
+                const int32_t* e3 = ie + k * a.si[3];
+                const int u = __ldg(e3), yy = __ldg(e3 + a.si[4]), xx = __ldg(e3 + 2 * a.si[4]);
+                if (u < 0 || u >= a.nT || yy < 0 || yy >= a.H || xx < 0 || xx >= a.W) continue;
+                const float g = __ldg(ge + k * a.sd[3]);
+                const int64_t pix =
+                    pixel_index(bh, u + pk, yy + dy - a.offH1, xx + dx - a.offW1, a.nT, a.H, a.W, a.reflect);
+                float vb[CV];
+                if (pix < 0) {
+#pragma unroll
+                  for (int c = 0; c < CV; ++c) vb[c] = 0.f;
+                } else {
+                  load_cv<CV>(vb, pm1 + pix * CV);
+                }
+#pragma unroll
+                for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_da<L2>(va[c], vb[c]);
+              }
+            }
+        }
+    }
+  float* out = a.g0 + b * a.w0.b + hd * a.w0.h + t * a.w0.t + y * a.w0.y + x * a.w0.x;
+#pragma unroll
+  for (int c = 0; c < CV; ++c)
+    if (c < a.C) out[c * a.w0.c] = acc[c];
+}
+
+// grad_vid1, thread per (b, hd, t, y, x), every channel.
+template <bool L2, int CV>
+__global__ void __launch_bounds__(256) grad_vid1_fast_kernel(const BwdArgs<float> a, const float* pm0,
+                                                             const float* pm1, int64_t total) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= total) return;
+  const int x = static_cast<int>(e % a.W);
+  const int y = static_cast<int>((e / a.W) % a.H);
+  const int t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
+  const int64_t bh = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
+  const int b = static_cast<int>(bh / a.HD), hd = static_cast<int>(bh % a.HD);
+  const int64_t plane = static_cast<int64_t>(a.H) * a.W;
+  const int64_t loc_bh = bh * a.nT * plane;
+  float vb[CV], acc[CV];
+  load_cv<CV>(vb, pm1 + e * CV);
+#pragma unroll
+  for (int c = 0; c < CV; ++c) acc[c] = 0.f;
+  const float* gb = a.gd + b * a.sd[0] + hd * a.sd[1];
+  const Pre pt_ = preimages(t, a.nT, a.reflect);
+  const Pre py = preimages(y, a.H, a.reflect);
+  const Pre px = preimages(x, a.W, a.reflect);
+  for (int it = 0; it < pt_.n; ++it)
+    for (int pk = 0; pk < a.pt; ++pk) {
+      const int u = pt_.z[it] - pk;
+      if (u < 0 || u >= a.nT) continue;
+      for (int iy = 0; iy < py.n; ++iy)
+        for (int pi = 0; pi < a.ps; ++pi) {
+          const int dy = a.o0 + a.dil * pi;
+          const int yy = py.z[iy] - dy + a.offH1;
+          if (yy < 0 || yy >= a.H) continue;
+          for (int ix = 0; ix < px.n; ++ix)
+            for (int pj = 0; pj < a.ps; ++pj) {
+              const int dx = a.o0 + a.dil * pj;
+              const int xx = px.z[ix] - dx + a.offW1;
+              if (xx < 0 || xx >= a.W) continue;
+              const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
+              const int32_t beg = __ldg(a.list_start + loc), end = __ldg(a.list_start + loc + 1);
+              for (int32_t li = beg; li < end; ++li) {
+                const int32_t qk = __ldg(a.list_qk + li);
+                const int k = qk % a.K;
+                const int q = (qk / a.K) % a.Q;
+                const int tq = q / (a.nH * a.nW);
+                const int qh = ((q / a.nW) % a.nH) * a.str0, qw = (q % a.nW) * a.str0;
+                const float g = __ldg(gb + q * a.sd[2] + k * a.sd[3]);
+                const int64_t pix =
+                    pixel_index(bh, tq + pk, qh + dy - a.offH0, qw + dx - a.offW0, a.nT, a.H, a.W, a.reflect);
+                float va[CV];
+                if (pix < 0) {
+#pragma unroll
+                  for (int c = 0; c < CV; ++c) va[c] = 0.f;
+                } else {
+                  load_cv<CV>(va, pm0 + pix * CV);
+                }
+#pragma unroll
+                for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_db<L2>(va[c], vb[c]);
+              }
+            }
+        }
+    }
+  float* out = a.g1 + b * a.w1.b + hd * a.w1.h + t * a.w1.t + y * a.w1.y + x * a.w1.x;
+#pragma unroll
+  for (int c = 0; c < CV; ++c)
+    if (c < a.C) out[c * a.w1.c] = acc[c];
+}
+
+// Channels of the pixel-major copies for C channels per head (0: no fast path).
+int fast_channels(int64_t C, size_t scalar_bytes) {
+  if (scalar_bytes != 4) return 0;
+  for (int cv : {4, 8, 16, 32})
+    if (C <= cv) return cv;
+  return 0;
+}
+
 // Key of every (b, hd, q, k): its candidate location (b, hd, u, y, x) flattened, or
 // `nloc` (sorted last, in no list) for padding and out-of-range indices.
 __global__ void list_keys_kernel(const int32_t* inds, int64_t si0, int64_t si1, int64_t si2, int64_t si3,
@@ -232,11 +415,12 @@ __global__ void list_start_kernel(const int32_t* sorted_keys, int64_t n, int32_t
   start[l] = static_cast<int32_t>(lo);
 }
 
-// Workspace layout: keys[2][n], vals[2][n], start[nloc+1], cub scratch; 256-byte aligned.
+// Workspace layout: keys[2][n], vals[2][n], start[nloc+1], cub scratch, and (fast path)
+// the two pixel-major video copies [nloc][cv]; 256-byte aligned.
 struct Layout {
   int64_t n, nloc;
-  int nbits;
-  size_t keys0, keys1, vals0, vals1, start, cub, cub_bytes, total;
+  int nbits, cv;
+  size_t keys0, keys1, vals0, vals1, start, cub, cub_bytes, pm0, pm1, total;
 };
 
 size_t align256(size_t x) { return (x + 255) / 256 * 256; }
@@ -262,7 +446,11 @@ Layout workspace_layout(const SearchArgs& a) {
     cub::DoubleBuffer<int32_t> k(nullptr, nullptr), v(nullptr, nullptr);
     STNLS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, L.cub_bytes, k, v, static_cast<int>(L.n), 0, L.nbits));
   }
-  L.total = L.cub + align256(L.cub_bytes);
+  L.cv = fast_channels(sh.C, dtype_size(a.dtype));
+  const size_t pmb = align256(static_cast<size_t>(L.nloc) * L.cv * sizeof(float));
+  L.pm0 = L.cub + align256(L.cub_bytes);
+  L.pm1 = L.pm0 + pmb;
+  L.total = L.pm1 + pmb;
   return L;
 }
 
@@ -274,6 +462,21 @@ void launch_grads(const BwdArgs<T>& ba, int64_t pixels, cudaStream_t stream) {
   check_launch("grad_vid0_kernel");
   grad_vid1_kernel<T, L2, CG><<<blocks, 256, 0, stream>>>(ba, total);
   check_launch("grad_vid1_kernel");
+}
+
+template <bool L2, int CV>
+void launch_fast(const BwdArgs<float>& ba, char* pm0b, char* pm1b, int64_t pixels, cudaStream_t stream) {
+  float* pm0 = reinterpret_cast<float*>(pm0b);
+  float* pm1 = reinterpret_cast<float*>(pm1b);
+  const unsigned blocks = static_cast<unsigned>(ceil_div(pixels, 256));
+  to_pixel_major_kernel<CV><<<blocks, 256, 0, stream>>>(ba.vid0, ba.s0, ba.HD, ba.nT, ba.C, ba.H, ba.W, pm0, pixels);
+  check_launch("to_pixel_major_kernel");
+  to_pixel_major_kernel<CV><<<blocks, 256, 0, stream>>>(ba.vid1, ba.s1, ba.HD, ba.nT, ba.C, ba.H, ba.W, pm1, pixels);
+  check_launch("to_pixel_major_kernel");
+  grad_vid0_fast_kernel<L2, CV><<<blocks, 256, 0, stream>>>(ba, pm0, pm1, pixels);
+  check_launch("grad_vid0_fast_kernel");
+  grad_vid1_fast_kernel<L2, CV><<<blocks, 256, 0, stream>>>(ba, pm0, pm1, pixels);
+  check_launch("grad_vid1_fast_kernel");
 }
 
 template <class T, bool L2>
@@ -330,6 +533,16 @@ void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes,
   ba.list_start = start;
   ba.list_qk = list;
   const int64_t pixels = sh.B * sh.HD * sh.T * sh.H * sh.W;
+  if constexpr (sizeof(T) == 4) {
+    if (L.cv > 0) {
+      switch (L.cv) {
+        case 4: return launch_fast<L2, 4>(ba, ws + L.pm0, ws + L.pm1, pixels, stream);
+        case 8: return launch_fast<L2, 8>(ba, ws + L.pm0, ws + L.pm1, pixels, stream);
+        case 16: return launch_fast<L2, 16>(ba, ws + L.pm0, ws + L.pm1, pixels, stream);
+        default: return launch_fast<L2, 32>(ba, ws + L.pm0, ws + L.pm1, pixels, stream);
+      }
+    }
+  }
   // Channel groups share the index walk; 4 channels at a time when they divide evenly.
   if (sh.C % 4 == 0) {
     ba.cgroups = static_cast<int>(sh.C / 4);

@@ -4,15 +4,25 @@
 //
 // Layout of the work: one warp per query. The warp copies the query patch into shared
 // memory, walks the flow-chained window centres, and then, for groups of searched
-// frames, stages the window's pixels (bounds already applied) as a dense tile
-// [frame][pk][c][row][col] in shared memory. Each lane computes R candidates at a time
-// (R accumulators in registers share each broadcast query value) and keeps its best
-// KMAX (distance, canonical ordinal) pairs in a sorted register list; the warp then merges
-// the lanes' lists with shuffles. No distance volume ever reaches global memory.
+// frames, stages the window's pixels (bounds already applied) as a dense tile in shared
+// memory. The warp keeps its best candidates in one sorted list spread over the lanes
+// (lane m holds rank m); a candidate is inserted only when it beats the list's last
+// entry, which after the first few rounds is rare, so the selection costs one compare
+// per candidate. No distance volume ever reaches global memory.
 //
-// K larger than KMAX (k <= 0 = all, or a big k) is served by several passes: pass p
+// Two ways of computing the distances from the tile:
+// - fast path (float, stride1 = dilation = 1, C per head in {3, 4, 8, 16, 32}): the tile
+//   is [frame][pk][row][col][channel] and each lane computes R horizontally adjacent
+//   candidates of a window row; candidate j at tap pj reads the pixel that candidate j+1
+//   reads at tap pj-1, so a lane keeps R pixels (all channels) in registers and loads one
+//   new pixel per tap: each loaded value feeds R accumulators (the shared-memory loads
+//   no longer bound the arithmetic). Channels go through 16-byte loads when C % 4 == 0.
+// - general path: the tile is [frame][pk][c][row][col] and each lane computes R
+//   candidates anywhere in the window, one tile load per multiply-add.
+//
+// K larger than 32 (k <= 0 = all, or a big k) is served by several passes: pass p
 // recomputes the distances and keeps only candidates ranked after the last one emitted,
-// so every pass emits the next KMAX in the same total order.
+// so every pass emits the next (up to) 32 in the same total order.
 // Windows whose tile does not fit in shared memory read vid1 straight from global memory.
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
@@ -56,10 +66,12 @@ struct FwdArgs {
   int ps, pt, dil, str0, str1, wt, ws;
   bool full_ws, reflect, anchor, remove_self;
   int offH0, offW0, offH1, offW1, o0;
-  int th, tw;        // tile rows and columns of one frame's window
+  int th, tw;        // tile rows and columns (pixels) of one frame's window
+  int cs;            // fast path: channel stride of a tile pixel (C padded against bank conflicts)
+  int nseg;          // fast path: row segments of R candidates per window row
   int F;             // frames staged together
   int qelems;        // pt*ps*ps*C: query patch
-  int tile_elems;    // pt*C*th*tw: one frame's tile
+  int tile_elems;    // one frame's tile
   int warp_elems;    // qelems + F*tile_elems: scalars of shared memory per warp
   int warps;         // warps (queries) per block
 };
@@ -73,54 +85,67 @@ __device__ __forceinline__ bool before(T d1, int32_t o1, T d2, int32_t o2) {
   return o1 < o2;
 }
 
-// A lane's best KMAX candidates, sorted, in registers (indices are compile-time only).
-// Empty entries are (NaN, kEmpty): after every real candidate, NaN distances included.
-template <class T, int KMAX>
-struct LaneList {
-  T d[KMAX];
-  int32_t o[KMAX];
+// The warp's best `cap` (<= 32) candidates, sorted: lane m holds rank m. Empty entries
+// are (NaN, kEmpty), after every real candidate (NaN distances included). (td, to) is
+// the last entry, broadcast: a candidate not before it cannot enter.
+template <bool L2, class T>
+struct WarpList {
+  T d, td;
+  int32_t o, to;
+  int cap, lane;
 
-  __device__ __forceinline__ void reset() {
-#pragma unroll
-    for (int m = 0; m < KMAX; ++m) {
-      d[m] = std::numeric_limits<T>::quiet_NaN();
-      o[m] = kEmpty;
-    }
+  __device__ __forceinline__ void reset(int capacity, int lane_id) {
+    cap = capacity, lane = lane_id;
+    d = td = std::numeric_limits<T>::quiet_NaN();
+    o = to = kEmpty;
   }
-  template <bool L2>
-  __device__ __forceinline__ void insert(T nd, int32_t no) {
-    if (!before<L2>(nd, no, d[KMAX - 1], o[KMAX - 1])) return;
-    bool placed = false;
-#pragma unroll
-    for (int m = KMAX - 1; m > 0; --m) {
-      if (!placed) {
-        if (before<L2>(nd, no, d[m - 1], o[m - 1])) {
-          d[m] = d[m - 1];
-          o[m] = o[m - 1];
-        } else {
-          d[m] = nd;
-          o[m] = no;
-          placed = true;
-        }
+  // Every lane offers one candidate (valid = false: none). Lanes whose candidate beats the
+  // last entry are inserted one at a time, lowest lane first; the test is repeated after
+  // each insertion since the last entry moves up.
+  __device__ __forceinline__ void offer(bool valid, T nd, int32_t no) {
+    bool pending = valid;
+    for (;;) {
+      const unsigned m = __ballot_sync(kFull, pending && before<L2>(nd, no, td, to));
+      if (!m) return;
+      const int src = __ffs(m) - 1;
+      const T bd = __shfl_sync(kFull, nd, src);
+      const int32_t bo = __shfl_sync(kFull, no, src);
+      if (lane == src) pending = false;
+      // The entries the new one ranks before form a suffix [first, cap) of the list.
+      const bool bef = lane < cap && before<L2>(bd, bo, d, o);
+      const T pd = __shfl_up_sync(kFull, d, 1);
+      const int32_t po = __shfl_up_sync(kFull, o, 1);
+      const int first = __ffs(__ballot_sync(kFull, bef)) - 1;
+      if (bef) {
+        d = lane == first ? bd : pd;
+        o = lane == first ? bo : po;
       }
+      td = __shfl_sync(kFull, d, cap - 1);
+      to = __shfl_sync(kFull, o, cap - 1);
     }
-    if (!placed) {
-      d[0] = nd;
-      o[0] = no;
-    }
-  }
-  __device__ __forceinline__ void pop() {
-#pragma unroll
-    for (int m = 0; m < KMAX - 1; ++m) {
-      d[m] = d[m + 1];
-      o[m] = o[m + 1];
-    }
-    d[KMAX - 1] = std::numeric_limits<T>::quiet_NaN();
-    o[KMAX - 1] = kEmpty;
   }
 };
 
-template <class T, bool L2, int R, int KMAX, bool TILE>
+// Loads the CV channels of one tile pixel / query tap into registers (16-byte loads when
+// CV % 4 == 0; the caller keeps those addresses 16-byte aligned).
+template <int CV>
+__device__ __forceinline__ void load_px(float (&v)[CV], const float* p) {
+  if constexpr (CV % 4 == 0) {
+#pragma unroll
+    for (int c = 0; c < CV; c += 4) {
+      const float4 x = *reinterpret_cast<const float4*>(p + c);
+      v[c] = x.x, v[c + 1] = x.y, v[c + 2] = x.z, v[c + 3] = x.w;
+    }
+  } else {
+#pragma unroll
+    for (int c = 0; c < CV; ++c) v[c] = p[c];
+  }
+}
+
+// CV == 0: general path (any T, stride1, dilation, C), R candidates per lane anywhere in
+// the window. CV > 0: fast path (float, stride1 = dilation = 1, C == CV), R adjacent
+// candidates of a window row per lane. TILE = false: no tile, global reads (R == 1).
+template <class T, bool L2, int R, bool TILE, int CV>
 __global__ void __launch_bounds__(256) search_forward_kernel(const FwdArgs<T> a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int lane = threadIdx.x & 31;
@@ -129,7 +154,7 @@ __global__ void __launch_bounds__(256) search_forward_kernel(const FwdArgs<T> a)
   if (g >= a.nq) return;  // whole warps only; no block-wide barrier below
 
   T* qp = reinterpret_cast<T*>(smem_raw) + static_cast<int64_t>(wib) * a.warp_elems;  // [pt][ps][ps][C]
-  T* tile = qp + a.qelems;  // [F][pt][C][th][tw]
+  T* tile = qp + a.qelems;  // see the two layouts above
   int* base_y = reinterpret_cast<int*>(reinterpret_cast<T*>(smem_raw) + static_cast<int64_t>(a.warps) * a.warp_elems) +
                 wib * 2 * a.st;
   int* base_x = base_y + a.st;
@@ -209,15 +234,28 @@ __global__ void __launch_bounds__(256) search_forward_kernel(const FwdArgs<T> a)
 
   const int spf = a.wh * a.ww;  // slots per frame
   const bool skip_self = a.anchor || a.remove_self;
-  const int P = a.th * a.tw;    // one channel plane of the tile
+  const int P = a.th * a.tw;    // general path: one channel plane of the tile
   int left = a.anchor ? a.K - 1 : a.K;
   bool has_thr = false;  // pass > 0: keep only candidates ranked after (thr_d, thr_o)
   T thr_d = T(0);
   int32_t thr_o = 0;
 
+  // Offers candidate (frame n, row i, column j) with distance d when it is a real one.
+  WarpList<L2, T> L;
+  auto offer = [&](bool ok, int n, int i, int j, T d) {
+    int32_t ord = 0;
+    if (ok) {
+      const int y = base_y[n] + a.str1 * i, x = base_x[n] + a.str1 * j;
+      ok = y >= 0 && y < a.H && x >= 0 && x < a.W && !(skip_self && n == 0 && y == qh && x == qw);  // n = 0 is t
+      ord = (n * a.wh + i) * a.ww + j;
+      if (ok && has_thr) ok = before<L2>(thr_d, thr_o, d, ord);
+    }
+    L.offer(ok, d, ord);
+  };
+
   while (left > 0) {
-    LaneList<T, KMAX> L;
-    L.reset();
+    const int cap = min(32, left);
+    L.reset(cap, lane);
     for (int f0 = 0; f0 < a.st; f0 += a.F) {
       const int nf = min(a.F, a.st - f0);
       if (TILE) {
@@ -233,127 +271,163 @@ __global__ void __launch_bounds__(256) search_forward_kernel(const FwdArgs<T> a)
           const int64_t u = geo::frame_at(n, t, fr);
           const int64_t off = geo::pixel_offset(u + pk, base_y[n] + o0 - a.offH1 + r, base_x[n] + o0 - a.offW1 + s,
                                                 a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
-          T* dst = tile + (f * pt + pk) * C * P + r * a.tw + s;
+          // fast path: [f][pk][r][s][c] (channel stride cs); general: [f][pk][c][r][s]
+          T* dst = CV > 0 ? tile + (static_cast<int64_t>(f * pt + pk) * P + r * a.tw + s) * a.cs
+                          : tile + (f * pt + pk) * C * P + r * a.tw + s;
+          const int cstep = CV > 0 ? 1 : P;
           if (off < 0) {
-            for (int c = 0; c < C; ++c) dst[c * P] = T(0);
+            for (int c = 0; c < C; ++c) dst[c * cstep] = T(0);
           } else {
             const T* src = v1 + off;
-            for (int c = 0; c < C; ++c) __pipeline_memcpy_async(dst + c * P, src + c * a.s1.c, sizeof(T));
+            for (int c = 0; c < C; ++c) __pipeline_memcpy_async(dst + c * cstep, src + c * a.s1.c, sizeof(T));
           }
         }
         __pipeline_commit();
         __pipeline_wait_prior(0);
         __syncwarp();
       }
-      const int nslots = (TILE ? nf : a.st) * spf;
-      for (int sbase = 0; sbase < nslots; sbase += 32 * R) {
-        int fi[R], ii[R], ji[R];
-        T acc[R];
-        int offr[R];  // tile offset of each candidate
+      if constexpr (CV > 0) {
+        // Fast path: task = (frame, window row i, segment of R columns from j0).
+        constexpr int CS4 = CV % 4 == 0 ? 4 : 1;  // channels per load
+        const int tpf = a.wh * a.nseg;
+        const int ntask = nf * tpf;
+        for (int tb = 0; tb < ntask; tb += 32) {
+          const int task = tb + lane;
+          const int tk = task < ntask ? task : 0;  // idle lanes redo task 0, offer nothing
+          const int f = tk / tpf;
+          const int rem = tk - f * tpf;
+          const int i = rem / a.nseg;
+          const int j0 = (rem - i * a.nseg) * R;
+          float acc[R];
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const int slot = sbase + r * 32 + lane;
-          const int sl = slot < nslots ? slot : 0;
-          fi[r] = slot < nslots ? sl / spf : -1;
-          const int rem = sl - (sl / spf) * spf;
-          ii[r] = rem / a.ww;
-          ji[r] = rem - ii[r] * a.ww;
-          offr[r] = (sl / spf) * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1;
-          acc[r] = T(0);
-        }
-        if (TILE) {
+          for (int r = 0; r < R; ++r) acc[r] = 0.f;
           for (int pk = 0; pk < pt; ++pk)
-            for (int pi = 0; pi < ps; ++pi)
-              for (int pj = 0; pj < ps; ++pj) {
-                const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
-                // Warp-uniform base + per-lane offset; two channels' loads are issued
-                // before their arithmetic so the shared-memory latency overlaps.
-                const T* trow = tile + pk * C * P + dil * pi * a.tw + dil * pj;
-                int c = 0;
-                for (; c + 2 <= C; c += 2) {
-                  const T q0 = qrow[c], q1 = qrow[c + 1];
-                  const T* t0 = trow + c * P;
-                  const T* t1 = t0 + P;
-                  T x0[R], x1[R];
+            for (int pi = 0; pi < ps; ++pi) {
+              const float* prow = tile + (static_cast<int64_t>(f * pt + pk) * P + (i + pi) * a.tw + j0) * a.cs;
+              const float* qrow = qp + (pk * ps + pi) * ps * CV;
+              // buf[(pj + r) % R] holds pixel j0 + pj + r (all channels) at tap pj.
+              float buf[R][CV];
 #pragma unroll
-                  for (int r = 0; r < R; ++r) x0[r] = t0[offr[r]];
+              for (int m = 0; m < R - 1; ++m) load_px<CV>(buf[m], prow + m * a.cs);
+              for (int pj0 = 0; pj0 < ps; pj0 += R) {
 #pragma unroll
-                  for (int r = 0; r < R; ++r) x1[r] = t1[offr[r]];
+                for (int ph = 0; ph < R; ++ph) {
+                  const int pj = pj0 + ph;
+                  if (pj < ps) {
+                    load_px<CV>(buf[(ph + R - 1) % R], prow + (pj + R - 1) * a.cs);
+                    const float* qv = qrow + pj * CV;
 #pragma unroll
-                  for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q0, x0[r]);
+                    for (int c0 = 0; c0 < CV; c0 += CS4) {
+                      float qc[CS4];
+                      if constexpr (CS4 == 4) {
+                        const float4 x = *reinterpret_cast<const float4*>(qv + c0);
+                        qc[0] = x.x, qc[1] = x.y, qc[2] = x.z, qc[3] = x.w;
+                      } else {
+                        qc[0] = qv[c0];
+                      }
 #pragma unroll
-                  for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q1, x1[r]);
-                }
-                if (c < C) {
-                  const T q0 = qrow[c];
-                  const T* t0 = trow + c * P;
+                      for (int cc = 0; cc < CS4; ++cc)
 #pragma unroll
-                  for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q0, t0[offr[r]]);
+                        for (int r = 0; r < R; ++r)
+                          acc[r] = geo::dist_acc<L2>(acc[r], qc[cc], buf[(ph + r) % R][c0 + cc]);
+                    }
+                  }
                 }
               }
-        } else if (fi[0] >= 0) {
-          // Global reads (R == 1): only in-frame candidates need a distance.
-          const int n = f0 + fi[0];
-          const int u = static_cast<int>(geo::frame_at(n, t, fr));
-          const int y = base_y[n] + a.str1 * ii[0], x = base_x[n] + a.str1 * ji[0];
-          if (y >= 0 && y < a.H && x >= 0 && x < a.W) {
-            T d = T(0);
+            }
+#pragma unroll
+          for (int r = 0; r < R; ++r)
+            offer(task < ntask && j0 + r < a.ww, f0 + f, i, j0 + r, static_cast<T>(acc[r]));
+        }
+      } else {
+        const int nslots = (TILE ? nf : a.st) * spf;
+        for (int sbase = 0; sbase < nslots; sbase += 32 * R) {
+          int fi[R], ii[R], ji[R];
+          T acc[R];
+          int offr[R];  // tile offset of each candidate
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const int slot = sbase + r * 32 + lane;
+            const int sl = slot < nslots ? slot : 0;
+            fi[r] = slot < nslots ? sl / spf : -1;
+            const int rem = sl - (sl / spf) * spf;
+            ii[r] = rem / a.ww;
+            ji[r] = rem - ii[r] * a.ww;
+            offr[r] = (sl / spf) * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1;
+            acc[r] = T(0);
+          }
+          if (TILE) {
             for (int pk = 0; pk < pt; ++pk)
               for (int pi = 0; pi < ps; ++pi)
                 for (int pj = 0; pj < ps; ++pj) {
-                  const int64_t off = geo::pixel_offset(u + pk, y + o0 + dil * pi - a.offH1, x + o0 + dil * pj - a.offW1,
-                                                        a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
                   const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
-                  for (int c = 0; c < C; ++c)
-                    d = geo::dist_acc<L2>(d, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
-                }
-            acc[0] = d;
-          }
-        }
+                  // Warp-uniform base + per-lane offset; two channels' loads are issued
+                  // before their arithmetic so the shared-memory latency overlaps.
+                  const T* trow = tile + pk * C * P + dil * pi * a.tw + dil * pj;
+                  int c = 0;
+                  for (; c + 2 <= C; c += 2) {
+                    const T q0 = qrow[c], q1 = qrow[c + 1];
+                    const T* t0 = trow + c * P;
+                    const T* t1 = t0 + P;
+                    T x0[R], x1[R];
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          if (fi[r] < 0) continue;
-          const int n = f0 + fi[r];
-          const int y = base_y[n] + a.str1 * ii[r], x = base_x[n] + a.str1 * ji[r];
-          if (y < 0 || y >= a.H || x < 0 || x >= a.W) continue;
-          if (skip_self && n == 0 && y == qh && x == qw) continue;  // frame n = 0 is t
-          const int32_t ord = (n * a.wh + ii[r]) * a.ww + ji[r];
-          if (has_thr && !before<L2>(thr_d, thr_o, acc[r], ord)) continue;
-          L.template insert<L2>(acc[r], ord);
+                    for (int r = 0; r < R; ++r) x0[r] = t0[offr[r]];
+#pragma unroll
+                    for (int r = 0; r < R; ++r) x1[r] = t1[offr[r]];
+#pragma unroll
+                    for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q0, x0[r]);
+#pragma unroll
+                    for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q1, x1[r]);
+                  }
+                  if (c < C) {
+                    const T q0 = qrow[c];
+                    const T* t0 = trow + c * P;
+#pragma unroll
+                    for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q0, t0[offr[r]]);
+                  }
+                }
+          } else if (fi[0] >= 0) {
+            // Global reads (R == 1): only in-frame candidates need a distance.
+            const int n = f0 + fi[0];
+            const int u = static_cast<int>(geo::frame_at(n, t, fr));
+            const int y = base_y[n] + a.str1 * ii[0], x = base_x[n] + a.str1 * ji[0];
+            if (y >= 0 && y < a.H && x >= 0 && x < a.W) {
+              T d = T(0);
+              for (int pk = 0; pk < pt; ++pk)
+                for (int pi = 0; pi < ps; ++pi)
+                  for (int pj = 0; pj < ps; ++pj) {
+                    const int64_t off = geo::pixel_offset(u + pk, y + o0 + dil * pi - a.offH1, x + o0 + dil * pj - a.offW1,
+                                                          a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
+                    const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
+                    for (int c = 0; c < C; ++c)
+                      d = geo::dist_acc<L2>(d, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+                  }
+              acc[0] = d;
+            }
+          }
+#pragma unroll
+          for (int r = 0; r < R; ++r) offer(fi[r] >= 0, f0 + fi[r], ii[r], ji[r], acc[r]);
         }
       }
       if (!TILE) break;  // the global path covers every frame in one sweep
     }
 
-    // Merge the lanes' lists: `rounds` times, the warp's best head is emitted and popped.
-    const int rounds = min(KMAX, left);
-    T my_d = T(0);
-    int32_t my_o = kEmpty;
-    int got = 0;
-    for (int rr = 0; rr < rounds; ++rr) {
-      T bd = L.d[0];
-      int32_t bo = L.o[0];
-#pragma unroll
-      for (int m = 16; m >= 1; m >>= 1) {
-        const T od = __shfl_xor_sync(kFull, bd, m);
-        const int32_t oo = __shfl_xor_sync(kFull, bo, m);
-        if (before<L2>(od, oo, bd, bo)) bd = od, bo = oo;
-      }
-      if (bo == kEmpty) break;  // every lane is out of candidates
-      if (L.o[0] == bo) L.pop();
-      if (lane == rr) my_d = bd, my_o = bo;
-      ++got;
-      thr_d = bd, thr_o = bo, has_thr = true;
-    }
+    // The list is sorted: lane m emits rank m.
+    const int got = __popc(__ballot_sync(kFull, lane < cap && L.o != kEmpty));
     if (lane < got) {
-      const int n = my_o / spf, rem = my_o - n * spf;
+      const int n = L.o / spf, rem = L.o - n * spf;
       const int i = rem / a.ww, j = rem - i * a.ww;
-      emit(out + lane, my_d, static_cast<int>(geo::frame_at(n, t, fr)), base_y[n] + a.str1 * i,
+      emit(out + lane, L.d, static_cast<int>(geo::frame_at(n, t, fr)), base_y[n] + a.str1 * i,
            base_x[n] + a.str1 * j);
+    }
+    if (got > 0) {
+      thr_d = __shfl_sync(kFull, L.d, got - 1);
+      thr_o = __shfl_sync(kFull, L.o, got - 1);
+      has_thr = true;
     }
     out += got;
     left -= got;
-    if (got < rounds) break;  // fewer valid candidates than k: pad below
+    if (got < cap) break;  // fewer valid candidates than k: pad below
   }
 
   const T pad = L2 ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
@@ -363,56 +437,112 @@ __global__ void __launch_bounds__(256) search_forward_kernel(const FwdArgs<T> a)
 // The launch configuration of one call.
 struct FwdPlan {
   bool tile;
-  int R, KMAX, F, warps;
+  int CV;  // fast path channels (0: general path)
+  int R, F, warps;
   size_t smem;
 };
 
-constexpr size_t kWarpStageBytes = 12 * 1024;  // target shared memory per warp for tiles
+constexpr size_t kWarpStageBytes = 12 * 1024;  // target tile bytes per warp (several frames when small)
 constexpr size_t kWarpTileLimit = 64 * 1024;   // larger one-frame tiles read global memory
-constexpr size_t kBlockBytes = 96 * 1024;      // target shared memory per block
+
+// Channel stride of a fast-path tile pixel: C % 4 == 0 pixels are read with 16-byte loads
+// by 8 lanes at once, conflict-free when the stride in 16-byte units is odd (R odd too).
+int fast_cs(int C) { return C % 4 != 0 ? C : ((C / 4) % 2 == 0 ? C + 4 : C); }
+
+// Fast-path variants: (C per head, R) pairs compiled.
+constexpr int kFastC[] = {3, 4, 8, 16, 32};
 
 template <class T>
-FwdPlan plan_forward(const FwdArgs<T>& f, int64_t nrest, int smem_optin) {
+FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
   FwdPlan p{};
-  const size_t qbytes = static_cast<size_t>(f.qelems) * sizeof(T);
-  const size_t tbytes = static_cast<size_t>(f.tile_elems) * sizeof(T);
   const size_t bbytes = 2 * static_cast<size_t>(f.st) * sizeof(int);
+  p.CV = 0;
+  if (sizeof(T) == 4 && f.str1 == 1 && f.dil == 1) {
+    for (int c : kFastC)
+      if (f.C == c) p.CV = c;
+  }
+  // The general tile.
+  const int64_t th = static_cast<int64_t>(f.str1) * (f.wh - 1) + f.dil * (f.ps - 1) + 1;
+  const int64_t tw = static_cast<int64_t>(f.str1) * (f.ww - 1) + f.dil * (f.ps - 1) + 1;
+  const size_t qbytes = static_cast<size_t>(f.qelems) * sizeof(T);
+  if (p.CV > 0) {
+    // R per lane: cost of one window row-tap per warp round, the larger of the float
+    // issue (2*R*C/4 per clock) and the shared-memory wavefronts ((R-1+ps)*C tile values
+    // plus the broadcast query loads), times the rounds; R even pays 2-way conflicts.
+    const int Rs[] = {3, 5};
+    double best = 0;
+    for (int R : Rs) {
+      if (R == 5 && f.C > 16) continue;
+      const int64_t nseg = ceil_div(f.ww, R);
+      const int64_t tws = nseg * R + f.ps - 1;
+      const size_t tb = static_cast<size_t>(f.pt) * th * tws * fast_cs(f.C) * sizeof(T);
+      if (qbytes + tb + bbytes > kWarpTileLimit || qbytes + tb + bbytes > static_cast<size_t>(smem_optin)) continue;
+      const double fp = 2.0 * R * f.C * f.ps / 4.0;
+      const double lds = static_cast<double>(R - 1 + f.ps) * f.C + f.ps * (f.C % 4 == 0 ? f.C / 4 : f.C);
+      const double cost = static_cast<double>(ceil_div(static_cast<int64_t>(f.st) * f.wh * nseg, 32)) * std::max(fp, lds);
+      if (best == 0 || cost < best) best = cost, p.R = R;
+    }
+    if (best == 0) p.CV = 0;
+  }
+  if (p.CV > 0) {
+    f.nseg = static_cast<int>(ceil_div(f.ww, p.R));
+    f.th = static_cast<int>(th);
+    f.tw = f.nseg * p.R + f.ps - 1;
+    f.cs = fast_cs(f.C);
+    f.tile_elems = f.pt * f.th * f.tw * f.cs;
+  } else {
+    f.th = static_cast<int>(std::min<int64_t>(th, INT32_MAX));
+    f.tw = static_cast<int>(std::min<int64_t>(tw, INT32_MAX));
+    f.cs = 1;
+    f.nseg = 1;
+    f.tile_elems = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(f.pt) * f.C * th * tw, INT32_MAX / 2));
+  }
+  const size_t tbytes = static_cast<size_t>(f.tile_elems) * sizeof(T);
   p.tile = qbytes + tbytes + bbytes <= kWarpTileLimit && qbytes + tbytes + bbytes <= static_cast<size_t>(smem_optin);
   p.F = 1;
   if (p.tile) {
     size_t room = kWarpStageBytes > qbytes + bbytes ? kWarpStageBytes - qbytes - bbytes : 0;
     p.F = static_cast<int>(std::max<size_t>(1, std::min<size_t>(f.st, room / tbytes)));
+  } else {
+    f.tile_elems = 0, f.th = 0, f.tw = 0;
   }
-  const size_t per_warp = qbytes + (p.tile ? p.F * tbytes : 0) + bbytes;
+  // Scalars per warp rounded to 16 bytes: every warp's tile stays 16-byte aligned.
+  const size_t welems = (static_cast<size_t>(f.qelems) + (p.tile ? p.F * static_cast<size_t>(f.tile_elems) : 0) +
+                         16 / sizeof(T) - 1) / (16 / sizeof(T)) * (16 / sizeof(T));
+  const size_t per_warp = welems * sizeof(T) + bbytes;
   if (per_warp > static_cast<size_t>(smem_optin))
     throw BackendError("search: the query patch (pt*ps*ps*C/nheads = " + std::to_string(f.qelems) +
                        " values) does not fit in this GPU's shared memory");
-  p.warps = static_cast<int>(std::max<size_t>(1, std::min<size_t>(8, kBlockBytes / per_warp)));
+  // Two blocks per SM when shared memory is what limits residency (1 KB reserved per block).
+  const size_t half = smem_sm > 4096 ? static_cast<size_t>(smem_sm) / 2 - 1024 : 0;
+  p.warps = static_cast<int>(std::max<size_t>(1, std::min<size_t>(8, half / per_warp)));
   while (p.warps > 1 && p.warps * per_warp > static_cast<size_t>(smem_optin)) --p.warps;
   if (p.warps > f.nq) p.warps = static_cast<int>(f.nq);
   p.smem = p.warps * per_warp;
-  // Candidates per lane: each lane-round costs R tile reads plus one query read, and a
-  // partly filled round wastes its idle slots.
-  p.R = 1;
-  if (p.tile) {
-    const int Rs[] = {1, 2, 3, 4, 8};
-    double best = 0;
-    for (int R : Rs) {
-      double cost = 0;
-      for (int f0 = 0; f0 < f.st; f0 += p.F) {
-        const int64_t n = static_cast<int64_t>(std::min(p.F, f.st - f0)) * f.wh * f.ww;
-        cost += static_cast<double>(ceil_div(n, 32 * R) * 32 * R) * (1.0 + 1.0 / R);
+  f.warp_elems = static_cast<int>(welems);
+  // General path, candidates per lane: each lane-round costs R tile reads plus one query
+  // read, and a partly filled round wastes its idle slots.
+  if (p.CV == 0) {
+    p.R = 1;
+    if (p.tile) {
+      const int Rs[] = {1, 2, 4};
+      double best = 0;
+      for (int R : Rs) {
+        double cost = 0;
+        for (int f0 = 0; f0 < f.st; f0 += p.F) {
+          const int64_t n = static_cast<int64_t>(std::min(p.F, f.st - f0)) * f.wh * f.ww;
+          cost += static_cast<double>(ceil_div(n, 32 * R) * 32 * R) * (1.0 + 1.0 / R);
+        }
+        if (R == 1 || cost < best) best = cost, p.R = R;
       }
-      if (R == 1 || cost < best) best = cost, p.R = R;
     }
   }
-  p.KMAX = nrest <= 8 ? 8 : (nrest <= 16 ? 16 : 32);
   return p;
 }
 
-template <class T, bool L2, int R, int KMAX, bool TILE>
+template <class T, bool L2, int R, bool TILE, int CV>
 void launch(const FwdArgs<T>& f, const FwdPlan& p, cudaStream_t stream) {
-  auto kernel = search_forward_kernel<T, L2, R, KMAX, TILE>;
+  auto kernel = search_forward_kernel<T, L2, R, TILE, CV>;
   if (p.smem > 48 * 1024)
     STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(p.smem)));
   const int64_t blocks = ceil_div(f.nq, p.warps);
@@ -421,13 +551,12 @@ void launch(const FwdArgs<T>& f, const FwdPlan& p, cudaStream_t stream) {
   check_launch("search_forward_kernel");
 }
 
-template <class T, bool L2, int R>
-void launch_k(const FwdArgs<T>& f, const FwdPlan& p, cudaStream_t stream) {
-  switch (p.KMAX) {
-    case 8: return launch<T, L2, R, 8, true>(f, p, stream);
-    case 16: return launch<T, L2, R, 16, true>(f, p, stream);
-    default: return launch<T, L2, R, 32, true>(f, p, stream);
+template <class T, bool L2, int CV>
+void launch_fast(const FwdArgs<T>& f, const FwdPlan& p, cudaStream_t stream) {
+  if constexpr (CV <= 16) {
+    if (p.R == 5) return launch<T, L2, 5, true, CV>(f, p, stream);
   }
+  return launch<T, L2, 3, true, CV>(f, p, stream);
 }
 
 template <class T, bool L2>
@@ -457,37 +586,31 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
   f.full_ws = p.full_ws, f.reflect = p.reflect_bounds, f.anchor = p.anchor_self, f.remove_self = p.remove_self;
   f.offH0 = p.off_H0, f.offW0 = p.off_W0, f.offH1 = p.off_H1, f.offW1 = p.off_W1;
   f.o0 = static_cast<int>(geo::patch_offset(0, p.ps, p.dilation, p.use_adj));
-  const int64_t th = p.stride1 * (sh.wh - 1) + p.dilation * (p.ps - 1) + 1;
-  const int64_t tw = p.stride1 * (sh.ww - 1) + p.dilation * (p.ps - 1) + 1;
   const int64_t qelems = static_cast<int64_t>(p.pt) * p.ps * p.ps * sh.C;
-  const int64_t tile_elems = static_cast<int64_t>(p.pt) * sh.C * th * tw;
   if (qelems >= INT32_MAX) throw BackendError("search: patch too large for the CUDA backend");
-  f.th = static_cast<int>(std::min<int64_t>(th, INT32_MAX));
-  f.tw = static_cast<int>(std::min<int64_t>(tw, INT32_MAX));
   f.qelems = static_cast<int>(qelems);
-  f.tile_elems = static_cast<int>(std::min<int64_t>(tile_elems, INT32_MAX / 2));
 
-  int optin = 0;
+  int optin = 0, smem_sm = 0;
   STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, a.device.index));
-  const int64_t nrest = p.anchor_self ? sh.K - 1 : sh.K;
-  FwdPlan plan = plan_forward(f, nrest, optin);
-  if (!plan.tile) f.tile_elems = 0, f.th = 0, f.tw = 0;
+  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, a.device.index));
+  const FwdPlan plan = plan_forward(f, optin, smem_sm);
   f.F = plan.F;
   f.warps = plan.warps;
-  f.warp_elems = f.qelems + (plan.tile ? plan.F * f.tile_elems : 0);
-  if (!plan.tile) {
-    switch (plan.KMAX) {
-      case 8: return launch<T, L2, 1, 8, false>(f, plan, stream);
-      case 16: return launch<T, L2, 1, 16, false>(f, plan, stream);
-      default: return launch<T, L2, 1, 32, false>(f, plan, stream);
+  if (!plan.tile) return launch<T, L2, 1, false, 0>(f, plan, stream);
+  if constexpr (sizeof(T) == 4) {
+    switch (plan.CV) {
+      case 3: return launch_fast<T, L2, 3>(f, plan, stream);
+      case 4: return launch_fast<T, L2, 4>(f, plan, stream);
+      case 8: return launch_fast<T, L2, 8>(f, plan, stream);
+      case 16: return launch_fast<T, L2, 16>(f, plan, stream);
+      case 32: return launch_fast<T, L2, 32>(f, plan, stream);
+      default: break;
     }
   }
   switch (plan.R) {
-    case 1: return launch_k<T, L2, 1>(f, plan, stream);
-    case 2: return launch_k<T, L2, 2>(f, plan, stream);
-    case 3: return launch_k<T, L2, 3>(f, plan, stream);
-    case 4: return launch_k<T, L2, 4>(f, plan, stream);
-    default: return launch_k<T, L2, 8>(f, plan, stream);
+    case 1: return launch<T, L2, 1, true, 0>(f, plan, stream);
+    case 2: return launch<T, L2, 2, true, 0>(f, plan, stream);
+    default: return launch<T, L2, 4, true, 0>(f, plan, stream);
   }
 }
 

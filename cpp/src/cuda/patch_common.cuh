@@ -1,0 +1,217 @@
+// Internal: what the CUDA patch kernels (tile.cu, agg.cu) share.
+//  - Gather enumerators. A pixel P of a video is touched by a patch tap when bound() maps
+//    the tap's coordinate onto P, i.e. when the coordinate is one of P's preimages (at most
+//    3 per axis under one reflection). Enumerating preimages x taps lets every output
+//    element be written by one thread that sums in a fixed order (no atomics).
+//  - Inverse lists of a search's neighbours: the (b, hd, q, k) entries sorted by their
+//    location (a stable radix sort, so each location's list is in (q, k) order), for the
+//    deterministic adjoints of reads at arbitrary neighbour locations (fold_k, the
+//    weighted patch sum's grad_vid). Built in tile.cu into the caller's workspace.
+//  - Launch helpers and the zero fill of strided video planes (atomic paths).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/patch_args.h"
+#include "common/patch_geometry.h"
+#include "cuda/cuda_util.h"
+
+namespace stnls {
+namespace cuda {
+namespace patch {
+
+using detail::PatchArgs;
+
+constexpr int kThreads = 256;
+
+inline unsigned blocks_for(int64_t total) { return static_cast<unsigned>(ceil_div(total, kThreads)); }
+
+__device__ __forceinline__ int64_t thread_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+
+// The r-th preimage (r = 0, 1, 2) of coordinate P under bound() on an axis of length L, in
+// the order of geo::preimages: P, -P (P > 0), 2(L-1)-P (when >= L). False when the r-th
+// does not exist. Computed on the fly so that no small array is indexed at run time.
+__device__ __forceinline__ bool preimage(int r, int P, int L, bool reflect, int& z) {
+  if (r == 0) {
+    z = P;
+    return true;
+  }
+  if (!reflect) return false;
+  if (r == 1) {
+    z = -P;
+    return P > 0;
+  }
+  z = 2 * (L - 1) - P;
+  return z >= L;
+}
+
+// Along a spatial axis of the query grid: the grid index g of the query whose tap i reads
+// coordinate z (g*stride + dil*(i - o) == z), or -1 when there is none.
+__device__ __forceinline__ int grid_index(int z, int i, int o, int dil, int stride, int n) {
+  const int d = z - dil * (i - o);
+  if (d < 0) return -1;
+  const int g = d / stride;
+  return (g * stride == d && g < n) ? g : -1;
+}
+
+// Calls f(q, pk, pi, pj) for every query q of the stride0 grid and tap (pk, pi, pj) of its
+// patch that reads pixel (t, y, x), in a fixed order. The number of calls is fold(ones)
+// at the pixel (the coverage count).
+template <class F>
+__device__ __forceinline__ void for_each_query_tap(const PatchArgs& a, int t, int y, int x, F&& f) {
+  const int T = static_cast<int>(a.T), H = static_cast<int>(a.H), W = static_cast<int>(a.W);
+  const int nH = static_cast<int>(a.nH), nW = static_cast<int>(a.nW);
+  const int ps = static_cast<int>(a.ps), pt = static_cast<int>(a.pt), o = static_cast<int>(a.ps / 2);
+  const int dil = static_cast<int>(a.dilation), s0 = static_cast<int>(a.stride0);
+  const bool refl = a.reflect_bounds;
+  for (int rt = 0; rt < 3; ++rt) {
+    int zt;
+    if (!preimage(rt, t, T, refl, zt)) continue;
+    for (int pk = 0; pk < pt; ++pk) {
+      const int tq = zt - pk;
+      if (tq < 0 || tq >= T) continue;
+      for (int ry = 0; ry < 3; ++ry) {
+        int zy;
+        if (!preimage(ry, y, H, refl, zy)) continue;
+        for (int pi = 0; pi < ps; ++pi) {
+          const int gy = grid_index(zy, pi, o, dil, s0, nH);
+          if (gy < 0) continue;
+          for (int rx = 0; rx < 3; ++rx) {
+            int zx;
+            if (!preimage(rx, x, W, refl, zx)) continue;
+            for (int pj = 0; pj < ps; ++pj) {
+              const int gx = grid_index(zx, pj, o, dil, s0, nW);
+              if (gx < 0) continue;
+              const int64_t q = (static_cast<int64_t>(tq) * nH + gy) * nW + gx;
+              f(q, pk, pi, pj);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Calls f(loc, pk, pi, pj) for every location (u, v, w) inside the video and tap
+// (pk, pi, pj) whose read bound((u, v, w) + tap offset) is pixel (t, y, x), in a fixed
+// order; loc = (u*H + v)*W + w.
+template <class F>
+__device__ __forceinline__ void for_each_source_tap(const PatchArgs& a, int t, int y, int x, F&& f) {
+  const int T = static_cast<int>(a.T), H = static_cast<int>(a.H), W = static_cast<int>(a.W);
+  const int ps = static_cast<int>(a.ps), pt = static_cast<int>(a.pt), o = static_cast<int>(a.ps / 2);
+  const int dil = static_cast<int>(a.dilation);
+  const bool refl = a.reflect_bounds;
+  for (int rt = 0; rt < 3; ++rt) {
+    int zt;
+    if (!preimage(rt, t, T, refl, zt)) continue;
+    for (int pk = 0; pk < pt; ++pk) {
+      const int u = zt - pk;
+      if (u < 0 || u >= T) continue;
+      for (int ry = 0; ry < 3; ++ry) {
+        int zy;
+        if (!preimage(ry, y, H, refl, zy)) continue;
+        for (int pi = 0; pi < ps; ++pi) {
+          const int v = zy - dil * (pi - o);
+          if (v < 0 || v >= H) continue;
+          for (int rx = 0; rx < 3; ++rx) {
+            int zx;
+            if (!preimage(rx, x, W, refl, zx)) continue;
+            for (int pj = 0; pj < ps; ++pj) {
+              const int w = zx - dil * (pj - o);
+              if (w < 0 || w >= W) continue;
+              f((static_cast<int64_t>(u) * H + v) * W + w, pk, pi, pj);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The neighbour location (t, h, w) of entry (b, hd, q, k) of inds.
+struct Loc {
+  int t, h, w;
+};
+__device__ __forceinline__ Loc load_ind(const PatchArgs& a, int64_t b, int64_t hd, int64_t q, int64_t k) {
+  const int32_t* e = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
+  return {e[0], e[a.si[4]], e[2 * a.si[4]]};
+}
+
+// Output elements of a video-shaped gather: one thread per (b, hd, channel group, t, y, x),
+// x fastest so that neighbouring threads write neighbouring pixels.
+struct PixelTask {
+  int64_t b, hd;
+  int c0, nc;  // first channel of the group and channels in it
+  int t, y, x;
+};
+__device__ __forceinline__ PixelTask pixel_task(const PatchArgs& a, int64_t e, int cg_size, int groups) {
+  PixelTask p;
+  p.x = static_cast<int>(e % a.W);
+  int64_t r = e / a.W;
+  p.y = static_cast<int>(r % a.H);
+  r /= a.H;
+  p.t = static_cast<int>(r % a.T);
+  r /= a.T;
+  const int g = static_cast<int>(r % groups);
+  r /= groups;
+  p.hd = r % a.HD;
+  p.b = r / a.HD;
+  p.c0 = g * cg_size;
+  p.nc = min(cg_size, static_cast<int>(a.C) - p.c0);
+  return p;
+}
+
+// Channels per thread of a gather: the index walk is shared by up to 4 channels.
+inline int channel_group(const PatchArgs& a) { return a.C >= 4 ? 4 : 1; }
+inline int channel_groups(const PatchArgs& a, int cg) { return static_cast<int>(ceil_div(a.C, cg)); }
+
+// Zeroes a strided video [B, HD, T, C, H, W] (before an atomic scatter).
+template <class T>
+__global__ void __launch_bounds__(kThreads) zero_video_kernel(T* v, detail::Strides6 s, int64_t HD, int64_t TT,
+                                                              int64_t C, int64_t H, int64_t W, int64_t total) {
+  const int64_t e = thread_index();
+  if (e >= total) return;
+  const int64_t x = e % W, y = (e / W) % H, c = (e / (W * H)) % C, t = (e / (W * H * C)) % TT;
+  const int64_t r = e / (W * H * C * TT);
+  v[(r / HD) * s.b + (r % HD) * s.h + t * s.t + c * s.c + y * s.y + x * s.x] = T(0);
+}
+
+template <class T>
+void zero_video(const PatchArgs& a, T* v, const detail::Strides6& s, cudaStream_t stream) {
+  const int64_t total = a.B * a.HD * a.T * a.C * a.H * a.W;
+  if (total == 0) return;
+  zero_video_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(v, s, a.HD, a.T, a.C, a.H, a.W, total);
+  check_launch("zero_video_kernel");
+}
+
+// Inverse lists in the workspace. start[l] .. start[l+1] are the positions in `entries` of
+// the entries whose location is l = ((b*HD + hd)*T + t)*H*W + h*W + w; entries hold the
+// flat index ((b*HD + hd)*Q + q)*K + k. Padding and out-of-range indices are in no list.
+struct Lists {
+  const int32_t* start = nullptr;
+  const int32_t* entries = nullptr;
+};
+
+// Where the lists live in a workspace, from byte `base` on.
+struct ListLayout {
+  int64_t n = 0, nloc = 0;
+  int nbits = 1;
+  size_t keys0 = 0, keys1 = 0, vals0 = 0, vals1 = 0, start = 0, cub = 0, cub_bytes = 0, end = 0;
+};
+
+inline size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+// Defined in tile.cu.
+ListLayout list_layout(const PatchArgs& a, size_t base);
+Lists build_lists(const PatchArgs& a, const ListLayout& L, char* workspace, cudaStream_t stream);
+
+// Throws unless the caller's workspace holds `need` bytes.
+void check_workspace(const char* op, size_t need, const void* workspace, size_t bytes);
+
+}  // namespace patch
+}  // namespace cuda
+}  // namespace stnls
