@@ -446,7 +446,7 @@ Layout workspace_layout(const SearchArgs& a) {
     cub::DoubleBuffer<int32_t> k(nullptr, nullptr), v(nullptr, nullptr);
     STNLS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, L.cub_bytes, k, v, static_cast<int>(L.n), 0, L.nbits));
   }
-  L.cv = fast_channels(sh.C, dtype_size(a.dtype));
+  L.cv = fast_channels(sh.C, a.dtype == DType::Float32 ? 4 : 8);
   const size_t pmb = align256(static_cast<size_t>(L.nloc) * L.cv * sizeof(float));
   L.pm0 = L.cub + align256(L.cub_bytes);
   L.pm1 = L.pm0 + pmb;

@@ -146,7 +146,7 @@ __device__ __forceinline__ void load_px(float (&v)[CV], const float* p) {
 // the window. CV > 0: fast path (float, stride1 = dilation = 1, C == CV), R adjacent
 // candidates of a window row per lane. TILE = false: no tile, global reads (R == 1).
 template <class T, bool L2, int R, bool TILE, int CV>
-__global__ void __launch_bounds__(256) search_forward_kernel(const FwdArgs<T> a) {
+__global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T> a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int lane = threadIdx.x & 31;
   const int wib = threadIdx.x >> 5;
