@@ -5,7 +5,8 @@
 #
 # Usage: scripts/check_cpp_install.sh [BUILD_DIR] [extra CMake configure args...]
 #   BUILD_DIR with a CMakeCache.txt is reused (its compiled library too; install rules
-#   are switched on if off); otherwise it is configured with the extra args. Without BUILD_DIR a temporary tree is used.
+#   are switched on if off); otherwise it is configured with the extra args.
+#   Without BUILD_DIR (or with "") a temporary tree is used.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
