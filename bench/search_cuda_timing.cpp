@@ -1,12 +1,18 @@
 // Times the CUDA search (forward and backward) through the C++ API with CUDA events on
 // the benchmark configurations S1-S4 (random videos and flows, prod, stride1 = 1):
-//   stnls_search_cuda_timing [reps]
+//   stnls_search_cuda_timing [reps [cfg]]
+// (cfg, e.g. S2: that configuration only and no CPU check, for profilers.)
 // Prints per config: forward and backward median ms, TFLOP/s with FLOPs = 2*B*Q*st*ws^2*
 // ps^2*pt*C, the fraction of the GPU's float32 FMA peak, and the backward workspace size.
+// First, every configuration's parameters are checked on a small video against the CPU
+// backend (prod and l2: indices identical, distances bitwise equal, gradients close and
+// bitwise repeatable), so the fast paths these shapes take are verified where they run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <random>
 #include <vector>
@@ -64,8 +70,104 @@ static double median_ms(F&& f, int reps) {
   return ms[ms.size() / 2];
 }
 
+
+// Small-video check of one configuration's parameters against the CPU backend; returns
+// the number of mismatches (printed).
+static size_t check_vs_cpu(const Config& c, DistType dist) {
+  SearchParams p;
+  p.ws = c.ws, p.wt = c.wt, p.ps = c.ps, p.k = c.k, p.nheads = c.nheads, p.stride0 = c.stride0;
+  p.dist_type = dist;
+  const int64_t T = c.T, C = c.C, H = 29, W = 37;
+  const size_t nv = c.B * T * C * H * W, nf = c.B * T * 2 * H * W;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> v0(nv), v1(nv), ff(nf), bf(nf);
+  for (auto& x : v0) x = nd(rng);
+  for (auto& x : v1) x = nd(rng);
+  for (auto& x : ff) x = 2.f * nd(rng);
+  for (auto& x : bf) x = 2.f * nd(rng);
+  const Device cpu{}, gpu{DeviceKind::CUDA, 0};
+  ConstView h0 = make_view<const void>(v0.data(), DType::Float32, {c.B, T, C, H, W}, cpu);
+  ConstView h1 = make_view<const void>(v1.data(), DType::Float32, {c.B, T, C, H, W}, cpu);
+  ConstView hf = make_view<const void>(ff.data(), DType::Float32, {c.B, T, 2, H, W}, cpu);
+  ConstView hb = make_view<const void>(bf.data(), DType::Float32, {c.B, T, 2, H, W}, cpu);
+  const SearchShape sh = search_shape(p, h0, h1);
+  const size_t no = sh.B * sh.HD * sh.Q * sh.K;
+  std::vector<float> dc(no), dg(no);
+  std::vector<int32_t> ic(no * 3), ig(no * 3);
+  search_forward(p, h0, h1, hf, hb, make_view<void>(dc.data(), DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}, cpu),
+                 make_view<void>(ic.data(), DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, cpu));
+  auto up = [](const void* h, size_t bytes) {
+    void* d = nullptr;
+    CK(cudaMalloc(&d, std::max<size_t>(bytes, 1)));
+    CK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
+    return d;
+  };
+  void* g0 = up(v0.data(), nv * 4);
+  void* g1 = up(v1.data(), nv * 4);
+  void* gf = up(ff.data(), nf * 4);
+  void* gb = up(bf.data(), nf * 4);
+  void* gd = up(dg.data(), no * 4);
+  void* gi = up(ig.data(), no * 12);
+  ConstView d0 = make_view<const void>(g0, DType::Float32, {c.B, T, C, H, W}, gpu);
+  ConstView d1 = make_view<const void>(g1, DType::Float32, {c.B, T, C, H, W}, gpu);
+  search_forward(p, d0, d1, make_view<const void>(gf, DType::Float32, {c.B, T, 2, H, W}, gpu),
+                 make_view<const void>(gb, DType::Float32, {c.B, T, 2, H, W}, gpu),
+                 make_view<void>(gd, DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}, gpu),
+                 make_view<void>(gi, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu));
+  CK(cudaMemcpy(dg.data(), gd, no * 4, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(ig.data(), gi, no * 12, cudaMemcpyDeviceToHost));
+  size_t bad_i = 0, bad_d = 0;
+  for (size_t i = 0; i < ic.size(); ++i) bad_i += ic[i] != ig[i];
+  for (size_t i = 0; i < no; ++i) bad_d += std::memcmp(&dc[i], &dg[i], 4) != 0;
+  // Backward from the CPU's indices.
+  std::vector<float> grd(no);
+  for (auto& x : grd) x = nd(rng);
+  std::vector<float> hg0(nv), hg1(nv);
+  ConstView hgd = make_view<const void>(grd.data(), DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}, cpu);
+  ConstView hci = make_view<const void>(ic.data(), DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, cpu);
+  search_backward(p, hgd, hci, h0, h1, make_view<void>(hg0.data(), DType::Float32, {c.B, T, C, H, W}, cpu),
+                  make_view<void>(hg1.data(), DType::Float32, {c.B, T, C, H, W}, cpu));
+  void* ggd = up(grd.data(), no * 4);
+  void* gci = up(ic.data(), no * 12);
+  ConstView cgd = make_view<const void>(ggd, DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}, gpu);
+  ConstView cci = make_view<const void>(gci, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu);
+  const size_t wsb = search_backward_workspace_size(p, d0, d1, cci);
+  void* ws = nullptr;
+  CK(cudaMalloc(&ws, std::max<size_t>(wsb, 1)));
+  std::vector<float> outs[2];
+  for (int rep = 0; rep < 2; ++rep) {
+    void* o0 = nullptr;
+    void* o1 = nullptr;
+    CK(cudaMalloc(&o0, nv * 4));
+    CK(cudaMalloc(&o1, nv * 4));
+    search_backward(p, cgd, cci, d0, d1, make_view<void>(o0, DType::Float32, {c.B, T, C, H, W}, gpu),
+                    make_view<void>(o1, DType::Float32, {c.B, T, C, H, W}, gpu), ws, wsb);
+    outs[rep].resize(2 * nv);
+    CK(cudaMemcpy(outs[rep].data(), o0, nv * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(outs[rep].data() + nv, o1, nv * 4, cudaMemcpyDeviceToHost));
+    CK(cudaFree(o0));
+    CK(cudaFree(o1));
+  }
+  double scale = 0;
+  for (float x : hg0) scale = std::max(scale, std::fabs(double(x)));
+  for (float x : hg1) scale = std::max(scale, std::fabs(double(x)));
+  const double tol = 2e-5 * (1 + scale);
+  size_t bad_g = 0;
+  for (size_t i = 0; i < nv; ++i) {
+    bad_g += !(std::fabs(double(hg0[i]) - outs[0][i]) <= tol);
+    bad_g += !(std::fabs(double(hg1[i]) - outs[0][nv + i]) <= tol);
+  }
+  const bool rep_ok = std::memcmp(outs[0].data(), outs[1].data(), 2 * nv * 4) == 0;
+  std::printf("check %s %s: index mismatches %zu, distance mismatches %zu, gradient mismatches %zu, repeatable %s\n",
+              c.name, dist == DistType::L2 ? "l2" : "prod", bad_i, bad_d, bad_g, rep_ok ? "yes" : "NO");
+  for (void* x : {g0, g1, gf, gb, gd, gi, ggd, gci, ws}) CK(cudaFree(x));
+  return bad_i + bad_d + bad_g + (rep_ok ? 0 : 1);
+}
+
 int main(int argc, char** argv) {
   const int reps = argc > 1 ? std::atoi(argv[1]) : 20;
+  const char* only = argc > 2 ? argv[2] : nullptr;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   int clock_khz = 0;
@@ -81,9 +183,16 @@ int main(int argc, char** argv) {
       {"S4", 1, 4, 32, 480, 854, 7, 1, 3, 10, 1, 2},
   };
   const Device gpu{DeviceKind::CUDA, 0};
+  size_t bad = 0;
+  if (!only) {
+    for (const Config& c : cfgs)
+      for (DistType dist : {DistType::Prod, DistType::L2}) bad += check_vs_cpu(c, dist);
+    std::printf("check vs CPU: %s\n", bad ? "FAILED" : "all equal");
+  }
   std::printf("%-4s %10s %10s %9s %9s %9s %12s\n", "cfg", "fwd_ms", "bwd_ms", "fwd_TF/s", "fwd_%peak", "bwd_%fwd",
               "workspaceMB");
   for (const Config& c : cfgs) {
+    if (only && std::strcmp(only, c.name) != 0) continue;
     SearchParams p;
     p.ws = c.ws, p.wt = c.wt, p.ps = c.ps, p.k = c.k, p.nheads = c.nheads, p.stride0 = c.stride0;
     p.dist_type = DistType::Prod;
@@ -132,5 +241,5 @@ int main(int argc, char** argv) {
     for (void* x : {(void*)v0, (void*)v1, (void*)ff, (void*)bf, (void*)d, (void*)ind, (void*)gd, (void*)g0, (void*)g1, ws})
       CK(cudaFree(x));
   }
-  return 0;
+  return bad ? 1 : 0;
 }

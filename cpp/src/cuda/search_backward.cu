@@ -15,7 +15,10 @@
 // are first copied into the workspace as [b][hd][t][y][x][c] (channels padded with zeros
 // to CV), and one thread per pixel handles all its channels: every (query, neighbour)
 // pair costs one index walk and CV/4 16-byte loads instead of C scattered 4-byte loads
-// and C/4 index walks.
+// and C/4 index walks. Each (query, neighbour) pair is also packed once as a 16-byte
+// record: (grad, u, y, x) of its candidate in (q, k) order for grad_vid0, and (grad, t,
+// y, x) of its query in list order for grad_vid1, so the inner loops make one load per
+// pair and no divisions (a list entry is otherwise decoded once per patch tap).
 #include <cuda_runtime.h>
 
 #include <cub/device/device_radix_sort.cuh>
@@ -72,7 +75,7 @@ __device__ __forceinline__ Pre preimages(int x, int L, bool reflect) {
 
 // Thread per (b, hd, channel group, t, y, x) of vid0.
 template <class T, bool L2, int CG>
-__global__ void __launch_bounds__(256) grad_vid0_kernel(const BwdArgs<T> a, int64_t total) {
+__global__ void __launch_bounds__(256, 1) grad_vid0_kernel(const BwdArgs<T> a, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
   const int x = static_cast<int>(e % a.W);
@@ -139,7 +142,7 @@ __global__ void __launch_bounds__(256) grad_vid0_kernel(const BwdArgs<T> a, int6
 
 // Thread per (b, hd, channel group, t, y, x) of vid1.
 template <class T, bool L2, int CG>
-__global__ void __launch_bounds__(256) grad_vid1_kernel(const BwdArgs<T> a, int64_t total) {
+__global__ void __launch_bounds__(256, 1) grad_vid1_kernel(const BwdArgs<T> a, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
   const int x = static_cast<int>(e % a.W);
@@ -232,6 +235,39 @@ __global__ void to_pixel_major_kernel(const float* vid, detail::Strides6 s, int 
   }
 }
 
+// pp0[e] for e = (b, hd, q, k) flat: (grad_dists bits, u, y, x) of the candidate; u = -1
+// for padding and out-of-range indices.
+template <class T>
+__global__ void pack_candidates_kernel(const BwdArgs<T> a, int4* pp0, int64_t n) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= n) return;
+  const int k = static_cast<int>(e % a.K);
+  const int64_t q = (e / a.K) % a.Q;
+  const int64_t bh = e / (static_cast<int64_t>(a.K) * a.Q);
+  const int b = static_cast<int>(bh / a.HD), hd = static_cast<int>(bh % a.HD);
+  const int32_t* ie = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
+  const int u = ie[0], y = ie[a.si[4]], x = ie[2 * a.si[4]];
+  const bool ok = u >= 0 && u < a.nT && y >= 0 && y < a.H && x >= 0 && x < a.W;
+  const float g = static_cast<float>(a.gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]]);
+  pp0[e] = make_int4(__float_as_int(g), ok ? u : -1, y, x);
+}
+
+// pp1[li] for list position li: (grad_dists bits, t, y, x) of the entry's query.
+template <class T>
+__global__ void pack_queries_kernel(const BwdArgs<T> a, int4* pp1, int64_t n) {
+  const int64_t li = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (li >= n) return;
+  const int32_t qk = a.list_qk[li];
+  const int k = qk % a.K;
+  const int q = (qk / a.K) % a.Q;
+  const int64_t bh = qk / (static_cast<int64_t>(a.K) * a.Q);
+  const int b = static_cast<int>(bh / a.HD), hd = static_cast<int>(bh % a.HD);
+  const int tq = q / (a.nH * a.nW);
+  const int qh = ((q / a.nW) % a.nH) * a.str0, qw = (q % a.nW) * a.str0;
+  const float g = static_cast<float>(a.gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]]);
+  pp1[li] = make_int4(__float_as_int(g), tq, qh, qw);
+}
+
 template <int CV>
 __device__ __forceinline__ void load_cv(float (&v)[CV], const float* p) {
 #pragma unroll
@@ -250,8 +286,8 @@ __device__ __forceinline__ int64_t pixel_index(int64_t bh, int t, int y, int x, 
 
 // grad_vid0, thread per (b, hd, t, y, x), every channel; pm0/pm1: pixel-major copies.
 template <bool L2, int CV>
-__global__ void __launch_bounds__(256) grad_vid0_fast_kernel(const BwdArgs<float> a, const float* pm0,
-                                                             const float* pm1, int64_t total) {
+__global__ void __launch_bounds__(256, 1) grad_vid0_fast_kernel(const BwdArgs<float> a, const float* pm0,
+                                                                const float* pm1, const int4* pp0, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
   const int x = static_cast<int>(e % a.W);
@@ -263,8 +299,7 @@ __global__ void __launch_bounds__(256) grad_vid0_fast_kernel(const BwdArgs<float
   load_cv<CV>(va, pm0 + e * CV);
 #pragma unroll
   for (int c = 0; c < CV; ++c) acc[c] = 0.f;
-  const int32_t* ib = a.inds + b * a.si[0] + hd * a.si[1];
-  const float* gb = a.gd + b * a.sd[0] + hd * a.sd[1];
+  const int4* pb = pp0 + bh * a.Q * a.K;
   const Pre pt_ = preimages(t, a.nT, a.reflect);
   const Pre py = preimages(y, a.H, a.reflect);
   const Pre px = preimages(x, a.W, a.reflect);
@@ -283,15 +318,13 @@ __global__ void __launch_bounds__(256) grad_vid0_fast_kernel(const BwdArgs<float
               const int qw = px.z[ix] - dx + a.offW0;
               if (qw < 0 || qw >= a.W || qw % a.str0) continue;
               const int64_t q = (static_cast<int64_t>(tq) * a.nH + qh / a.str0) * a.nW + qw / a.str0;
-              const int32_t* ie = ib + q * a.si[2];
-              const float* ge = gb + q * a.sd[2];
+              const int4* pq = pb + q * a.K;
               for (int k = 0; k < a.K; ++k) {
-                const int32_t* e3 = ie + k * a.si[3];
-                const int u = __ldg(e3), yy = __ldg(e3 + a.si[4]), xx = __ldg(e3 + 2 * a.si[4]);
-                if (u < 0 || u >= a.nT || yy < 0 || yy >= a.H || xx < 0 || xx >= a.W) continue;
-                const float g = __ldg(ge + k * a.sd[3]);
+                const int4 r = __ldg(pq + k);
+                if (r.y < 0) continue;
+                const float g = __int_as_float(r.x);
                 const int64_t pix =
-                    pixel_index(bh, u + pk, yy + dy - a.offH1, xx + dx - a.offW1, a.nT, a.H, a.W, a.reflect);
+                    pixel_index(bh, r.y + pk, r.z + dy - a.offH1, r.w + dx - a.offW1, a.nT, a.H, a.W, a.reflect);
                 float vb[CV];
                 if (pix < 0) {
 #pragma unroll
@@ -313,8 +346,8 @@ __global__ void __launch_bounds__(256) grad_vid0_fast_kernel(const BwdArgs<float
 
 // grad_vid1, thread per (b, hd, t, y, x), every channel.
 template <bool L2, int CV>
-__global__ void __launch_bounds__(256) grad_vid1_fast_kernel(const BwdArgs<float> a, const float* pm0,
-                                                             const float* pm1, int64_t total) {
+__global__ void __launch_bounds__(256, 1) grad_vid1_fast_kernel(const BwdArgs<float> a, const float* pm0,
+                                                                const float* pm1, const int4* pp1, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
   const int x = static_cast<int>(e % a.W);
@@ -328,7 +361,6 @@ __global__ void __launch_bounds__(256) grad_vid1_fast_kernel(const BwdArgs<float
   load_cv<CV>(vb, pm1 + e * CV);
 #pragma unroll
   for (int c = 0; c < CV; ++c) acc[c] = 0.f;
-  const float* gb = a.gd + b * a.sd[0] + hd * a.sd[1];
   const Pre pt_ = preimages(t, a.nT, a.reflect);
   const Pre py = preimages(y, a.H, a.reflect);
   const Pre px = preimages(x, a.W, a.reflect);
@@ -349,14 +381,10 @@ __global__ void __launch_bounds__(256) grad_vid1_fast_kernel(const BwdArgs<float
               const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
               const int32_t beg = __ldg(a.list_start + loc), end = __ldg(a.list_start + loc + 1);
               for (int32_t li = beg; li < end; ++li) {
-                const int32_t qk = __ldg(a.list_qk + li);
-                const int k = qk % a.K;
-                const int q = (qk / a.K) % a.Q;
-                const int tq = q / (a.nH * a.nW);
-                const int qh = ((q / a.nW) % a.nH) * a.str0, qw = (q % a.nW) * a.str0;
-                const float g = __ldg(gb + q * a.sd[2] + k * a.sd[3]);
+                const int4 r = __ldg(pp1 + li);
+                const float g = __int_as_float(r.x);
                 const int64_t pix =
-                    pixel_index(bh, tq + pk, qh + dy - a.offH0, qw + dx - a.offW0, a.nT, a.H, a.W, a.reflect);
+                    pixel_index(bh, r.y + pk, r.z + dy - a.offH0, r.w + dx - a.offW0, a.nT, a.H, a.W, a.reflect);
                 float va[CV];
                 if (pix < 0) {
 #pragma unroll
@@ -416,11 +444,12 @@ __global__ void list_start_kernel(const int32_t* sorted_keys, int64_t n, int32_t
 }
 
 // Workspace layout: keys[2][n], vals[2][n], start[nloc+1], cub scratch, and (fast path)
-// the two pixel-major video copies [nloc][cv]; 256-byte aligned.
+// the two pixel-major video copies [nloc][cv] and the two packed pair arrays [n] (16
+// bytes each); 256-byte aligned.
 struct Layout {
   int64_t n, nloc;
   int nbits, cv;
-  size_t keys0, keys1, vals0, vals1, start, cub, cub_bytes, pm0, pm1, total;
+  size_t keys0, keys1, vals0, vals1, start, cub, cub_bytes, pm0, pm1, pp0, pp1, total;
 };
 
 size_t align256(size_t x) { return (x + 255) / 256 * 256; }
@@ -450,7 +479,10 @@ Layout workspace_layout(const SearchArgs& a) {
   const size_t pmb = align256(static_cast<size_t>(L.nloc) * L.cv * sizeof(float));
   L.pm0 = L.cub + align256(L.cub_bytes);
   L.pm1 = L.pm0 + pmb;
-  L.total = L.pm1 + pmb;
+  const size_t ppb = L.cv > 0 ? align256(static_cast<size_t>(L.n) * sizeof(int4)) : 0;
+  L.pp0 = L.pm1 + pmb;
+  L.pp1 = L.pp0 + ppb;
+  L.total = L.pp1 + ppb;
   return L;
 }
 
@@ -465,17 +497,27 @@ void launch_grads(const BwdArgs<T>& ba, int64_t pixels, cudaStream_t stream) {
 }
 
 template <bool L2, int CV>
-void launch_fast(const BwdArgs<float>& ba, char* pm0b, char* pm1b, int64_t pixels, cudaStream_t stream) {
-  float* pm0 = reinterpret_cast<float*>(pm0b);
-  float* pm1 = reinterpret_cast<float*>(pm1b);
+void launch_fast(const BwdArgs<float>& ba, char* ws, const Layout& L, int64_t pixels, cudaStream_t stream) {
+  float* pm0 = reinterpret_cast<float*>(ws + L.pm0);
+  float* pm1 = reinterpret_cast<float*>(ws + L.pm1);
+  int4* pp0 = reinterpret_cast<int4*>(ws + L.pp0);
+  int4* pp1 = reinterpret_cast<int4*>(ws + L.pp1);
+  if (L.n > 0) {
+    const unsigned nb = static_cast<unsigned>(ceil_div(L.n, 256));
+    pack_candidates_kernel<float><<<nb, 256, 0, stream>>>(ba, pp0, L.n);
+    check_launch("pack_candidates_kernel");
+    pack_queries_kernel<float><<<nb, 256, 0, stream>>>(ba, pp1, L.n);
+    check_launch("pack_queries_kernel");
+  }
+  if (pixels == 0) return;
   const unsigned blocks = static_cast<unsigned>(ceil_div(pixels, 256));
   to_pixel_major_kernel<CV><<<blocks, 256, 0, stream>>>(ba.vid0, ba.s0, ba.HD, ba.nT, ba.C, ba.H, ba.W, pm0, pixels);
   check_launch("to_pixel_major_kernel");
   to_pixel_major_kernel<CV><<<blocks, 256, 0, stream>>>(ba.vid1, ba.s1, ba.HD, ba.nT, ba.C, ba.H, ba.W, pm1, pixels);
   check_launch("to_pixel_major_kernel");
-  grad_vid0_fast_kernel<L2, CV><<<blocks, 256, 0, stream>>>(ba, pm0, pm1, pixels);
+  grad_vid0_fast_kernel<L2, CV><<<blocks, 256, 0, stream>>>(ba, pm0, pm1, pp0, pixels);
   check_launch("grad_vid0_fast_kernel");
-  grad_vid1_fast_kernel<L2, CV><<<blocks, 256, 0, stream>>>(ba, pm0, pm1, pixels);
+  grad_vid1_fast_kernel<L2, CV><<<blocks, 256, 0, stream>>>(ba, pm0, pm1, pp1, pixels);
   check_launch("grad_vid1_fast_kernel");
 }
 
@@ -536,10 +578,10 @@ void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes,
   if constexpr (sizeof(T) == 4) {
     if (L.cv > 0) {
       switch (L.cv) {
-        case 4: return launch_fast<L2, 4>(ba, ws + L.pm0, ws + L.pm1, pixels, stream);
-        case 8: return launch_fast<L2, 8>(ba, ws + L.pm0, ws + L.pm1, pixels, stream);
-        case 16: return launch_fast<L2, 16>(ba, ws + L.pm0, ws + L.pm1, pixels, stream);
-        default: return launch_fast<L2, 32>(ba, ws + L.pm0, ws + L.pm1, pixels, stream);
+        case 4: return launch_fast<L2, 4>(ba, ws, L, pixels, stream);
+        case 8: return launch_fast<L2, 8>(ba, ws, L, pixels, stream);
+        case 16: return launch_fast<L2, 16>(ba, ws, L, pixels, stream);
+        default: return launch_fast<L2, 32>(ba, ws, L, pixels, stream);
       }
     }
   }
