@@ -96,6 +96,8 @@ def fmt(x, nd=2):
         return "-"
     if isinstance(x, str):
         return x
+    if isinstance(x, int):
+        return str(x)
     return f"{x:.{nd}f}"
 
 

@@ -1,13 +1,16 @@
 """Plain-PyTorch non-local search: the baseline that the benchmarks compare stnls against.
 
 It computes the integer-mode search of SPEC.md (flow-chained centres, full_ws windows,
-reflected patches, top-k) with ordinary torch ops only, on any device torch runs on:
+reflected patches, top-k) with ordinary torch ops only, on any device torch runs on,
+vectorised over chunks of queries, in one of two ways:
 
-* every pixel's patch is gathered once into a row table ``P1 (T*H*W + 1, pt*ps*ps*C/HD)``
-  (the extra row is all zeros and stands for "outside the video");
-* queries are processed in chunks: the candidate pixels of a chunk are gathered from ``P1``
-  into a ``(Qc, Ncand, D)`` block, reduced against the query patches with ``bmm`` (prod) or
-  a squared difference (l2), and ``topk`` keeps the best ``k``;
+* ``method="gather"``: every pixel's patch is gathered once into a row table
+  ``P1 (T*H*W + 1, pt*ps*ps*C/HD)`` (the extra row is all zeros and stands for "outside the
+  video"); each chunk gathers its candidates' rows into a ``(Qc, Ncand, D)`` block, reduced
+  against the query patches with ``bmm`` (prod) or a squared difference (l2);
+* ``method="conv"`` (default for ws > 0): each query's search region is gathered once and
+  correlated with the query's patch by a grouped ``conv2d`` (no per-candidate patch copy);
+* ``topk`` keeps the best ``k`` of each query;
 * for autograd, the distances of the ``k`` selected candidates are recomputed from the
   videos with differentiable gathers, chunk by chunk under activation checkpointing, so the
   memory stays bounded in the backward pass too (top-k only passes gradients to the
@@ -267,7 +270,8 @@ def _search_conv(dists, inds, v0, v1, tap, geom, fflow, bflow, k, l2, bad, ps, p
     rows0 = v0.permute(0, 2, 1, 3).reshape(B, THWp1, C)
     rows1 = v1.permute(0, 2, 1, 3).reshape(B, THWp1, C)
     per_query = st * pt * R * R * C + st * HD * ws * ws
-    qc = max(1, chunk_elems // per_query)
+    # a bounded group count keeps every conv2d call within what cuDNN/oneDNN handle well
+    qc = max(1, min(chunk_elems // per_query, 32768 // HD))
     for b in range(B):
         for q0 in range(qa, Qe, qc):
             q1 = min(Qe, q0 + qc)
