@@ -59,8 +59,12 @@ py::object export_capsule(py::handle obj, const std::string& name, std::optional
   if (py::hasattr(obj, "__dlpack_device__")) {
     py::tuple dev = obj.attr("__dlpack_device__")();
     int type = dev[0].cast<int>();
-    // CUDA producers must be told the consumer's stream; 1 = the legacy default stream.
-    if (type == kDLCUDA || type == kDLCUDAManaged) kw["stream"] = stream.value_or(1);
+    // CUDA producers must be told the consumer's stream. DLPack forbids 0 (ambiguous): the
+    // legacy default stream, which is what a null/0 handle means to us, is spelled 1.
+    if (type == kDLCUDA || type == kDLCUDAManaged) {
+      const intptr_t s = stream.value_or(0);
+      kw["stream"] = s == 0 ? intptr_t(1) : s;
+    }
   }
   try {
     py::dict kwv = kw;
