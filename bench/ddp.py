@@ -3,13 +3,14 @@
 Starts one process per GPU (torch.multiprocessing, NCCL), trains a small video model built
 on `stnls.search.NonLocalSearch`, `stnls.agg.wpsum` and `stnls.nn.NonLocalAttention`, and
 checks that
+  (checks in float64, so that only the reduction order differs from one process)
   (a) the forward output of rank r on cuda:r equals a single-GPU run on cuda:0 of the same
       inputs and weights,
   (b) the gradients after DDP's all-reduce equal the single-process gradients of the
       concatenated batch (to 1e-5),
   (c) nothing ran on another rank's device (no torch memory there, and, where nvidia-smi
       answers, no CUDA context of this process on another GPU);
-then times training steps on 1 GPU (whole batch) and on N GPUs (DDP, batch split).
+then times float32 training steps on 1 GPU (whole batch) and on N GPUs (DDP, batch split).
 
     python bench/ddp.py [--gpus 2] [--steps 20] [--json PATH]
 Exit status 0 when every check passes.
@@ -58,18 +59,18 @@ class VideoNet(nn.Module):
         return vid + self.out(x.flatten(0, 1)).unflatten(0, (b, t))
 
 
-def make_data(n, seed=0):
+def make_data(n, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
-    clean = torch.rand(n, T, 3, H, W, generator=g)
-    noisy = clean + 0.1 * torch.randn(clean.shape, generator=g)
-    fflow = 2 * torch.randn(n, T, 2, H, W, generator=g)
-    bflow = 2 * torch.randn(n, T, 2, H, W, generator=g)
-    return noisy, clean, fflow, bflow
+    clean = torch.rand(n, T, 3, H, W, generator=g, dtype=torch.float64)
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=g, dtype=torch.float64)
+    fflow = 2 * torch.randn(n, T, 2, H, W, generator=g, dtype=torch.float64)
+    bflow = 2 * torch.randn(n, T, 2, H, W, generator=g, dtype=torch.float64)
+    return tuple(x.to(dtype) for x in (noisy, clean, fflow, bflow))
 
 
-def make_model(device):
+def make_model(device, dtype=torch.float64):
     torch.manual_seed(1234)  # identical weights on every rank and in the reference
-    return VideoNet().to(device)
+    return VideoNet().to(device, dtype)
 
 
 def loss_fn(model, noisy, clean, fflow, bflow):
@@ -127,7 +128,9 @@ def worker(rank, world, tmpdir, steps, results):
         report["output_max_err"] = max(errs)
         report["outputs_bitwise_equal"] = all(e == 0 for e in errs)
 
-    # timing: DDP training steps on this rank's share of the batch
+    # timing: float32 DDP training steps on this rank's share of the batch
+    model = nn.parallel.DistributedDataParallel(make_model(dev, torch.float32), device_ids=[rank])
+    mine = [x[part].to(dev) for x in make_data(B_PER_GPU * world, dtype=torch.float32)]
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     for i in range(steps + 3):
         if i == 3:
@@ -149,8 +152,8 @@ def worker(rank, world, tmpdir, steps, results):
 
 def single_gpu_ms(steps, n):
     dev = torch.device("cuda", 0)
-    model = make_model(dev)
-    data = [x.to(dev) for x in make_data(n)]
+    model = make_model(dev, torch.float32)
+    data = [x.to(dev) for x in make_data(n, dtype=torch.float32)]
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     for i in range(steps + 3):
         if i == 3:

@@ -1,6 +1,8 @@
 """Helpers shared by the torch ops: the caller's CUDA stream and tensor checks."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
@@ -18,3 +20,9 @@ def check_tensor(x, name: str) -> None:
 def workspace(nbytes: int, like: Tensor):
     """Scratch from torch's caching allocator on like's device (None when not needed)."""
     return torch.empty(nbytes, dtype=torch.uint8, device=like.device) if nbytes else None
+
+
+def on_device(t: Tensor):
+    """Makes t's GPU the current device while the binding runs: torch hands a CUDA tensor
+    over through DLPack only from its own device (the core also switches to it)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()

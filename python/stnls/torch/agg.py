@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .. import _C
 from .._patch_params import normalize, to_core
-from ._common import check_tensor, stream, workspace
+from ._common import check_tensor, on_device, stream, workspace
 
 
 def _core(ps, stride0, pt, dilation, reflect_bounds, deterministic=True):
@@ -21,8 +21,9 @@ def _core(ps, stride0, pt, dilation, reflect_bounds, deterministic=True):
 def wpsum_op(vid: Tensor, weights: Tensor, inds: Tensor, ps: int, stride0: int, pt: int, dilation: int,
              reflect_bounds: bool) -> Tensor:
     out = torch.empty_like(vid, memory_format=torch.contiguous_format)
-    _C.wpsum_forward(_core(ps, stride0, pt, dilation, reflect_bounds), vid.detach(), weights.detach(), inds,
-                     out, stream=stream(vid))
+    with on_device(vid):
+        _C.wpsum_forward(_core(ps, stride0, pt, dilation, reflect_bounds), vid.detach(), weights.detach(), inds,
+                         out, stream=stream(vid))
     return out
 
 
@@ -38,8 +39,10 @@ def wpsum_backward_op(grad_out: Tensor, vid: Tensor, weights: Tensor, inds: Tens
     vid, weights, grad_out = vid.detach(), weights.detach(), grad_out.detach()
     grad_vid = torch.empty_like(vid, memory_format=torch.contiguous_format)
     grad_weights = torch.empty_like(weights, memory_format=torch.contiguous_format)
-    ws = workspace(_C.wpsum_backward_workspace_size(core, vid, weights, inds), vid)
-    _C.wpsum_backward(core, grad_out, vid, weights, inds, grad_vid, grad_weights, ws, stream=stream(vid))
+    with on_device(vid):
+        ws = workspace(_C.wpsum_backward_workspace_size(core, vid, weights, inds), vid)
+    with on_device(vid):
+        _C.wpsum_backward(core, grad_out, vid, weights, inds, grad_vid, grad_weights, ws, stream=stream(vid))
     return grad_vid, grad_weights
 
 

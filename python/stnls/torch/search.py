@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .. import _C
 from .._params import normalize, output_sizes, pack, to_core, unpack
-from ._common import check_tensor as _check_tensor, stream as _stream, workspace as _workspace
+from ._common import check_tensor as _check_tensor, on_device, stream as _stream, workspace as _workspace
 
 
 def _flow(flow: Optional[Tensor], vid0: Tensor) -> Optional[Tensor]:
@@ -30,11 +30,13 @@ def search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: O
     vid0, vid1 = vid0.detach(), vid1.detach()
     fflow = fflow.detach() if fflow is not None else None
     bflow = bflow.detach() if bflow is not None else None
-    sizes = _C.search_shape(params, vid0, vid1)
+    with on_device(vid0):
+        sizes = _C.search_shape(params, vid0, vid1)
     shape = (sizes["B"], sizes["HD"], sizes["Q"], sizes["K"])
     dists = torch.empty(shape, dtype=vid0.dtype, device=vid0.device)
     inds = torch.empty(shape + (3,), dtype=torch.int32, device=vid0.device)
-    _C.search_forward(params, vid0, vid1, fflow, bflow, dists, inds, stream=_stream(vid0))
+    with on_device(vid0):
+        _C.search_forward(params, vid0, vid1, fflow, bflow, dists, inds, stream=_stream(vid0))
     return dists, inds
 
 
@@ -52,11 +54,13 @@ def search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tensor
     grad_dists, vid0, vid1 = grad_dists.detach(), vid0.detach(), vid1.detach()
     grad0 = torch.empty_like(vid0, memory_format=torch.contiguous_format)
     grad1 = torch.empty_like(vid1, memory_format=torch.contiguous_format)
-    nbytes = _C.search_backward_workspace_size(params, vid0, vid1, inds)
+    with on_device(vid0):
+        nbytes = _C.search_backward_workspace_size(params, vid0, vid1, inds)
     # Scratch comes from torch's caching allocator, on the caller's stream.
     workspace = _workspace(nbytes, vid0)
-    _C.search_backward(params, grad_dists, inds, vid0, vid1, grad0, grad1, workspace,
-                       stream=_stream(vid0))
+    with on_device(vid0):
+        _C.search_backward(params, grad_dists, inds, vid0, vid1, grad0, grad1, workspace,
+                           stream=_stream(vid0))
     return grad0, grad1
 
 

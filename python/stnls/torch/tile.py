@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .. import _C
 from .._patch_params import to_core, unfold_k_shape, unfold_shape
-from ._common import check_tensor, stream, workspace
+from ._common import check_tensor, on_device, stream, workspace
 
 
 def _p(ps, stride0, pt, dilation, reflect_bounds):
@@ -20,7 +20,8 @@ def _p(ps, stride0, pt, dilation, reflect_bounds):
 def unfold_op(vid: Tensor, ps: int, stride0: int, pt: int, dilation: int, reflect_bounds: bool) -> Tensor:
     p = _p(ps, stride0, pt, dilation, reflect_bounds)
     out = vid.new_empty(unfold_shape(tuple(vid.shape), p))
-    _C.unfold(to_core(p), vid.detach(), out, stream=stream(vid))
+    with on_device(vid):
+        _C.unfold(to_core(p), vid.detach(), out, stream=stream(vid))
     return out
 
 
@@ -33,7 +34,8 @@ def _(vid, ps, stride0, pt, dilation, reflect_bounds):
 def fold_op(patches: Tensor, vid_shape: List[int], stride0: int, dilation: int, reflect_bounds: bool) -> Tensor:
     p = _p(patches.shape[-1], stride0, patches.shape[-4], dilation, reflect_bounds)
     out = patches.new_empty(tuple(vid_shape))
-    _C.fold(to_core(p), patches.detach(), out, stream=stream(patches))
+    with on_device(patches):
+        _C.fold(to_core(p), patches.detach(), out, stream=stream(patches))
     return out
 
 
@@ -46,7 +48,8 @@ def _(patches, vid_shape, stride0, dilation, reflect_bounds):
 def unfold_k_op(vid: Tensor, inds: Tensor, ps: int, pt: int, dilation: int, reflect_bounds: bool) -> Tensor:
     p = _p(ps, 1, pt, dilation, reflect_bounds)
     out = vid.new_empty(unfold_k_shape(tuple(vid.shape), tuple(inds.shape), p))
-    _C.unfold_k(to_core(p), vid.detach(), inds, out, stream=stream(vid))
+    with on_device(vid):
+        _C.unfold_k(to_core(p), vid.detach(), inds, out, stream=stream(vid))
     return out
 
 
@@ -63,8 +66,10 @@ def fold_k_op(patches: Tensor, inds: Tensor, vid_shape: List[int], dilation: int
     core = to_core(p, deterministic=deterministic)
     out = patches.new_empty(tuple(vid_shape))
     patches = patches.detach()
-    ws = workspace(_C.fold_k_workspace_size(core, patches, inds, out), patches)
-    _C.fold_k(core, patches, inds, out, ws, stream=stream(patches))
+    with on_device(patches):
+        ws = workspace(_C.fold_k_workspace_size(core, patches, inds, out), patches)
+    with on_device(patches):
+        _C.fold_k(core, patches, inds, out, ws, stream=stream(patches))
     return out
 
 
