@@ -1,7 +1,9 @@
 // Internal helpers for argument checks: messages of the form "name: expected X, got Y".
+// Messages are built with std::string alone, not iostreams: formatting through a stream
+// crashed in a process whose C++ runtime differed from the one the module was built with.
 #pragma once
-#include <sstream>
 #include <string>
+#include <type_traits>
 
 #include "stnls/error.h"
 #include "stnls/view.h"
@@ -20,20 +22,30 @@ inline const char* dtype_name(DType d) {
 
 inline const char* device_name(DeviceKind d) { return d == DeviceKind::CUDA ? "cuda" : "cpu"; }
 
+inline std::string text(const std::string& s) { return s; }
+inline std::string text(const char* s) { return s; }
+template <class I, class = std::enable_if_t<std::is_integral<I>::value>>
+std::string text(I i) {
+  return std::to_string(i);
+}
+
+// "(a, b, c)" of a list of sizes.
+template <class It>
+std::string tuple_str(It begin, It end) {
+  std::string s = "(";
+  int n = 0;
+  for (It it = begin; it != end; ++it) s += (n++ ? ", " : "") + std::to_string(*it);
+  return s + (n == 1 ? ",)" : ")");
+}
+
 template <class V>
 std::string shape_str(const V& v) {
-  std::ostringstream s;
-  s << "(";
-  for (int i = 0; i < v.ndim; ++i) s << (i ? ", " : "") << v.shape[i];
-  s << (v.ndim == 1 ? ",)" : ")");
-  return s.str();
+  return tuple_str(v.shape, v.shape + v.ndim);
 }
 
 template <class E = ValueError, class A, class B>
 [[noreturn]] void fail(const std::string& name, const A& expected, const B& got) {
-  std::ostringstream s;
-  s << name << ": expected " << expected << ", got " << got;
-  throw E(s.str());
+  throw E(name + ": expected " + text(expected) + ", got " + text(got));
 }
 
 template <class V>
@@ -52,23 +64,14 @@ void check_shape(const std::string& name, const V& v, std::initializer_list<int6
   bool ok = v.ndim == static_cast<int>(expected.size());
   int i = 0;
   for (int64_t e : expected) ok = ok && v.shape[i++] == e;
-  if (!ok) {
-    std::ostringstream s;
-    s << "shape (";
-    i = 0;
-    for (int64_t e : expected) s << (i++ ? ", " : "") << e;
-    s << (expected.size() == 1 ? ",)" : ")");
-    fail(name, s.str(), "shape " + shape_str(v));
-  }
+  if (!ok) fail(name, "shape " + tuple_str(expected.begin(), expected.end()), "shape " + shape_str(v));
 }
 
 template <class V>
 void check_device(const std::string& name, const V& v, Device d) {
   if (v.device.kind != d.kind || v.device.index != d.index) {
-    std::ostringstream e, g;
-    e << device_name(d.kind) << ":" << d.index << " (the device of vid0)";
-    g << device_name(v.device.kind) << ":" << v.device.index;
-    fail(name, e.str(), g.str());
+    fail(name, std::string(device_name(d.kind)) + ":" + std::to_string(d.index) + " (the device of the video)",
+         std::string(device_name(v.device.kind)) + ":" + std::to_string(v.device.index));
   }
 }
 
