@@ -18,6 +18,57 @@ namespace {
 
 using detail::SearchArgs;
 
+// Sizes of the distance loop over one window tile.
+struct Dims {
+  int64_t pt, ps, C, dil, s1, wh, ww, th, tw;
+};
+
+// acc[i, j] = sum over (pk, pi, pj, c), in that order, of f(qpatch, tile) for the candidate
+// at window slot (i, j). The innermost loop runs over the candidates of a window row, so it
+// vectorises without changing any candidate's sum order.
+template <bool L2, class T>
+__attribute__((always_inline)) inline void accumulate_impl(T* acc, const T* qpatch, const T* tile, const Dims& d) {
+  for (int64_t i = 0; i < d.wh * d.ww; ++i) acc[i] = T(0);
+  for (int64_t pk = 0; pk < d.pt; ++pk)
+    for (int64_t pi = 0; pi < d.ps; ++pi)
+      for (int64_t pj = 0; pj < d.ps; ++pj)
+        for (int64_t c = 0; c < d.C; ++c) {
+          const T qv = qpatch[((pk * d.ps + pi) * d.ps + pj) * d.C + c];
+          const T* trow = &tile[((pk * d.C + c) * d.th + d.dil * pi) * d.tw + d.dil * pj];
+          for (int64_t i = 0; i < d.wh; ++i) {
+            T* arow = &acc[i * d.ww];
+            const T* src = trow + i * d.s1 * d.tw;
+            if (d.s1 == 1) {
+              for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j]);
+            } else {
+              for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j * d.s1]);
+            }
+          }
+        }
+}
+
+// One copy per instruction set where the compiler can dispatch at load time (wider
+// vectors on AVX2 machines; no FMA, so every candidate's sum rounds as on other backends).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define STNLS_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define STNLS_CPU_CLONES
+#endif
+STNLS_CPU_CLONES void accumulate_f32(bool l2, float* acc, const float* q, const float* tile, const Dims& d) {
+  l2 ? accumulate_impl<true>(acc, q, tile, d) : accumulate_impl<false>(acc, q, tile, d);
+}
+STNLS_CPU_CLONES void accumulate_f64(bool l2, double* acc, const double* q, const double* tile, const Dims& d) {
+  l2 ? accumulate_impl<true>(acc, q, tile, d) : accumulate_impl<false>(acc, q, tile, d);
+}
+template <bool L2>
+void accumulate(float* acc, const float* q, const float* tile, const Dims& d) {
+  accumulate_f32(L2, acc, q, tile, d);
+}
+template <bool L2>
+void accumulate(double* acc, const double* q, const double* tile, const Dims& d) {
+  accumulate_f64(L2, acc, q, tile, d);
+}
+
 template <class T, bool L2>
 void forward_impl(const SearchArgs& a) {
   const SearchParams& p = a.p;
@@ -34,7 +85,10 @@ void forward_impl(const SearchArgs& a) {
   const int64_t o0 = geo::patch_offset(0, ps, dil, p.use_adj);
   // Tile rows/cols: every pixel a window's patches read.
   const int64_t th = s1 * (wh - 1) + dil * (ps - 1) + 1;
-  const int64_t tw = s1 * (ww - 1) + dil * (ps - 1) + 1;
+  // Window rows are computed padded to a multiple of 8 candidates (the extra ones are
+  // discarded): the row loop then vectorises with no scalar tail.
+  const int64_t wwp = (ww + 7) / 8 * 8;
+  const int64_t tw = s1 * (wwp - 1) + dil * (ps - 1) + 1;
   const T pad = L2 ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
   const int64_t nq = sh.B * sh.HD * sh.Q;
   const bool anchor = p.anchor_self;
@@ -44,8 +98,9 @@ void forward_impl(const SearchArgs& a) {
   {
     std::vector<T> qpatch(pt * ps * ps * C);  // [pt, ps, ps, C]
     std::vector<T> tile(pt * C * th * tw);     // [pt, C, th, tw]
-    std::vector<T> acc(wh * ww);
+    std::vector<T> acc(wh * wwp);
     std::vector<int64_t> base_y(sh.st), base_x(sh.st);  // window start of each searched frame
+    std::vector<int64_t> row_off(th), col_off(tw);       // tile rows/columns in vid1, -1 = 0
     detail::TopK<L2, T> top;
 
 #pragma omp for schedule(dynamic, 8)
@@ -85,28 +140,30 @@ void forward_impl(const SearchArgs& a) {
         }
         const int64_t y0 = base_y[n] = geo::window_base(ch, H, s1, p.ws, p.full_ws);
         const int64_t x0 = base_x[n] = geo::window_base(cw, W, s1, p.ws, p.full_ws);
-        // Gather the tile: tile row r is pixel row y0 + o0 - off_H1 + r.
-        for (int64_t pk = 0; pk < pt; ++pk)
+        // Gather the tile: tile row r is pixel row y0 + o0 - off_H1 + r. Bounds are resolved
+        // once per row, column and frame (-1: reads 0), not once per pixel.
+        for (int64_t r = 0; r < th; ++r) {
+          const int64_t y = geo::bound(y0 + o0 - p.off_H1 + r, H, p.reflect_bounds);
+          row_off[r] = y < 0 ? -1 : y * a.s1.y;
+        }
+        for (int64_t s = 0; s < tw; ++s) {
+          const int64_t x = geo::bound(x0 + o0 - p.off_W1 + s, W, p.reflect_bounds);
+          col_off[s] = x < 0 ? -1 : x * a.s1.x;
+        }
+        for (int64_t pk = 0; pk < pt; ++pk) {
+          const int64_t f = geo::bound(u + pk, T_, p.reflect_bounds);
           for (int64_t c = 0; c < C; ++c)
-            for (int64_t r = 0; r < th; ++r)
-              for (int64_t s = 0; s < tw; ++s) {
-                int64_t off = geo::pixel_offset(u + pk, y0 + o0 - p.off_H1 + r, x0 + o0 - p.off_W1 + s,
-                                                T_, H, W, p.reflect_bounds, a.s1.t, a.s1.y, a.s1.x);
-                tile[((pk * C + c) * th + r) * tw + s] = off < 0 ? T(0) : v1[off + c * a.s1.c];
+            for (int64_t r = 0; r < th; ++r) {
+              T* dst = &tile[((pk * C + c) * th + r) * tw];
+              if (f < 0 || row_off[r] < 0) {
+                for (int64_t s = 0; s < tw; ++s) dst[s] = T(0);
+                continue;
               }
-        for (auto& x : acc) x = T(0);
-        for (int64_t pk = 0; pk < pt; ++pk)
-          for (int64_t pi = 0; pi < ps; ++pi)
-            for (int64_t pj = 0; pj < ps; ++pj)
-              for (int64_t c = 0; c < C; ++c) {
-                const T qv = qpatch[((pk * ps + pi) * ps + pj) * C + c];
-                const T* trow = &tile[((pk * C + c) * th + dil * pi) * tw + dil * pj];
-                for (int64_t i = 0; i < wh; ++i) {
-                  T* arow = &acc[i * ww];
-                  const T* src = trow + i * s1 * tw;
-                  for (int64_t j = 0; j < ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j * s1]);
-                }
-              }
+              const T* src = v1 + f * a.s1.t + row_off[r] + c * a.s1.c;
+              for (int64_t s = 0; s < tw; ++s) dst[s] = col_off[s] < 0 ? T(0) : src[col_off[s]];
+            }
+        }
+        accumulate<L2>(acc.data(), qpatch.data(), tile.data(), Dims{pt, ps, C, dil, s1, wh, wwp, th, tw});
         for (int64_t i = 0; i < wh; ++i) {
           const int64_t y = y0 + s1 * i;
           if (y < 0 || y >= H) continue;
@@ -114,7 +171,7 @@ void forward_impl(const SearchArgs& a) {
             const int64_t x = x0 + s1 * j;
             if (x < 0 || x >= W) continue;
             if ((anchor || p.remove_self) && u == t && y == qh && x == qw) continue;
-            top.offer(acc[i * ww + j], (n * wh + i) * ww + j);  // canonical ordinal
+            top.offer(acc[i * wwp + j], (n * wh + i) * ww + j);  // canonical ordinal
           }
         }
       }
