@@ -12,6 +12,16 @@ from ._dispatch import is_torch
 from ._params import normalize
 
 
+# Arguments of nls/nls_backward that are not search parameters.
+_TENSORS = ("vid0", "vid1", "fflow", "bflow", "grad_dists", "inds", "tuning")
+
+
+def _normalize(args: dict) -> dict:
+    """The checked parameters of an nls/nls_backward call, from its locals()."""
+    kw = {name: v for name, v in args.items() if name not in _TENSORS + ("ws", "wt", "ps", "k")}
+    return normalize(args["ws"], args["wt"], args["ps"], args["k"], **kw, **args["tuning"])
+
+
 def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", stride0=4,
         stride1=1, dilation=1, pt=1, reflect_bounds=True, full_ws=True, anchor_self=False,
         remove_self=False, use_adj=False, off_H0=0, off_W0=0, off_H1=0, off_W1=0,
@@ -27,11 +37,7 @@ def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", str
     queries_per_thread, neigh_per_thread, channel_groups) are accepted and ignored.
     Unlike the 2023 `nls()`, anchor_self defaults to False (as NonLocalSearch).
     """
-    p = normalize(ws, wt, ps, k, nheads=nheads, dist_type=dist_type, stride0=stride0,
-                  stride1=stride1, dilation=dilation, pt=pt, reflect_bounds=reflect_bounds,
-                  full_ws=full_ws, anchor_self=anchor_self, remove_self=remove_self,
-                  use_adj=use_adj, off_H0=off_H0, off_W0=off_W0, off_H1=off_H1,
-                  off_W1=off_W1, batchsize=batchsize, **tuning)
+    p = _normalize(locals())
     if is_torch(vid0):
         from .torch import search as torch_search
 
@@ -45,11 +51,7 @@ def nls_backward(grad_dists, inds, vid0, vid1, ws, wt, ps, k, nheads=1, dist_typ
                  off_H1=0, off_W1=0, batchsize=-1, **tuning):
     """Gradients (grad_vid0, grad_vid1) of sum(grad_dists * dists) for the search that
     produced `inds`, with the same parameters as `nls` (ws, wt, k only describe it)."""
-    p = normalize(ws, wt, ps, k, nheads=nheads, dist_type=dist_type, stride0=stride0,
-                  stride1=stride1, dilation=dilation, pt=pt, reflect_bounds=reflect_bounds,
-                  full_ws=full_ws, anchor_self=anchor_self, remove_self=remove_self,
-                  use_adj=use_adj, off_H0=off_H0, off_W0=off_W0, off_H1=off_H1,
-                  off_W1=off_W1, batchsize=batchsize, **tuning)
+    p = _normalize(locals())
     if is_torch(vid0):
         from .torch import search as torch_search
 

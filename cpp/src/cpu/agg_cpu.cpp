@@ -3,6 +3,7 @@
 // weight gradients: one writer per element, fixed sum order, no scratch memory.
 #include "common/backends.h"
 #include "cpu/parallel.h"
+#include "cpu/plane.h"
 #include "common/dispatch.h"
 #include "common/patch_geometry.h"
 
@@ -44,9 +45,7 @@ void forward_impl(const PatchArgs& a) {
     const int64_t b = task / (a.HD * a.C), hd = (task / a.C) % a.HD, c = task % a.C;
     const T* v = vid + b * a.sv.b + hd * a.sv.h + c * a.sv.c;
     T* o = out + b * a.so.b + hd * a.so.h + c * a.so.c;
-    for (int64_t t = 0; t < a.T; ++t)
-      for (int64_t y = 0; y < a.H; ++y)
-        for (int64_t x = 0; x < a.W; ++x) o[t * a.so.t + y * a.so.y + x * a.so.x] = T(0);
+    zero_plane(o, a.T, a.H, a.W, a.so);
     for (int64_t q = 0; q < a.Q; ++q)
       for_each_tap(a, b, hd, q, a.sv, a.so, [&](int64_t k, int64_t src, int64_t dst) {
         if (dst >= 0 && src >= 0) o[dst] += weight<T>(a, b, hd, q, k) * v[src];
@@ -105,9 +104,7 @@ void backward_impl(const PatchArgs& a) {
     const int64_t b = task / (a.HD * a.C), hd = (task / a.C) % a.HD, c = task % a.C;
     const T* go = gout + b * a.sg.b + hd * a.sg.h + c * a.sg.c;
     T* gv = gvid + b * a.so.b + hd * a.so.h + c * a.so.c;
-    for (int64_t t = 0; t < a.T; ++t)
-      for (int64_t y = 0; y < a.H; ++y)
-        for (int64_t x = 0; x < a.W; ++x) gv[t * a.so.t + y * a.so.y + x * a.so.x] = T(0);
+    zero_plane(gv, a.T, a.H, a.W, a.so);
     for (int64_t q = 0; q < a.Q; ++q) {
       const detail::QueryLoc l = detail::query_loc(a, q);
       for (int64_t k = 0; k < a.K; ++k) {

@@ -3,6 +3,7 @@
 // element and the sum order is fixed (bitwise deterministic, no atomics, no scratch).
 #include "common/backends.h"
 #include "cpu/parallel.h"
+#include "cpu/plane.h"
 #include "common/dispatch.h"
 #include "common/geometry.h"
 
@@ -34,12 +35,8 @@ void backward_impl(const SearchArgs& a) {
     const T* v1 = vid1 + b * a.s1.b + hd * a.s1.h + c * a.s1.c;
     T* d0 = g0 + b * a.g0.b + hd * a.g0.h + c * a.g0.c;
     T* d1 = g1 + b * a.g1.b + hd * a.g1.h + c * a.g1.c;
-    for (int64_t t = 0; t < T_; ++t)
-      for (int64_t y = 0; y < H; ++y)
-        for (int64_t x = 0; x < W; ++x) {
-          d0[t * a.g0.t + y * a.g0.y + x * a.g0.x] = T(0);
-          d1[t * a.g1.t + y * a.g1.y + x * a.g1.x] = T(0);
-        }
+    zero_plane(d0, T_, H, W, a.g0);
+    zero_plane(d1, T_, H, W, a.g1);
     for (int64_t q = 0; q < sh.Q; ++q) {
       const int64_t t = q / (sh.nH * sh.nW);
       const int64_t qh = ((q / sh.nW) % sh.nH) * p.stride0, qw = (q % sh.nW) * p.stride0;

@@ -2,6 +2,7 @@
 // plane, so each output element has one writer and a fixed sum order (deterministic).
 #include "common/backends.h"
 #include "cpu/parallel.h"
+#include "cpu/plane.h"
 #include "common/dispatch.h"
 #include "common/patch_geometry.h"
 
@@ -10,13 +11,6 @@ namespace cpu {
 namespace {
 
 using detail::PatchArgs;
-
-template <class T>
-void zero_plane(T* v, const PatchArgs& a, const detail::Strides6& s) {
-  for (int64_t t = 0; t < a.T; ++t)
-    for (int64_t y = 0; y < a.H; ++y)
-      for (int64_t x = 0; x < a.W; ++x) v[t * s.t + y * s.y + x * s.x] = T(0);
-}
 
 // Reads patches at query-grid locations (neighbours = false) or at inds (true).
 template <class T>
@@ -57,7 +51,7 @@ void fold_impl(const PatchArgs& a, bool neighbours) {
   for (int64_t task = 0; task < ntask; ++task) {
     const int64_t b = task / (a.HD * a.C), hd = (task / a.C) % a.HD, c = task % a.C;
     T* v = vid + b * a.so.b + hd * a.so.h + c * a.so.c;
-    zero_plane(v, a, a.so);
+    zero_plane(v, a.T, a.H, a.W, a.so);
     for (int64_t q = 0; q < a.Q; ++q)
       for (int64_t k = 0; k < a.K; ++k) {
         int64_t t, h, w;
