@@ -9,6 +9,7 @@
 //    weighted patch sum's grad_vid). Built in tile.cu into the caller's workspace.
 //  - Launch helpers and the zero fill of strided video planes (atomic paths).
 #pragma once
+#include "cuda/inverse_lists.h"
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -191,21 +192,11 @@ void zero_video(const PatchArgs& a, T* v, const detail::Strides6& s, cudaStream_
 // Inverse lists in the workspace. start[l] .. start[l+1] are the positions in `entries` of
 // the entries whose location is l = ((b*HD + hd)*T + t)*H*W + h*W + w; entries hold the
 // flat index ((b*HD + hd)*Q + q)*K + k. Padding and out-of-range indices are in no list.
-struct Lists {
-  const int32_t* start = nullptr;
-  const int32_t* entries = nullptr;
-};
+using cuda::align256;
+using cuda::ListLayout;
+using cuda::Lists;
 
-// Where the lists live in a workspace, from byte `base` on.
-struct ListLayout {
-  int64_t n = 0, nloc = 0;
-  int nbits = 1;
-  size_t keys0 = 0, keys1 = 0, vals0 = 0, vals1 = 0, start = 0, cub = 0, cub_bytes = 0, end = 0;
-};
-
-inline size_t align256(size_t x) { return (x + 255) / 256 * 256; }
-
-// Defined in tile.cu.
+// The inverse lists of a's inds (defined in tile.cu).
 ListLayout list_layout(const PatchArgs& a, size_t base);
 Lists build_lists(const PatchArgs& a, const ListLayout& L, char* workspace, cudaStream_t stream);
 

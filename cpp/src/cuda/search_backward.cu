@@ -21,15 +21,13 @@
 // pair and no divisions (a list entry is otherwise decoded once per patch tap).
 #include <cuda_runtime.h>
 
-#include <cub/device/device_radix_sort.cuh>
-
-#include <climits>
 #include <string>
 
 #include "common/backends.h"
 #include "common/dispatch.h"
 #include "common/geometry.h"
 #include "cuda/cuda_util.h"
+#include "cuda/inverse_lists.h"
 
 namespace stnls {
 namespace cuda {
@@ -412,72 +410,33 @@ int fast_channels(int64_t C, size_t scalar_bytes) {
   return 0;
 }
 
-// Key of every (b, hd, q, k): its candidate location (b, hd, u, y, x) flattened, or
-// `nloc` (sorted last, in no list) for padding and out-of-range indices.
-__global__ void list_keys_kernel(const int32_t* inds, int64_t si0, int64_t si1, int64_t si2, int64_t si3,
-                                 int64_t si4, int HD, int Q, int K, int nT, int H, int W, int32_t nloc,
-                                 int32_t* keys, int32_t* vals, int64_t n) {
-  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (e >= n) return;
-  const int k = static_cast<int>(e % K);
-  const int64_t q = (e / K) % Q;
-  const int64_t bh = e / (static_cast<int64_t>(K) * Q);
-  const int b = static_cast<int>(bh / HD), hd = static_cast<int>(bh % HD);
-  const int32_t* ie = inds + b * si0 + hd * si1 + q * si2 + k * si3;
-  const int u = ie[0], y = ie[si4], x = ie[2 * si4];
-  const bool ok = u >= 0 && u < nT && y >= 0 && y < H && x >= 0 && x < W;
-  keys[e] = ok ? static_cast<int32_t>(((bh * nT + u) * H + y) * W + x) : nloc;
-  vals[e] = static_cast<int32_t>(e);
-}
-
-// list_start[l] = first sorted position with key >= l (binary search), l = 0..nloc.
-__global__ void list_start_kernel(const int32_t* sorted_keys, int64_t n, int32_t nloc, int32_t* start) {
-  const int64_t l = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (l > nloc) return;
-  int64_t lo = 0, hi = n;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (sorted_keys[mid] < l) lo = mid + 1;
-    else hi = mid;
-  }
-  start[l] = static_cast<int32_t>(lo);
-}
-
-// Workspace layout: keys[2][n], vals[2][n], start[nloc+1], cub scratch, and (fast path)
-// the two pixel-major video copies [nloc][cv] and the two packed pair arrays [n] (16
-// bytes each); 256-byte aligned.
+// Workspace layout: the inverse lists (inverse_lists.h) and (fast path) the two
+// pixel-major video copies [nloc][cv] and the two packed pair arrays [n] (16 bytes each);
+// 256-byte aligned.
 struct Layout {
+  ListLayout lists;
   int64_t n, nloc;
-  int nbits, cv;
-  size_t keys0, keys1, vals0, vals1, start, cub, cub_bytes, pm0, pm1, pp0, pp1, total;
+  int cv;
+  size_t pm0, pm1, pp0, pp1, total;
 };
 
-size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+IndsView inds_view(const SearchArgs& a) {
+  const SearchShape& sh = a.sh;
+  IndsView in{static_cast<const int32_t*>(a.inds), {a.si[0], a.si[1], a.si[2], a.si[3], a.si[4]},
+              sh.B, sh.HD, sh.Q, sh.K, sh.T, sh.H, sh.W};
+  return in;
+}
 
 Layout workspace_layout(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
   Layout L{};
-  L.n = sh.B * sh.HD * sh.Q * sh.K;
-  L.nloc = sh.B * sh.HD * sh.T * sh.H * sh.W;
-  if (L.n >= INT32_MAX || L.nloc >= INT32_MAX)
-    throw BackendError("search backward: more than 2^31 indices or pixels in one call; use batchsize");
-  L.nbits = 1;
-  while ((int64_t(1) << L.nbits) <= L.nloc) ++L.nbits;  // keys 0..nloc
-  const size_t nb = align256(static_cast<size_t>(L.n) * sizeof(int32_t));
-  L.keys0 = 0;
-  L.keys1 = L.keys0 + nb;
-  L.vals0 = L.keys1 + nb;
-  L.vals1 = L.vals0 + nb;
-  L.start = L.vals1 + nb;
-  L.cub = L.start + align256(static_cast<size_t>(L.nloc + 1) * sizeof(int32_t));
-  L.cub_bytes = 0;
-  if (L.n > 0) {
-    cub::DoubleBuffer<int32_t> k(nullptr, nullptr), v(nullptr, nullptr);
-    STNLS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, L.cub_bytes, k, v, static_cast<int>(L.n), 0, L.nbits));
-  }
+  L.lists = list_layout(inds_view(a), 0,
+                        "search backward: more than 2^31 indices or pixels in one call; use batchsize");
+  L.n = L.lists.n;
+  L.nloc = L.lists.nloc;
   L.cv = fast_channels(sh.C, a.dtype == DType::Float32 ? 4 : 8);
   const size_t pmb = align256(static_cast<size_t>(L.nloc) * L.cv * sizeof(float));
-  L.pm0 = L.cub + align256(L.cub_bytes);
+  L.pm0 = L.lists.end;
   L.pm1 = L.pm0 + pmb;
   const size_t ppb = L.cv > 0 ? align256(static_cast<size_t>(L.n) * sizeof(int4)) : 0;
   L.pp0 = L.pm1 + pmb;
@@ -530,29 +489,9 @@ void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes,
     throw ValueError("workspace: expected " + std::to_string(L.total) +
                      " bytes (search_backward_workspace_size), got " + std::to_string(workspace_bytes));
   char* ws = static_cast<char*>(workspace);
-  int32_t* start = reinterpret_cast<int32_t*>(ws + L.start);
-  const int32_t* list = nullptr;
-  if (L.n > 0) {
-    int32_t* k0 = reinterpret_cast<int32_t*>(ws + L.keys0);
-    int32_t* k1 = reinterpret_cast<int32_t*>(ws + L.keys1);
-    int32_t* v0 = reinterpret_cast<int32_t*>(ws + L.vals0);
-    int32_t* v1 = reinterpret_cast<int32_t*>(ws + L.vals1);
-    list_keys_kernel<<<static_cast<unsigned>(ceil_div(L.n, 256)), 256, 0, stream>>>(
-        static_cast<const int32_t*>(a.inds), a.si[0], a.si[1], a.si[2], a.si[3], a.si[4], static_cast<int>(sh.HD),
-        static_cast<int>(sh.Q), static_cast<int>(sh.K), static_cast<int>(sh.T), static_cast<int>(sh.H),
-        static_cast<int>(sh.W), static_cast<int32_t>(L.nloc), k0, v0, L.n);
-    check_launch("list_keys_kernel");
-    cub::DoubleBuffer<int32_t> kb(k0, k1), vb(v0, v1);
-    size_t cub_bytes = L.cub_bytes;
-    STNLS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ws + L.cub, cub_bytes, kb, vb, static_cast<int>(L.n), 0,
-                                                     L.nbits, stream));
-    list_start_kernel<<<static_cast<unsigned>(ceil_div(L.nloc + 1, 256)), 256, 0, stream>>>(
-        kb.Current(), L.n, static_cast<int32_t>(L.nloc), start);
-    check_launch("list_start_kernel");
-    list = vb.Current();
-  } else {
-    STNLS_CUDA_CHECK(cudaMemsetAsync(start, 0, static_cast<size_t>(L.nloc + 1) * sizeof(int32_t), stream));
-  }
+  const Lists lists = build_lists(inds_view(a), L.lists, ws, stream);
+  const int32_t* start = lists.start;
+  const int32_t* list = lists.entries;
 
   BwdArgs<T> ba{};
   ba.vid0 = static_cast<const T*>(a.vid0);

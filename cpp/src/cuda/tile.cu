@@ -1,5 +1,5 @@
-// CUDA unfold / fold / unfold_k / fold_k (tile.h), and the inverse neighbour lists that
-// the deterministic adjoints of unfold_k read (patch_common.cuh).
+// CUDA unfold / fold / unfold_k / fold_k (tile.h), and the patch ops' access to the
+// inverse neighbour lists (inverse_lists.h) that the deterministic adjoints read.
 //  - unfold, unfold_k: one thread per patch element, a plain read.
 //  - fold (query grid): gather, one thread per output pixel and channel group; the pixel's
 //    preimages x taps name every query patch entry read from it (deterministic).
@@ -8,9 +8,6 @@
 // Everything runs on the caller's stream, on the device of the data.
 #include <cuda_runtime.h>
 
-#include <cub/device/device_radix_sort.cuh>
-
-#include <climits>
 #include <string>
 
 #include "common/backends.h"
@@ -23,83 +20,20 @@ namespace patch {
 
 // ------------------------------------------------------------------ inverse lists
 namespace {
-
-// Key of every entry (b, hd, q, k): its location flattened, or nloc (sorted last, in no
-// list) for padding and out-of-range indices. Value: the entry's flat index.
-__global__ void __launch_bounds__(kThreads) list_keys_kernel(const PatchArgs a, int32_t nloc, int32_t* keys,
-                                                             int32_t* vals, int64_t n) {
-  const int64_t e = thread_index();
-  if (e >= n) return;
-  const int64_t k = e % a.K, q = (e / a.K) % a.Q, bh = e / (a.K * a.Q);
-  const Loc l = load_ind(a, bh / a.HD, bh % a.HD, q, k);
-  const bool ok = detail::valid_ind(a, l.t, l.h, l.w);
-  keys[e] = ok ? static_cast<int32_t>(((bh * a.T + l.t) * a.H + l.h) * a.W + l.w) : nloc;
-  vals[e] = static_cast<int32_t>(e);
+IndsView inds_view(const PatchArgs& a) {
+  IndsView in{a.inds, {a.si[0], a.si[1], a.si[2], a.si[3], a.si[4]}, a.B, a.HD, a.Q, a.K, a.T, a.H, a.W};
+  return in;
 }
-
-// start[l] = first sorted position whose key is >= l, l = 0..nloc (binary search).
-__global__ void __launch_bounds__(kThreads) list_start_kernel(const int32_t* sorted, int64_t n, int32_t nloc,
-                                                              int32_t* start) {
-  const int64_t l = thread_index();
-  if (l > nloc) return;
-  int64_t lo = 0, hi = n;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (sorted[mid] < l) lo = mid + 1;
-    else hi = mid;
-  }
-  start[l] = static_cast<int32_t>(lo);
-}
-
 }  // namespace
 
 ListLayout list_layout(const PatchArgs& a, size_t base) {
-  ListLayout L;
-  L.n = a.B * a.HD * a.Q * a.K;
-  L.nloc = a.B * a.HD * a.T * a.H * a.W;
-  if (L.n >= INT32_MAX || L.nloc >= INT32_MAX)
-    throw BackendError("inds: more than 2^31 neighbours or pixels in one deterministic call; split the batch "
-                       "or use deterministic=false");
-  while ((int64_t(1) << L.nbits) <= L.nloc) ++L.nbits;  // keys are 0..nloc
-  const size_t nb = align256(static_cast<size_t>(L.n) * sizeof(int32_t));
-  L.keys0 = align256(base);
-  L.keys1 = L.keys0 + nb;
-  L.vals0 = L.keys1 + nb;
-  L.vals1 = L.vals0 + nb;
-  L.start = L.vals1 + nb;
-  L.cub = L.start + align256(static_cast<size_t>(L.nloc + 1) * sizeof(int32_t));
-  if (L.n > 0) {
-    cub::DoubleBuffer<int32_t> k(nullptr, nullptr), v(nullptr, nullptr);
-    STNLS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, L.cub_bytes, k, v, static_cast<int>(L.n), 0, L.nbits));
-  }
-  L.end = L.cub + align256(L.cub_bytes);
-  return L;
+  return cuda::list_layout(inds_view(a), base,
+                           "inds: more than 2^31 neighbours or pixels in one deterministic call; split the batch "
+                           "or use deterministic=false");
 }
 
 Lists build_lists(const PatchArgs& a, const ListLayout& L, char* ws, cudaStream_t stream) {
-  Lists out;
-  int32_t* start = reinterpret_cast<int32_t*>(ws + L.start);
-  out.start = start;
-  if (L.n == 0) {
-    STNLS_CUDA_CHECK(cudaMemsetAsync(start, 0, static_cast<size_t>(L.nloc + 1) * sizeof(int32_t), stream));
-    return out;
-  }
-  int32_t* k0 = reinterpret_cast<int32_t*>(ws + L.keys0);
-  int32_t* k1 = reinterpret_cast<int32_t*>(ws + L.keys1);
-  int32_t* v0 = reinterpret_cast<int32_t*>(ws + L.vals0);
-  int32_t* v1 = reinterpret_cast<int32_t*>(ws + L.vals1);
-  list_keys_kernel<<<blocks_for(L.n), kThreads, 0, stream>>>(a, static_cast<int32_t>(L.nloc), k0, v0, L.n);
-  check_launch("list_keys_kernel");
-  // Radix sort is stable: entries of one location keep their (b, hd, q, k) order.
-  cub::DoubleBuffer<int32_t> kb(k0, k1), vb(v0, v1);
-  size_t cub_bytes = L.cub_bytes;
-  STNLS_CUDA_CHECK(
-      cub::DeviceRadixSort::SortPairs(ws + L.cub, cub_bytes, kb, vb, static_cast<int>(L.n), 0, L.nbits, stream));
-  list_start_kernel<<<blocks_for(L.nloc + 1), kThreads, 0, stream>>>(kb.Current(), L.n,
-                                                                       static_cast<int32_t>(L.nloc), start);
-  check_launch("list_start_kernel");
-  out.entries = vb.Current();
-  return out;
+  return cuda::build_lists(inds_view(a), L, ws, stream);
 }
 
 void check_workspace(const char* op, size_t need, const void* workspace, size_t bytes) {
