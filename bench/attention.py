@@ -263,8 +263,9 @@ def main(argv=None):
             cells = ([r["ms"], r["mb"]] if "error" not in r
                      else [r["error"] if r["error"] == "oom" else "error", None])
             rows.append([size, cfg["ps"], method] + cells)
-            if "error" in r and r["error"] != "oom":
-                print(f"  {size} ps={cfg['ps']} {method}: {r['error']}")
+            # each cell as it finishes, so a run stopped at a time limit still reports
+            print(f"  {size} ps={cfg['ps']} {method}: "
+                  + (f"{r['ms']:.2f} ms, {r['mb']:.1f} MB" if "error" not in r else r["error"]))
             sys.stdout.flush()
     c0 = configs(a.device, a.big)[0]
     print(f"\nforward+backward, B={c0['B']} dim={c0['dim']} nheads={c0['nheads']} "
