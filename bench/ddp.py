@@ -77,6 +77,21 @@ def loss_fn(model, noisy, clean, fflow, bflow):
     return (model(noisy, fflow, bflow) - clean).square().mean()
 
 
+def ms_per_step(model, data, steps, warmup=3):
+    """Milliseconds per SGD training step on `data`, after `warmup` untimed steps."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    for i in range(steps + warmup):
+        if i == warmup:
+            sync()
+            t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model, *data).backward()
+        opt.step()
+    sync()
+    return 1e3 * (time.perf_counter() - t0) / steps
+
+
 def contexts_elsewhere(device_index):
     """GPUs (indices) other than ours on which this process holds a CUDA context."""
     try:
@@ -131,16 +146,7 @@ def worker(rank, world, tmpdir, steps, results):
     # timing: float32 DDP training steps on this rank's share of the batch
     model = nn.parallel.DistributedDataParallel(make_model(dev, torch.float32), device_ids=[rank])
     mine = [x[part].to(dev) for x in make_data(B_PER_GPU * world, dtype=torch.float32)]
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    for i in range(steps + 3):
-        if i == 3:
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model, *mine).backward()
-        opt.step()
-    torch.cuda.synchronize()
-    report["ms_per_step"] = 1e3 * (time.perf_counter() - t0) / steps
+    report["ms_per_step"] = ms_per_step(model, mine, steps)
 
     # (c) nothing on the other GPUs
     report["torch_bytes_elsewhere"] = sum(torch.cuda.memory_allocated(d) for d in range(world) if d != rank)
@@ -154,16 +160,7 @@ def single_gpu_ms(steps, n):
     dev = torch.device("cuda", 0)
     model = make_model(dev, torch.float32)
     data = [x.to(dev) for x in make_data(n, dtype=torch.float32)]
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    for i in range(steps + 3):
-        if i == 3:
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model, *data).backward()
-        opt.step()
-    torch.cuda.synchronize()
-    return 1e3 * (time.perf_counter() - t0) / steps
+    return ms_per_step(model, data, steps)
 
 
 def main(argv=None):
