@@ -225,6 +225,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch and the library (OpenMP); default: torch's")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--dense-max-pixels", type=int, default=5 * 256 * 256,
+                   help="skip sdpa-dense above this many T*H*W pixels (its time grows as their "
+                        "square: at 5x512x512 one step takes minutes)")
     a = p.parse_args(argv)
     if a.threads:
         # the library's CPU kernels use OpenMP; children inherit the environment
@@ -252,7 +255,9 @@ def main(argv=None):
     for cfg in configs(a.device, a.big):
         for method in methods:
             key = (cfg["H"], cfg["W"])
-            if method == "sdpa-dense" and key in dense_done:
+            if method == "sdpa-dense" and cfg["T"] * cfg["H"] * cfg["W"] > a.dense_max_pixels:
+                r = {"error": "skipped"}
+            elif method == "sdpa-dense" and key in dense_done:
                 r = dense_done[key]  # independent of ps: measured once per size
             else:
                 r = (measure if cuda else measure_isolated)(method, cfg, a.device, repeats)
@@ -261,7 +266,7 @@ def main(argv=None):
             records.append(dict(cfg, method=method, **r))
             size = f"{cfg['T']}x{cfg['H']}x{cfg['W']}"
             cells = ([r["ms"], r["mb"]] if "error" not in r
-                     else [r["error"] if r["error"] == "oom" else "error", None])
+                     else [r["error"] if r["error"] in ("oom", "skipped") else "error", None])
             rows.append([size, cfg["ps"], method] + cells)
             # each cell as it finishes, so a run stopped at a time limit still reports
             print(f"  {size} ps={cfg['ps']} {method}: "

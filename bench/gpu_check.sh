@@ -24,4 +24,4 @@ fi
 [[ "$what" == tests ]] && exit 0
 cd /tmp
 python3 "$root/bench/search_cuda.py" --json "$out/search_cuda.json" > "$out/search_cuda.log" 2>&1; tail -25 "$out/search_cuda.log"
-python3 "$root/bench/attention.py" --device cuda --big --json "$out/attention_cuda.json" > "$out/attention_cuda.log" 2>&1; tail -20 "$out/attention_cuda.log"
+python3 "$root/bench/attention.py" --device cuda --big --repeats 3 --json "$out/attention_cuda.json" > "$out/attention_cuda.log" 2>&1; tail -20 "$out/attention_cuda.log"

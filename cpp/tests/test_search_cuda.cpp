@@ -61,6 +61,7 @@ struct Case {
   bool f64 = false;
   bool same_video = false;
   bool channels_last = false;  // vid memory (B, T, H, W, C), passed with strides
+  double flow_std = 1.5;       // pixels
 };
 
 std::string describe(const Case& c) {
@@ -101,8 +102,8 @@ void check_case(const Case& c, uint32_t seed, cudaStream_t stream = nullptr) {
   for (auto& x : v0) x = T(nd(rng));
   for (auto& x : v1) x = T(nd(rng));
   if (c.same_video) v1 = v0;
-  for (auto& x : ff) x = T(1.5 * nd(rng));
-  for (auto& x : bf) x = T(1.5 * nd(rng));
+  for (auto& x : ff) x = T(c.flow_std * nd(rng));
+  for (auto& x : bf) x = T(c.flow_std * nd(rng));
 
   ConstView hv0 = video_view<const void>(v0.data(), dt, c, cpu), hv1 = video_view<const void>(v1.data(), dt, c, cpu);
   ConstView hff, hbf;
@@ -274,6 +275,27 @@ TEST(SearchCuda, BigWindowAndTopK) {
   check_case<float>(c, 3);
   c.p.k = 100, c.p.anchor_self = true;  // several passes
   check_case<float>(c, 4);
+}
+
+TEST(SearchCuda, BlockSharedWindows) {
+  // Videos large enough for blocks of many queries: the block stages the union of its
+  // queries' windows (small flows), or each warp its own query's (flows that scatter the
+  // windows beyond the union's room), on the fast and the general path.
+  REQUIRE_GPU();
+  for (double flow_std : {1.5, 40.0}) {
+    Case c;
+    c.T = 4, c.H = 37, c.W = 45, c.C = 16, c.flow_std = flow_std;
+    c.p.ws = 5, c.p.wt = 2, c.p.ps = 3, c.p.k = 10, c.p.nheads = 2, c.p.stride0 = 1;
+    check_case<float>(c, 8);  // fast path, 8 channels
+    c.p.ps = 1, c.p.ws = 9, c.p.k = 16, c.p.nheads = 1;
+    check_case<float>(c, 9);  // fast path, 16 channels, ps = 1
+    c.C = 10, c.p.nheads = 2, c.p.ps = 3, c.p.ws = 7, c.p.stride0 = 2;
+    c.p.dist_type = DistType::L2, c.p.anchor_self = true;
+    check_case<float>(c, 10);  // general path (5 channels)
+    check_case<double>(c, 11);
+    c.p.stride1 = 2, c.p.dilation = 2, c.p.anchor_self = false, c.p.remove_self = true, c.p.reflect_bounds = false;
+    check_case<float>(c, 12);
+  }
 }
 
 TEST(SearchCuda, GlobalMemoryPath) {
