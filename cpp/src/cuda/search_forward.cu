@@ -115,18 +115,15 @@ struct WarpList {
     td = __shfl_sync(kFull, d, cap - 1);
     to = __shfl_sync(kFull, o, cap - 1);
   }
-  // Every lane offers one candidate (valid = false: none); returns whether any entered.
-  // Few winners are inserted one at a time, lowest lane first (the test is repeated after
-  // each insertion since the last entry moves up); many (the first offers of a query) are
-  // sorted across the warp and merged in at once.
-  __device__ __forceinline__ bool offer(bool valid, T nd, int32_t no) {
+  // Every lane offers one candidate (valid = false: none). Lanes whose candidate beats the
+  // last entry are inserted one at a time, lowest lane first; the test is repeated after
+  // each insertion since the last entry moves up. (Measured: a bitonic sort-and-merge of
+  // the warp's candidates when many win, and lanes offering their candidates sorted, cost
+  // more than they saved: the attention layer's search 5-12% slower.)
+  __device__ __forceinline__ void offer(bool valid, T nd, int32_t no) {
     bool pending = valid && before<L2>(nd, no, td, to);
     unsigned m = __ballot_sync(kFull, pending);
-    if (!m) return false;
-    if (__popc(m) > 4) {
-      merge(pending ? nd : std::numeric_limits<T>::quiet_NaN(), pending ? no : kEmpty);
-      return true;
-    }
+    if (!m) return;
     for (;;) {
       const int src = __ffs(m) - 1;
       const T bd = __shfl_sync(kFull, nd, src);
@@ -144,36 +141,8 @@ struct WarpList {
       td = __shfl_sync(kFull, d, cap - 1);
       to = __shfl_sync(kFull, o, cap - 1);
       m = __ballot_sync(kFull, pending && before<L2>(nd, no, td, to));
-      if (!m) return true;
+      if (!m) return;
     }
-  }
-  // Bitonic sort of the lanes' candidates (empty: (NaN, kEmpty), ranked last), then a
-  // bitonic merge with the list: the lane-wise better of list[m] and sorted[31 - m] holds
-  // the 32 best of both as a bitonic sequence, which five steps sort.
-  __device__ __forceinline__ void merge(T nd, int32_t no) {
-#pragma unroll
-    for (int k = 2; k <= 32; k <<= 1)
-#pragma unroll
-      for (int j = k >> 1; j > 0; j >>= 1) {
-        const T od = __shfl_xor_sync(kFull, nd, j);
-        const int32_t oo = __shfl_xor_sync(kFull, no, j);
-        const bool keep_first = ((lane & j) == 0) == ((lane & k) == 0);  // this lane keeps the better
-        const bool ob = before<L2>(od, oo, nd, no);
-        if (keep_first ? ob : !ob) nd = od, no = oo;
-      }
-    const T rd = __shfl_sync(kFull, nd, 31 - lane);
-    const int32_t ro = __shfl_sync(kFull, no, 31 - lane);
-    if (before<L2>(rd, ro, d, o)) d = rd, o = ro;
-#pragma unroll
-    for (int j = 16; j > 0; j >>= 1) {
-      const T od = __shfl_xor_sync(kFull, d, j);
-      const int32_t oo = __shfl_xor_sync(kFull, o, j);
-      const bool ob = before<L2>(od, oo, d, o);
-      if ((lane & j) == 0 ? ob : !ob) d = od, o = oo;
-    }
-    if (lane >= cap) d = std::numeric_limits<T>::quiet_NaN(), o = kEmpty;
-    td = __shfl_sync(kFull, d, cap - 1);
-    to = __shfl_sync(kFull, o, cap - 1);
   }
 };
 
@@ -378,12 +347,9 @@ __global__ void __launch_bounds__(256, (min_blocks<R, CV>())) search_forward_ker
   const bool skip_self = a.anchor || a.remove_self;
   const int kfirst = a.anchor ? a.K - 1 : a.K;  // neighbours the lists must supply
   // A lane's R candidates (frame n, row i, column j, distance d; ok = false: none) through
-  // the filter of rule 6, sorted, then offered best first: once no lane's r-th candidate
-  // enters the query's list, no later one can.
+  // the filter of rule 6 into the query's list.
   auto offer_lane = [&](QueryState<L2, T>& q, const bool (&ok)[R], const int (&n)[R], const int (&i)[R],
                         const int (&j)[R], const T (&d)[R]) {
-    T dd[R];
-    int32_t oo[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const int y = q.base_y[n[r]] + a.str1 * i[r], x = q.base_x[n[r]] + a.str1 * j[r];
@@ -391,22 +357,8 @@ __global__ void __launch_bounds__(256, (min_blocks<R, CV>())) search_forward_ker
       bool v = ok[r] && y >= 0 && y < a.H && x >= 0 && x < a.W &&
                !(skip_self && n[r] == 0 && y == q.qh && x == q.qw);  // n = 0 is t
       if (v && q.has_thr) v = before<L2>(q.thr_d, q.thr_o, d[r], ord);
-      dd[r] = v ? d[r] : std::numeric_limits<T>::quiet_NaN();
-      oo[r] = v ? ord : kEmpty;
+      q.L.offer(v, d[r], ord);
     }
-#pragma unroll
-    for (int p = 0; p < R; ++p)  // odd-even transposition sort
-#pragma unroll
-      for (int r = p & 1; r + 1 < R; r += 2)
-        if (before<L2>(dd[r + 1], oo[r + 1], dd[r], oo[r])) {
-          const T td_ = dd[r];
-          const int32_t to_ = oo[r];
-          dd[r] = dd[r + 1], oo[r] = oo[r + 1];
-          dd[r + 1] = td_, oo[r + 1] = to_;
-        }
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-      if (!q.L.offer(oo[r] != kEmpty, dd[r], oo[r])) break;  // warp-uniform
   };
 
   // Distances of the candidates of frames f0 .. f0+nf-1 of query q with patch qp, frame
@@ -779,7 +731,9 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
   f.tile_cap = static_cast<int>(pq_cap(p.warps));
   // Union mode (single pass: at most 32 listed neighbours): a QH x QW block of queries
   // shares one staged union of its windows. The block size is the one that stages the
-  // fewest pixels per query, assuming the flows spread the block's windows by 4 pixels,
+  // fewest pixels per query, assuming the flows spread the block's windows by 10 pixels
+  // (random flows of 2 pixels' deviation over two frames; measured: a union that saves
+  // less than half of the per-query staging is slower than per-query mode),
   // among those whose union still fits as many frames per stage as per-query mode stages
   // (a warp round then keeps as many lanes busy) with a spread of 8 (the exact fit is
   // decided per block at run time, with per-query mode as the fallback).
@@ -787,7 +741,7 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
     constexpr int W = 8;
     const double chan = p.CV > 0 ? f.cs : f.C;
     const double per_query = static_cast<double>(f.st) * f.tile_elems;
-    double best = 0.75 * per_query;  // not worth the block synchronisation below that
+    double best = 0.5 * per_query;  // not worth the block synchronisation below that
     const int Fpq = p.F;             // frames per stage of per-query mode: keep the lanes as busy
     for (int QH : {1, 2, 4, 8})
       for (int QW : {4, 8, 16, 32}) {
@@ -802,7 +756,7 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
                  chan;
         };
         if (frame_elems(8) * Fpq > static_cast<double>(cap)) continue;
-        const double staged = frame_elems(4) * f.st / QB;
+        const double staged = frame_elems(10) * f.st / QB;
         if (staged < best) {
           best = staged;
           f.QH = QH, f.QW = QW, f.try_union = true, f.tile_cap = static_cast<int>(cap);
