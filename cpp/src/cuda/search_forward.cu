@@ -265,11 +265,21 @@ __global__ void __launch_bounds__(256, (min_blocks<R, CV>())) search_forward_ker
     return qy < a.nH && qx < a.nW;
   };
 
+  // Without a union every warp touches only its own queries (wib, wib + warps, ...): it
+  // prepares them itself and never waits for the block, so the latency of its flow reads
+  // overlaps with other warps' work. With one, the block prepares all queries together.
+  const bool warp_local = !(TILE && a.try_union);
+  const int nmine = (QB - wib + a.warps - 1) / a.warps;  // queries of this warp
+  const int nprep = warp_local ? nmine : QB;               // queries prepared by this thread's group
+  const int ptid = warp_local ? lane : static_cast<int>(threadIdx.x);
+  const int pthr = warp_local ? 32 : static_cast<int>(blockDim.x);
+  auto prep_query = [&](int k) { return warp_local ? wib + k * a.warps : k; };
+
   // Window start of every searched frame of every query (rules 2-4), walked as the CPU
   // walks it. Two independent chains per query (forward frames from t, backward frames
   // restarting at the query), each of dependent flow reads, walked by two threads.
-  for (int w = threadIdx.x; w < 2 * QB; w += blockDim.x) {
-    const int i = w % QB, chain = w / QB;
+  for (int w = ptid; w < 2 * nprep; w += pthr) {
+    const int i = prep_query(w % nprep), chain = w / nprep;
     int qy, qx;
     if (!query_of(i, qy, qx)) continue;
     const int qh = qy * a.str0, qw = qx * a.str0;
@@ -291,8 +301,9 @@ __global__ void __launch_bounds__(256, (min_blocks<R, CV>())) search_forward_ker
     }
   }
   // Query patches, layout [pk][pi][pj][c] (the summation order).
-  for (int e = threadIdx.x; e < QB * a.qelems; e += blockDim.x) {
-    const int i = e / a.qelems, el = e - i * a.qelems;
+  for (int e = ptid; e < nprep * a.qelems; e += pthr) {
+    const int k = e / a.qelems, el = e - k * a.qelems;
+    const int i = prep_query(k);
     int qy, qx;
     if (!query_of(i, qy, qx)) continue;
     const int c = el % C, tap = el / C;
@@ -305,7 +316,8 @@ __global__ void __launch_bounds__(256, (min_blocks<R, CV>())) search_forward_ker
   }
   __pipeline_commit();
   __pipeline_wait_prior(0);
-  __syncthreads();
+  if (warp_local) __syncwarp();
+  else __syncthreads();
 
   // The union of the block's windows, frame by frame (warp w reduces frames w, w+warps, ..),
   // staged with one box size for all frames so that the per-query tile layout carries over.
@@ -547,7 +559,6 @@ __global__ void __launch_bounds__(256, (min_blocks<R, CV>())) search_forward_ker
   // candidates ranked after the last one emitted). One loop nest for both, so that the
   // distance code is instantiated once.
   const int nstages = use_union ? (st + Fu - 1) / Fu : 0;
-  const int nmine = (QB - wib + a.warps - 1) / a.warps;  // queries of this warp
   T* tile = use_union ? tiles : tiles + static_cast<int64_t>(wib) * a.F * a.tile_elems;
   const int th = use_union ? uth : a.th, tw = use_union ? utw : a.tw, te = use_union ? ute : a.tile_elems;
   const int F = use_union ? Fu : a.F;
