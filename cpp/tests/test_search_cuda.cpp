@@ -278,9 +278,9 @@ TEST(SearchCuda, BigWindowAndTopK) {
 }
 
 TEST(SearchCuda, BlockSharedWindows) {
-  // Videos large enough for blocks of many queries: the block stages the union of its
-  // queries' windows (small flows), or each warp its own query's (flows that scatter the
-  // windows beyond the union's room), on the fast and the general path.
+  // Videos large enough for many blocks of queries, with small flows and with flows that
+  // scatter neighbouring queries' windows across the frame (and clamp them at its edges),
+  // on the fast and the general path.
   REQUIRE_GPU();
   for (double flow_std : {1.5, 40.0}) {
     Case c;
