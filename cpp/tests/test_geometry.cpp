@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "common/geometry.h"
+#include "common/rank_key.h"
 
 using namespace stnls::geo;
 
@@ -86,4 +87,40 @@ TEST(Geometry, BetterRanksNaNLast) {
   EXPECT_FALSE((better<false, float>(nan, 1.f)));
   EXPECT_TRUE((better<false, float>(1.f, nan)));
   EXPECT_FALSE((better<false, float>(1.f, 1.f)));
+}
+
+// The CUDA top-k list's integer rank (common/rank_key.h) must order candidates exactly as
+// rule 6 does: geo::better on the distance, ties (and equal NaN-ness) to the smaller
+// ordinal. Checked on every pair of special and ordinary values, both orders, both types.
+template <bool L2, class T>
+static void check_rank_order() {
+  const T inf = std::numeric_limits<T>::infinity(), nan = std::numeric_limits<T>::quiet_NaN();
+  const T den = std::numeric_limits<T>::denorm_min(), big = std::numeric_limits<T>::max();
+  const T vals[] = {T(0), -T(0), T(1), T(-1), T(2.5), T(-2.5), den, -den, big, -big, inf, -inf, nan, -nan,
+                    T(1e-30), T(-1e-30), T(3.25), T(3.2500001)};
+  for (T a : vals)
+    for (T b : vals)
+      for (int32_t oa : {0, 7, INT32_MAX - 1})
+        for (int32_t ob : {0, 7, INT32_MAX}) {
+          bool expect;
+          if (better<L2>(a, b)) expect = true;
+          else if (better<L2>(b, a)) expect = false;
+          else expect = oa < ob;
+          const auto ra = stnls::rank::Rank<L2, T>::make(a, oa), rb = stnls::rank::Rank<L2, T>::make(b, ob);
+          ASSERT_EQ(ra < rb, expect) << a << "#" << oa << " vs " << b << "#" << ob << " l2=" << L2;
+        }
+  for (T a : vals) {
+    const auto r = stnls::rank::Rank<L2, T>::make(a, 5);
+    EXPECT_EQ(r.ord(), 5);
+    if (std::isnan(a)) EXPECT_TRUE(std::isnan(r.dist()));
+    else EXPECT_EQ(r.dist(), a);  // -0 comes back as +0, which compares equal
+    if (!std::isnan(a)) EXPECT_FALSE(std::signbit(r.dist()) && a == T(0));
+  }
+}
+
+TEST(Geometry, RankKeyMatchesRule6) {
+  check_rank_order<true, float>();
+  check_rank_order<false, float>();
+  check_rank_order<true, double>();
+  check_rank_order<false, double>();
 }

@@ -35,6 +35,7 @@
 #include "common/backends.h"
 #include "common/dispatch.h"
 #include "common/geometry.h"
+#include "common/rank_key.h"
 #include "cuda/cuda_util.h"
 
 namespace stnls {
@@ -76,52 +77,56 @@ struct FwdArgs {
   int warps;         // warps (queries) per block
 };
 
-// Rule 6 as a strict total order on (distance, canonical ordinal): better distance first,
-// ties to the smaller ordinal; a NaN distance ranks after every number.
+// Rule 6 as one unsigned compare (common/rank_key.h).
 template <bool L2, class T>
-__device__ __forceinline__ bool before(T d1, int32_t o1, T d2, int32_t o2) {
-  if (geo::better<L2>(d1, d2)) return true;
-  if (geo::better<L2>(d2, d1)) return false;
-  return o1 < o2;
+using RankT = rank::Rank<L2, T>;
+
+template <bool L2>
+__device__ __forceinline__ RankT<L2, float> shfl(const RankT<L2, float>& r, int src) {
+  return {__shfl_sync(kFull, r.v, src)};
+}
+template <bool L2>
+__device__ __forceinline__ RankT<L2, double> shfl(const RankT<L2, double>& r, int src) {
+  return {__shfl_sync(kFull, r.k, src), __shfl_sync(kFull, r.o, src)};
+}
+template <bool L2>
+__device__ __forceinline__ RankT<L2, float> shfl_up(const RankT<L2, float>& r) {
+  return {__shfl_up_sync(kFull, r.v, 1)};
+}
+template <bool L2>
+__device__ __forceinline__ RankT<L2, double> shfl_up(const RankT<L2, double>& r) {
+  return {__shfl_up_sync(kFull, r.k, 1), __shfl_up_sync(kFull, r.o, 1)};
 }
 
 // The warp's best `cap` (<= 32) candidates, sorted: lane m holds rank m. Empty entries
-// are (NaN, kEmpty), after every real candidate (NaN distances included). (td, to) is
-// the last entry, broadcast: a candidate not before it cannot enter.
+// are (NaN, kEmpty), after every real candidate (NaN distances included). `last` is the
+// last entry, broadcast: a candidate not before it cannot enter.
 template <bool L2, class T>
 struct WarpList {
-  T d, td;
-  int32_t o, to;
+  RankT<L2, T> r, last;
   int cap, lane;
 
   __device__ __forceinline__ void reset(int capacity, int lane_id) {
     cap = capacity, lane = lane_id;
-    d = td = std::numeric_limits<T>::quiet_NaN();
-    o = to = kEmpty;
+    r = last = RankT<L2, T>::make(std::numeric_limits<T>::quiet_NaN(), kEmpty);
   }
   // Every lane offers one candidate (valid = false: none). Lanes whose candidate beats the
   // last entry are inserted one at a time, lowest lane first; the test is repeated after
   // each insertion since the last entry moves up.
-  __device__ __forceinline__ void offer(bool valid, T nd, int32_t no) {
+  __device__ __forceinline__ void offer(bool valid, const RankT<L2, T>& nr) {
     bool pending = valid;
     for (;;) {
-      const unsigned m = __ballot_sync(kFull, pending && before<L2>(nd, no, td, to));
+      const unsigned m = __ballot_sync(kFull, pending && nr < last);
       if (!m) return;
       const int src = __ffs(m) - 1;
-      const T bd = __shfl_sync(kFull, nd, src);
-      const int32_t bo = __shfl_sync(kFull, no, src);
+      const RankT<L2, T> br = shfl(nr, src);
       if (lane == src) pending = false;
       // The entries the new one ranks before form a suffix [first, cap) of the list.
-      const bool bef = lane < cap && before<L2>(bd, bo, d, o);
-      const T pd = __shfl_up_sync(kFull, d, 1);
-      const int32_t po = __shfl_up_sync(kFull, o, 1);
+      const bool bef = lane < cap && br < r;
+      const RankT<L2, T> pr = shfl_up(r);
       const int first = __ffs(__ballot_sync(kFull, bef)) - 1;
-      if (bef) {
-        d = lane == first ? bd : pd;
-        o = lane == first ? bo : po;
-      }
-      td = __shfl_sync(kFull, d, cap - 1);
-      to = __shfl_sync(kFull, o, cap - 1);
+      if (bef) r = lane == first ? br : pr;
+      last = shfl(r, cap - 1);
     }
   }
 };
@@ -239,21 +244,22 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
   const bool skip_self = a.anchor || a.remove_self;
   const int P = a.th * a.tw;    // general path: one channel plane of the tile
   int left = a.anchor ? a.K - 1 : a.K;
-  bool has_thr = false;  // pass > 0: keep only candidates ranked after (thr_d, thr_o)
-  T thr_d = T(0);
-  int32_t thr_o = 0;
+  bool has_thr = false;  // pass > 0: keep only candidates ranked after thr
+  RankT<L2, T> thr = RankT<L2, T>::make(T(0), 0);
 
   // Offers candidate (frame n, row i, column j) with distance d when it is a real one.
   WarpList<L2, T> L;
   auto offer = [&](bool ok, int n, int i, int j, T d) {
     int32_t ord = 0;
+    RankT<L2, T> cr{};  // unused when !ok
     if (ok) {
       const int y = base_y[n] + a.str1 * i, x = base_x[n] + a.str1 * j;
       ok = y >= 0 && y < a.H && x >= 0 && x < a.W && !(skip_self && n == 0 && y == qh && x == qw);  // n = 0 is t
       ord = (n * a.wh + i) * a.ww + j;
-      if (ok && has_thr) ok = before<L2>(thr_d, thr_o, d, ord);
+      cr = RankT<L2, T>::make(d, ord);
+      if (has_thr) ok = ok && thr < cr;
     }
-    L.offer(ok, d, ord);
+    L.offer(ok, cr);
   };
 
   while (left > 0) {
@@ -416,16 +422,16 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
     }
 
     // The list is sorted: lane m emits rank m.
-    const int got = __popc(__ballot_sync(kFull, lane < cap && L.o != kEmpty));
+    const int32_t lo = L.r.ord();
+    const int got = __popc(__ballot_sync(kFull, lane < cap && lo != kEmpty));
     if (lane < got) {
-      const int n = L.o / spf, rem = L.o - n * spf;
+      const int n = lo / spf, rem = lo - n * spf;
       const int i = rem / a.ww, j = rem - i * a.ww;
-      emit(out + lane, L.d, static_cast<int>(geo::frame_at(n, t, fr)), base_y[n] + a.str1 * i,
+      emit(out + lane, L.r.dist(), static_cast<int>(geo::frame_at(n, t, fr)), base_y[n] + a.str1 * i,
            base_x[n] + a.str1 * j);
     }
     if (got > 0) {
-      thr_d = __shfl_sync(kFull, L.d, got - 1);
-      thr_o = __shfl_sync(kFull, L.o, got - 1);
+      thr = shfl(L.r, got - 1);
       has_thr = true;
     }
     out += got;
