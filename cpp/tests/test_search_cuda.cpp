@@ -90,6 +90,8 @@ BasicView<D> video_view(D* data, DType dt, const Case& c, Device dev) {
   return v;
 }
 
+size_t last_workspace_bytes = 0;  // of the latest check_case's backward
+
 template <class T>
 void check_case(const Case& c, uint32_t seed, cudaStream_t stream = nullptr) {
   SCOPED_TRACE(describe(c));
@@ -170,6 +172,7 @@ void check_case(const Case& c, uint32_t seed, cudaStream_t stream = nullptr) {
   ConstView cgd = make_view<const void>(dgd.p, dt, {sh.B, sh.HD, sh.Q, sh.K}, gpu);
   ConstView cbi = make_view<const void>(dbi.p, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu);
   const size_t wsb = search_backward_workspace_size(c.p, dv0, dv1, cbi);
+  last_workspace_bytes = wsb;
   DevBuf<char> wsp(wsb);
   std::vector<T> run[2];
   for (int rep = 0; rep < 2; ++rep) {
@@ -296,6 +299,23 @@ TEST(SearchCuda, BlockSharedWindows) {
     c.p.stride1 = 2, c.p.dilation = 2, c.p.anchor_self = false, c.p.remove_self = true, c.p.reflect_bounds = false;
     check_case<float>(c, 12);
   }
+}
+
+TEST(SearchCuda, ChunkedBackward) {
+  // Backwards whose inverse lists would need more than 64 MiB (and more than the
+  // gradients' size) run in chunks of (batch, head) slices of at most 16 MiB each,
+  // reusing one workspace: here 3 x 3 slices of 0.44M pairs (chunks of 2 heads, then 1),
+  // then 2 x 3 slices of 0.88M pairs (one head per chunk).
+  REQUIRE_GPU();
+  Case c;
+  c.B = 3, c.T = 3, c.C = 12, c.H = 68, c.W = 68;
+  c.p.ws = 9, c.p.wt = 1, c.p.ps = 3, c.p.k = 32, c.p.nheads = 3, c.p.stride0 = 1;
+  check_case<float>(c, 13);  // fast path (4 channels per head)
+  EXPECT_LE(last_workspace_bytes, size_t(16) << 20);
+  c.B = 2, c.H = c.W = 96;
+  c.p.dist_type = DistType::L2, c.p.reflect_bounds = false, c.p.ps = 1;
+  check_case<double>(c, 14);  // general path
+  EXPECT_LE(last_workspace_bytes, size_t(16) << 20);
 }
 
 TEST(SearchCuda, GlobalMemoryPath) {

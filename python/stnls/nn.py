@@ -96,11 +96,15 @@ class NonLocalAttention(nn.Module):
         q, k, v = qkv.unbind(2)
         dists, inds = search.nls(q, k, fflow, bflow, **self.search_args, **self.search_kwargs)
         sign = self.scale if self.dist_type == "prod" else -self.scale
-        # Padding is index -1 with an infinite distance: zero it before scaling so that no
-        # inf (or inf * 0 in the backward) meets autograd; NaN from NaN inputs still shows.
+        # Padding is index -1 with an infinite distance. Its logit becomes the lowest finite
+        # value, so next to any valid entry its weight is exactly 0 and no inf meets autograd
+        # (the scalar product's backward never multiplies by the distance). A row with no
+        # valid entry gets uniform weights, but wpsum reads zeros at index -1, so its output
+        # and every gradient through it are 0, as with masked_softmax; skipping the mask
+        # saves two (B, nheads, Q, K) buffers kept for the backward.
         valid = inds[..., 0] >= 0
-        dists = torch.where(valid, dists, torch.zeros_like(dists))
-        weights = masked_softmax(sign * dists, valid)
+        logits = torch.where(valid, dists * sign, torch.finfo(dists.dtype).min)
+        weights = torch.softmax(logits, dim=-1)
         out = agg.wpsum(v, weights, inds, **self.agg_kwargs)
         return self.proj(out.reshape(B * T, C, H, W)).view(B, T, C, H, W)
 

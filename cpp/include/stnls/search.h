@@ -60,7 +60,11 @@ void search_forward(const SearchParams& p, const ConstView& vid0, const ConstVie
                     const ConstView& fflow, const ConstView& bflow, const View& dists,
                     const View& inds, void* stream = nullptr);
 
-// Bytes of scratch memory search_backward needs on the data's device (0 when none).
+// Bytes of scratch memory search_backward needs on the data's device (0 when none). On
+// CUDA: the inverse neighbour lists, about 16 bytes per (query, neighbour) pair plus two
+// pixel-major copies of the videos. A call needing more than max(64 MiB, G) (G: the size
+// of grad_vid0 + grad_vid1) runs in chunks of (batch, head) slices that each need at
+// most max(16 MiB, G) (at least one slice), and asks for one chunk's worth.
 size_t search_backward_workspace_size(const SearchParams& p, const ConstView& vid0,
                                       const ConstView& vid1, const ConstView& inds);
 

@@ -15,12 +15,16 @@
 // are first copied into the workspace as [b][hd][t][y][x][c] (channels padded with zeros
 // to CV), and one thread per pixel handles all its channels: every (query, neighbour)
 // pair costs one index walk and CV/4 16-byte loads instead of C scattered 4-byte loads
-// and C/4 index walks. Each (query, neighbour) pair is also packed once as a 16-byte
-// record: (grad, u, y, x) of its candidate in (q, k) order for grad_vid0, and (grad, t,
-// y, x) of its query in list order for grad_vid1, so the inner loops make one load per
-// pair and no divisions (a list entry is otherwise decoded once per patch tap).
+// and C/4 index walks. Each (query, neighbour) pair is also packed once as an 8-byte
+// record, (grad, patch code) of its candidate in (q, k) order for grad_vid0 and of its
+// query in list order for grad_vid1: a patch that lies inside the video is its corner's
+// pixel index, so a tap's pixel is that index plus a per-tap constant (no bounds rule, no
+// divisions); border patches are decoded and bounded. The records reuse the memory of
+// the lists' sort buffers, so the workspace is the lists plus the pixel-major copies.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <climits>
 #include <string>
 
 #include "common/backends.h"
@@ -233,10 +237,24 @@ __global__ void to_pixel_major_kernel(const float* vid, detail::Strides6 s, int 
   }
 }
 
-// pp0[e] for e = (b, hd, q, k) flat: (grad_dists bits, u, y, x) of the candidate; u = -1
-// for padding and out-of-range indices.
+// A pair's record for the fast kernels: (grad_dists bits, patch code). The code of a patch
+// at (t, y, x) is its pixel index p = (t*H + y)*W + x in the (b, hd) slice when every tap of
+// the patch lands inside the video, so a tap reads pixel p + tap offset with no bounds
+// rule; ~p (negative) when some tap needs the rule (the reader decodes t, y, x); kNoPatch
+// for padding and indices outside the video.
+constexpr int32_t kNoPatch = INT32_MIN;  // ~p for p = INT32_MAX, which no pixel reaches
+
+__device__ __forceinline__ int32_t patch_code(int t, int y, int x, int nT, int H, int W, int pt, int lo, int span,
+                                              int offH, int offW) {
+  const int32_t p = static_cast<int32_t>((static_cast<int64_t>(t) * H + y) * W + x);
+  const bool inside = t + pt <= nT && y + lo - offH >= 0 && y + lo + span - offH < H && x + lo - offW >= 0 &&
+                      x + lo + span - offW < W;
+  return inside ? p : ~p;
+}
+
+// pp0[e] for e = (b, hd, q, k) flat: the candidate's record (its patch in vid1).
 template <class T>
-__global__ void pack_candidates_kernel(const BwdArgs<T> a, int4* pp0, int64_t n) {
+__global__ void pack_candidates_kernel(const BwdArgs<T> a, int2* pp0, int64_t n) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= n) return;
   const int k = static_cast<int>(e % a.K);
@@ -247,12 +265,14 @@ __global__ void pack_candidates_kernel(const BwdArgs<T> a, int4* pp0, int64_t n)
   const int u = ie[0], y = ie[a.si[4]], x = ie[2 * a.si[4]];
   const bool ok = u >= 0 && u < a.nT && y >= 0 && y < a.H && x >= 0 && x < a.W;
   const float g = static_cast<float>(a.gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]]);
-  pp0[e] = make_int4(__float_as_int(g), ok ? u : -1, y, x);
+  const int span = a.dil * (a.ps - 1);
+  pp0[e] = make_int2(__float_as_int(g),
+                     ok ? patch_code(u, y, x, a.nT, a.H, a.W, a.pt, a.o0, span, a.offH1, a.offW1) : kNoPatch);
 }
 
-// pp1[li] for list position li: (grad_dists bits, t, y, x) of the entry's query.
+// pp1[li] for list position li: the record of the entry's query (its patch in vid0).
 template <class T>
-__global__ void pack_queries_kernel(const BwdArgs<T> a, int4* pp1, int64_t n) {
+__global__ void pack_queries_kernel(const BwdArgs<T> a, int2* pp1, int64_t n) {
   const int64_t li = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (li >= n) return;
   const int32_t qk = a.list_qk[li];
@@ -263,7 +283,8 @@ __global__ void pack_queries_kernel(const BwdArgs<T> a, int4* pp1, int64_t n) {
   const int tq = q / (a.nH * a.nW);
   const int qh = ((q / a.nW) % a.nH) * a.str0, qw = (q % a.nW) * a.str0;
   const float g = static_cast<float>(a.gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]]);
-  pp1[li] = make_int4(__float_as_int(g), tq, qh, qw);
+  const int span = a.dil * (a.ps - 1);
+  pp1[li] = make_int2(__float_as_int(g), patch_code(tq, qh, qw, a.nT, a.H, a.W, a.pt, a.o0, span, a.offH0, a.offW0));
 }
 
 template <int CV>
@@ -282,10 +303,20 @@ __device__ __forceinline__ int64_t pixel_index(int64_t bh, int t, int y, int x, 
   return ((bh * nT + tt) * H + yy) * W + xx;
 }
 
+// Pixel index of tap (pk, dy - offH, dx - offW) of the patch with record code `code`
+// (patch_code) in slice bh; `tap` = pk*H*W + (dy - offH)*W + (dx - offW). -1: reads as 0.
+__device__ __forceinline__ int64_t tap_pixel(int32_t code, int64_t bh, int64_t tap, int pk, int ddy, int ddx, int nT,
+                                             int H, int W, bool reflect) {
+  if (code >= 0) return bh * nT * H * W + code + tap;
+  const int32_t p = ~code;  // border patch: decode and apply the bounds rule
+  const int x = p % W, y = (p / W) % H, t = p / (W * H);
+  return pixel_index(bh, t + pk, y + ddy, x + ddx, nT, H, W, reflect);
+}
+
 // grad_vid0, thread per (b, hd, t, y, x), every channel; pm0/pm1: pixel-major copies.
 template <bool L2, int CV>
 __global__ void __launch_bounds__(256, 1) grad_vid0_fast_kernel(const BwdArgs<float> a, const float* pm0,
-                                                                const float* pm1, const int4* pp0, int64_t total) {
+                                                                const float* pm1, const int2* pp0, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
   const int x = static_cast<int>(e % a.W);
@@ -297,7 +328,8 @@ __global__ void __launch_bounds__(256, 1) grad_vid0_fast_kernel(const BwdArgs<fl
   load_cv<CV>(va, pm0 + e * CV);
 #pragma unroll
   for (int c = 0; c < CV; ++c) acc[c] = 0.f;
-  const int4* pb = pp0 + bh * a.Q * a.K;
+  const int2* pb = pp0 + bh * a.Q * a.K;
+  const int64_t plane = static_cast<int64_t>(a.H) * a.W;
   const Pre pt_ = preimages(t, a.nT, a.reflect);
   const Pre py = preimages(y, a.H, a.reflect);
   const Pre px = preimages(x, a.W, a.reflect);
@@ -316,13 +348,14 @@ __global__ void __launch_bounds__(256, 1) grad_vid0_fast_kernel(const BwdArgs<fl
               const int qw = px.z[ix] - dx + a.offW0;
               if (qw < 0 || qw >= a.W || qw % a.str0) continue;
               const int64_t q = (static_cast<int64_t>(tq) * a.nH + qh / a.str0) * a.nW + qw / a.str0;
-              const int4* pq = pb + q * a.K;
+              const int2* pq = pb + q * a.K;
+              const int ddy = dy - a.offH1, ddx = dx - a.offW1;
+              const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
               for (int k = 0; k < a.K; ++k) {
-                const int4 r = __ldg(pq + k);
-                if (r.y < 0) continue;
+                const int2 r = __ldg(pq + k);
+                if (r.y == kNoPatch) continue;
                 const float g = __int_as_float(r.x);
-                const int64_t pix =
-                    pixel_index(bh, r.y + pk, r.z + dy - a.offH1, r.w + dx - a.offW1, a.nT, a.H, a.W, a.reflect);
+                const int64_t pix = tap_pixel(r.y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
                 float vb[CV];
                 if (pix < 0) {
 #pragma unroll
@@ -345,7 +378,7 @@ __global__ void __launch_bounds__(256, 1) grad_vid0_fast_kernel(const BwdArgs<fl
 // grad_vid1, thread per (b, hd, t, y, x), every channel.
 template <bool L2, int CV>
 __global__ void __launch_bounds__(256, 1) grad_vid1_fast_kernel(const BwdArgs<float> a, const float* pm0,
-                                                                const float* pm1, const int4* pp1, int64_t total) {
+                                                                const float* pm1, const int2* pp1, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
   const int x = static_cast<int>(e % a.W);
@@ -378,11 +411,12 @@ __global__ void __launch_bounds__(256, 1) grad_vid1_fast_kernel(const BwdArgs<fl
               if (xx < 0 || xx >= a.W) continue;
               const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
               const int32_t beg = __ldg(a.list_start + loc), end = __ldg(a.list_start + loc + 1);
+              const int ddy = dy - a.offH0, ddx = dx - a.offW0;
+              const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
               for (int32_t li = beg; li < end; ++li) {
-                const int4 r = __ldg(pp1 + li);
+                const int2 r = __ldg(pp1 + li);
                 const float g = __int_as_float(r.x);
-                const int64_t pix =
-                    pixel_index(bh, r.y + pk, r.z + dy - a.offH0, r.w + dx - a.offW0, a.nT, a.H, a.W, a.reflect);
+                const int64_t pix = tap_pixel(r.y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
                 float va[CV];
                 if (pix < 0) {
 #pragma unroll
@@ -410,9 +444,10 @@ int fast_channels(int64_t C, size_t scalar_bytes) {
   return 0;
 }
 
-// Workspace layout: the inverse lists (inverse_lists.h) and (fast path) the two
-// pixel-major video copies [nloc][cv] and the two packed pair arrays [n] (16 bytes each);
-// 256-byte aligned.
+// Workspace layout: the inverse lists (inverse_lists.h); the fast path reuses their sort
+// buffers once the lists are built (pp1, 8 bytes per pair, over the two key buffers; pp0
+// over the two value buffers once pp1 has read the sorted entries) and puts the two
+// pixel-major video copies [nloc][cv] over the sort's scratch. 256-byte aligned.
 struct Layout {
   ListLayout lists;
   int64_t n, nloc;
@@ -435,13 +470,16 @@ Layout workspace_layout(const SearchArgs& a) {
   L.n = L.lists.n;
   L.nloc = L.lists.nloc;
   L.cv = fast_channels(sh.C, a.dtype == DType::Float32 ? 4 : 8);
-  const size_t pmb = align256(static_cast<size_t>(L.nloc) * L.cv * sizeof(float));
-  L.pm0 = L.lists.end;
-  L.pm1 = L.pm0 + pmb;
-  const size_t ppb = L.cv > 0 ? align256(static_cast<size_t>(L.n) * sizeof(int4)) : 0;
-  L.pp0 = L.pm1 + pmb;
-  L.pp1 = L.pp0 + ppb;
-  L.total = L.pp1 + ppb;
+  L.total = L.lists.end;
+  if (L.cv > 0) {
+    // keys1 - keys0 = vals1 - vals0 = one buffer of n int32 (aligned): two hold n int2.
+    L.pp1 = L.lists.keys0;
+    L.pp0 = L.lists.vals0;
+    const size_t pmb = align256(static_cast<size_t>(L.nloc) * L.cv * sizeof(float));
+    L.pm0 = L.lists.cub;
+    L.pm1 = L.pm0 + pmb;
+    L.total = std::max(L.total, L.pm1 + pmb);
+  }
   return L;
 }
 
@@ -459,14 +497,16 @@ template <bool L2, int CV>
 void launch_fast(const BwdArgs<float>& ba, char* ws, const Layout& L, int64_t pixels, cudaStream_t stream) {
   float* pm0 = reinterpret_cast<float*>(ws + L.pm0);
   float* pm1 = reinterpret_cast<float*>(ws + L.pm1);
-  int4* pp0 = reinterpret_cast<int4*>(ws + L.pp0);
-  int4* pp1 = reinterpret_cast<int4*>(ws + L.pp1);
+  int2* pp0 = reinterpret_cast<int2*>(ws + L.pp0);
+  int2* pp1 = reinterpret_cast<int2*>(ws + L.pp1);
   if (L.n > 0) {
+    // Order matters: pp1 overwrites the sorted keys (already turned into list starts) and
+    // reads the sorted entries, which pp0 then overwrites.
     const unsigned nb = static_cast<unsigned>(ceil_div(L.n, 256));
-    pack_candidates_kernel<float><<<nb, 256, 0, stream>>>(ba, pp0, L.n);
-    check_launch("pack_candidates_kernel");
     pack_queries_kernel<float><<<nb, 256, 0, stream>>>(ba, pp1, L.n);
     check_launch("pack_queries_kernel");
+    pack_candidates_kernel<float><<<nb, 256, 0, stream>>>(ba, pp0, L.n);
+    check_launch("pack_candidates_kernel");
   }
   if (pixels == 0) return;
   const unsigned blocks = static_cast<unsigned>(ceil_div(pixels, 256));
@@ -481,14 +521,10 @@ void launch_fast(const BwdArgs<float>& ba, char* ws, const Layout& L, int64_t pi
 }
 
 template <class T, bool L2>
-void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+void backward_chunk(const SearchArgs& a, char* ws, cudaStream_t stream) {
   const SearchParams& p = a.p;
   const SearchShape& sh = a.sh;
   const Layout L = workspace_layout(a);
-  if (workspace_bytes < L.total || (L.total > 0 && workspace == nullptr))
-    throw ValueError("workspace: expected " + std::to_string(L.total) +
-                     " bytes (search_backward_workspace_size), got " + std::to_string(workspace_bytes));
-  char* ws = static_cast<char*>(workspace);
   const Lists lists = build_lists(inds_view(a), L.lists, ws, stream);
   const int32_t* start = lists.start;
   const int32_t* list = lists.entries;
@@ -534,11 +570,71 @@ void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes,
   }
 }
 
+
+// The workspace grows with the (query, neighbour) pairs of a call (16 bytes each), so a
+// large backward runs over chunks of (batch, head) slices, which are independent (a
+// slice's gradients read only that slice's indices), reusing one workspace. Whole call
+// at once when its workspace is at most max(64 MiB, G), G = the gradients' own size
+// (grad_vid0 + grad_vid1): small calls keep their single launch of each kernel. Else one
+// batch entry and as many heads per chunk as keep the workspace at most max(16 MiB, G)
+// (at least one head). Results do not depend on the chunking.
+struct Chunking {
+  int64_t heads;  // heads per chunk; == HD with all_batches: one chunk
+  bool all_batches;
+  size_t bytes;   // workspace: the largest chunk's
+};
+
+SearchArgs chunk_args(const SearchArgs& a, int64_t b, int64_t h0, int64_t nb, int64_t nh) {
+  SearchArgs c = a;
+  const size_t es = a.dtype == DType::Float32 ? 4 : 8;
+  auto shift = [&](const void* ptr, int64_t sb, int64_t sh, size_t bytes) {
+    return static_cast<const void*>(static_cast<const char*>(ptr) + (b * sb + h0 * sh) * static_cast<int64_t>(bytes));
+  };
+  c.vid0 = shift(a.vid0, a.s0.b, a.s0.h, es);
+  c.vid1 = shift(a.vid1, a.s1.b, a.s1.h, es);
+  c.grad_dists = shift(a.grad_dists, a.sd[0], a.sd[1], es);
+  c.inds = const_cast<void*>(shift(a.inds, a.si[0], a.si[1], sizeof(int32_t)));
+  c.grad0 = const_cast<void*>(shift(a.grad0, a.g0.b, a.g0.h, es));
+  c.grad1 = const_cast<void*>(shift(a.grad1, a.g1.b, a.g1.h, es));
+  c.sh.B = nb;
+  c.sh.HD = nh;
+  return c;
+}
+
+Chunking chunking(const SearchArgs& a) {
+  const SearchShape& sh = a.sh;
+  const size_t es = a.dtype == DType::Float32 ? 4 : 8;
+  const size_t grads = 2 * static_cast<size_t>(sh.B * sh.HD * sh.T * sh.C * sh.H * sh.W) * es;
+  const size_t all = workspace_layout(a).total;
+  if (all <= std::max<size_t>(size_t(64) << 20, grads) || (sh.B == 1 && sh.HD == 1)) return {sh.HD, true, all};
+  const size_t budget = std::max<size_t>(size_t(16) << 20, grads);
+  int64_t h = sh.HD;
+  size_t bytes = 0;
+  for (; h >= 1; --h) {
+    bytes = workspace_layout(chunk_args(a, 0, 0, 1, h)).total;
+    if (bytes <= budget || h == 1) break;
+  }
+  return {h, false, bytes};
+}
+
+template <class T, bool L2>
+void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  const Chunking ch = chunking(a);
+  if (workspace_bytes < ch.bytes || (ch.bytes > 0 && workspace == nullptr))
+    throw ValueError("workspace: expected " + std::to_string(ch.bytes) +
+                     " bytes (search_backward_workspace_size), got " + std::to_string(workspace_bytes));
+  char* ws = static_cast<char*>(workspace);
+  if (ch.all_batches) return backward_chunk<T, L2>(a, ws, stream);
+  for (int64_t b = 0; b < a.sh.B; ++b)
+    for (int64_t h0 = 0; h0 < a.sh.HD; h0 += ch.heads)
+      backward_chunk<T, L2>(chunk_args(a, b, h0, 1, std::min(ch.heads, a.sh.HD - h0)), ws, stream);
+}
+
 }  // namespace
 
 size_t search_backward_workspace_size(const SearchArgs& a) {
   DeviceGuard guard(a.device.index);
-  return workspace_layout(a).total;
+  return chunking(a).bytes;
 }
 
 void search_backward(const SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {
