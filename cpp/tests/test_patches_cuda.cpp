@@ -322,7 +322,7 @@ TEST_P(PatchesCuda, MatchesCpu) {
   for (bool reflect : {true, false})
     for (bool six_d : {false, true})
       for (bool f64 : {false, true})
-        for (int C : {2, 10})
+        for (int C : {2, 10, 20, 36})  // 1, 5, 10, 18 per head: every channel-group width
           for (bool small : {false, true}) {
             c.reflect = reflect, c.six_d = six_d, c.f64 = f64, c.C = C, c.small = small;
             const uint32_t seed = static_cast<uint32_t>(std::hash<std::string>()(name_of(c)));
