@@ -1,6 +1,11 @@
-// CPU weighted patch sum (forward and backward). Scatter form, one task per
-// (batch, head, channel) plane for everything written to the video, one per query for the
-// weight gradients: one writer per element, fixed sum order, no scratch memory.
+// CPU weighted patch sum (forward and backward). Scatter form, one task per (batch, head,
+// group of channels) for everything written to the video, one per query for the weight
+// gradients: one writer per element, fixed sum order (q, k, tap), no scratch beyond small
+// per-call tables. A task walks the indices once for all its channels; a query's taps
+// (where each is folded into and the coverage count there) are tabulated once per query.
+// Results do not depend on the grouping or the thread count.
+#include <vector>
+
 #include "common/backends.h"
 #include "cpu/parallel.h"
 #include "cpu/plane.h"
@@ -13,21 +18,47 @@ namespace {
 
 using detail::PatchArgs;
 
-// Visits every (q, k, tap) of plane (b, hd) with a valid neighbour:
-// f(q, k, src, dst) with src/dst the tap's offsets in the input/output planes (-1: none).
-template <class F>
-void for_each_tap(const PatchArgs& a, int64_t b, int64_t hd, int64_t q, const detail::Strides6& s_src,
-                  const detail::Strides6& s_dst, F&& f) {
-  const detail::QueryLoc l = detail::query_loc(a, q);
-  for (int64_t k = 0; k < a.K; ++k) {
-    const int32_t* e = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
-    const int64_t t = e[0], h = e[a.si[4]], w = e[2 * a.si[4]];
-    if (!detail::valid_ind(a, t, h, w)) continue;
+// Per-axis coverage counts: fold(ones) at (t, y, x) is t_[t] * y_[y] * x_[x].
+struct AxisCounts {
+  std::vector<int64_t> t_, y_, x_;
+  explicit AxisCounts(const PatchArgs& a) : t_(a.T), y_(a.H), x_(a.W) {
+    const int64_t o = a.ps / 2;
+    for (int64_t i = 0; i < a.T; ++i) t_[i] = geo::coverage(i, a.T, 1, a.T, a.pt, 1, 0, a.reflect_bounds);
+    for (int64_t i = 0; i < a.H; ++i)
+      y_[i] = geo::coverage(i, a.H, a.stride0, a.nH, a.ps, a.dilation, o, a.reflect_bounds);
+    for (int64_t i = 0; i < a.W; ++i)
+      x_[i] = geo::coverage(i, a.W, a.stride0, a.nW, a.ps, a.dilation, o, a.reflect_bounds);
+  }
+  int64_t at(int64_t t, int64_t y, int64_t x) const { return t_[t] * y_[y] * x_[x]; }
+};
+
+// Query q's taps in (pk, pi, pj) order: the offset (strides s) of the pixel each is folded
+// into, -1 outside the video, and the coverage count there.
+struct QueryTaps {
+  std::vector<int64_t> dst, count;
+  explicit QueryTaps(const PatchArgs& a) : dst(a.pt * a.ps * a.ps), count(a.pt * a.ps * a.ps) {}
+  void fill(const PatchArgs& a, const AxisCounts& cov, int64_t q, const detail::Strides6& s) {
+    const detail::QueryLoc l = detail::query_loc(a, q);
+    const int64_t o = a.ps / 2;
+    int64_t i = 0;
     for (int64_t pk = 0; pk < a.pt; ++pk)
       for (int64_t pi = 0; pi < a.ps; ++pi)
-        for (int64_t pj = 0; pj < a.ps; ++pj)
-          f(k, detail::tap_offset(a, t, h, w, pk, pi, pj, s_src), detail::tap_offset(a, l.t, l.h, l.w, pk, pi, pj, s_dst));
+        for (int64_t pj = 0; pj < a.ps; ++pj, ++i) {
+          const int64_t tt = geo::bound(l.t + pk, a.T, a.reflect_bounds);
+          const int64_t yy = geo::bound(l.h + a.dilation * (pi - o), a.H, a.reflect_bounds);
+          const int64_t xx = geo::bound(l.w + a.dilation * (pj - o), a.W, a.reflect_bounds);
+          const bool in = tt >= 0 && yy >= 0 && xx >= 0;
+          dst[i] = in ? tt * s.t + yy * s.y + xx * s.x : -1;
+          count[i] = in ? cov.at(tt, yy, xx) : 0;
+        }
   }
+};
+
+// Neighbour k of query q in plane (b, hd); false for padding and indices outside the video.
+bool neighbour(const PatchArgs& a, int64_t b, int64_t hd, int64_t q, int64_t k, int64_t& t, int64_t& h, int64_t& w) {
+  const int32_t* e = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
+  t = e[0], h = e[a.si[4]], w = e[2 * a.si[4]];
+  return detail::valid_ind(a, t, h, w);
 }
 
 template <class T>
@@ -35,29 +66,46 @@ T weight(const PatchArgs& a, int64_t b, int64_t hd, int64_t q, int64_t k) {
   return static_cast<const T*>(a.weights)[b * a.sw[0] + hd * a.sw[1] + q * a.sw[2] + k * a.sw[3]];
 }
 
+// Plane tasks of the patch arguments (cpu/parallel.h).
+template <class F>
+void for_each_channel_task(const PatchArgs& a, F&& f) {
+  cpu::for_each_channel_task(a.B, a.HD, a.C, a.B * a.HD * a.C * a.Q * a.K * a.pt * a.ps * a.ps, f);
+}
+
 template <class T>
 void forward_impl(const PatchArgs& a) {
   const T* vid = static_cast<const T*>(a.vid);
   T* out = static_cast<T*>(a.out);
-  const int64_t ntask = a.B * a.HD * a.C;
-#pragma omp parallel for schedule(dynamic, 1) if (a.B * a.HD * a.C * a.Q * a.K * a.pt * a.ps * a.ps > kParallelWork)
-  for (int64_t task = 0; task < ntask; ++task) {
-    const int64_t b = task / (a.HD * a.C), hd = (task / a.C) % a.HD, c = task % a.C;
-    const T* v = vid + b * a.sv.b + hd * a.sv.h + c * a.sv.c;
-    T* o = out + b * a.so.b + hd * a.so.h + c * a.so.c;
-    zero_plane(o, a.T, a.H, a.W, a.so);
-    for (int64_t q = 0; q < a.Q; ++q)
-      for_each_tap(a, b, hd, q, a.sv, a.so, [&](int64_t k, int64_t src, int64_t dst) {
-        if (dst >= 0 && src >= 0) o[dst] += weight<T>(a, b, hd, q, k) * v[src];
-      });
-    // Divide by the coverage count fold(ones); uncovered pixels stay 0.
-    for (int64_t t = 0; t < a.T; ++t)
-      for (int64_t y = 0; y < a.H; ++y)
-        for (int64_t x = 0; x < a.W; ++x) {
-          const int64_t n = detail::coverage_count(a, t, y, x);
-          if (n > 0) o[t * a.so.t + y * a.so.y + x * a.so.x] /= T(n);
+  const AxisCounts cov(a);
+  for_each_channel_task(a, [&](int64_t b, int64_t hd, int64_t c0, int64_t c1) {
+    const T* v = vid + b * a.sv.b + hd * a.sv.h;
+    T* o = out + b * a.so.b + hd * a.so.h;
+    for (int64_t c = c0; c < c1; ++c) zero_plane(o + c * a.so.c, a.T, a.H, a.W, a.so);
+    QueryTaps qt(a);
+    const int64_t ntap = a.pt * a.ps * a.ps;
+    for (int64_t q = 0; q < a.Q; ++q) {
+      qt.fill(a, cov, q, a.so);
+      for (int64_t k = 0; k < a.K; ++k) {
+        int64_t t, h, w;
+        if (!neighbour(a, b, hd, q, k, t, h, w)) continue;
+        const T wk = weight<T>(a, b, hd, q, k);
+        for (int64_t i = 0; i < ntap; ++i) {
+          const int64_t pk = i / (a.ps * a.ps), pi = (i / a.ps) % a.ps, pj = i % a.ps;
+          const int64_t src = detail::tap_offset(a, t, h, w, pk, pi, pj, a.sv), dst = qt.dst[i];
+          if (dst < 0 || src < 0) continue;
+          for (int64_t c = c0; c < c1; ++c) o[dst + c * a.so.c] += wk * v[src + c * a.sv.c];
         }
-  }
+      }
+    }
+    // Divide by the coverage count fold(ones); uncovered pixels stay 0.
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t t = 0; t < a.T; ++t)
+        for (int64_t y = 0; y < a.H; ++y)
+          for (int64_t x = 0; x < a.W; ++x) {
+            const int64_t n = cov.at(t, y, x);
+            if (n > 0) o[c * a.so.c + t * a.so.t + y * a.so.y + x * a.so.x] /= T(n);
+          }
+  });
 }
 
 template <class T>
@@ -66,64 +114,61 @@ void backward_impl(const PatchArgs& a) {
   const T* gout = static_cast<const T*>(a.grad_out);
   T* gvid = static_cast<T*>(a.out);
   T* gw = static_cast<T*>(a.grad_weights);
+  const AxisCounts cov(a);
+  const int64_t ntap = a.pt * a.ps * a.ps;
   // The gradient reaching a tap is grad_out / count at the pixel the tap was folded into.
-  // grad_weights[q, k] = sum over taps and channels of (grad_out/count)[dst] * vid[src].
+  // grad_weights[q, k] = sum over taps of (sum over channels of grad_out[dst] * vid[src]) / count.
   const int64_t nq = a.B * a.HD * a.Q;
-#pragma omp parallel for schedule(static) if (nq * a.K * a.C * a.pt * a.ps * a.ps > kParallelWork)
-  for (int64_t g = 0; g < nq; ++g) {
-    const int64_t b = g / (a.HD * a.Q), hd = (g / a.Q) % a.HD, q = g % a.Q;
-    T* gwq = gw + b * a.sgw[0] + hd * a.sgw[1] + q * a.sgw[2];
-    for (int64_t k = 0; k < a.K; ++k) gwq[k * a.sgw[3]] = T(0);
-    const T* v = vid + b * a.sv.b + hd * a.sv.h;
-    const T* go = gout + b * a.sg.b + hd * a.sg.h;
-    const detail::QueryLoc l = detail::query_loc(a, q);
-    for (int64_t k = 0; k < a.K; ++k) {
-      const int32_t* e = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
-      const int64_t t = e[0], h = e[a.si[4]], w = e[2 * a.si[4]];
-      if (!detail::valid_ind(a, t, h, w)) continue;
-      T acc = T(0);
-      for (int64_t pk = 0; pk < a.pt; ++pk)
-        for (int64_t pi = 0; pi < a.ps; ++pi)
-          for (int64_t pj = 0; pj < a.ps; ++pj) {
-            const int64_t src = detail::tap_offset(a, t, h, w, pk, pi, pj, a.sv);
-            const int64_t dst = detail::tap_offset(a, l.t, l.h, l.w, pk, pi, pj, a.sg);
+#pragma omp parallel if (nq * a.K * a.C * ntap > kParallelWork)
+  {
+    QueryTaps qt(a);
+#pragma omp for schedule(static)
+    for (int64_t g = 0; g < nq; ++g) {
+      const int64_t b = g / (a.HD * a.Q), hd = (g / a.Q) % a.HD, q = g % a.Q;
+      T* gwq = gw + b * a.sgw[0] + hd * a.sgw[1] + q * a.sgw[2];
+      const T* v = vid + b * a.sv.b + hd * a.sv.h;
+      const T* go = gout + b * a.sg.b + hd * a.sg.h;
+      qt.fill(a, cov, q, a.sg);
+      for (int64_t k = 0; k < a.K; ++k) {
+        int64_t t, h, w;
+        T acc = T(0);
+        if (neighbour(a, b, hd, q, k, t, h, w)) {
+          for (int64_t i = 0; i < ntap; ++i) {
+            const int64_t pk = i / (a.ps * a.ps), pi = (i / a.ps) % a.ps, pj = i % a.ps;
+            const int64_t src = detail::tap_offset(a, t, h, w, pk, pi, pj, a.sv), dst = qt.dst[i];
             if (src < 0 || dst < 0) continue;
-            const int64_t n = detail::tap_count(a, l.t, l.h, l.w, pk, pi, pj);
             T s = T(0);
             for (int64_t c = 0; c < a.C; ++c) s += go[dst + c * a.sg.c] * v[src + c * a.sv.c];
-            acc += s / T(n);
+            acc += s / T(qt.count[i]);
           }
-      gwq[k * a.sgw[3]] = acc;
-    }
-  }
-
-  // grad_vid[src] += weights[q, k] * (grad_out/count)[dst], one task per channel plane.
-  const int64_t ntask = a.B * a.HD * a.C;
-#pragma omp parallel for schedule(dynamic, 1) if (ntask * a.Q * a.K * a.pt * a.ps * a.ps > kParallelWork)
-  for (int64_t task = 0; task < ntask; ++task) {
-    const int64_t b = task / (a.HD * a.C), hd = (task / a.C) % a.HD, c = task % a.C;
-    const T* go = gout + b * a.sg.b + hd * a.sg.h + c * a.sg.c;
-    T* gv = gvid + b * a.so.b + hd * a.so.h + c * a.so.c;
-    zero_plane(gv, a.T, a.H, a.W, a.so);
-    for (int64_t q = 0; q < a.Q; ++q) {
-      const detail::QueryLoc l = detail::query_loc(a, q);
-      for (int64_t k = 0; k < a.K; ++k) {
-        const int32_t* e = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
-        const int64_t t = e[0], h = e[a.si[4]], w = e[2 * a.si[4]];
-        if (!detail::valid_ind(a, t, h, w)) continue;
-        const T wk = weight<T>(a, b, hd, q, k);
-        for (int64_t pk = 0; pk < a.pt; ++pk)
-          for (int64_t pi = 0; pi < a.ps; ++pi)
-            for (int64_t pj = 0; pj < a.ps; ++pj) {
-              const int64_t src = detail::tap_offset(a, t, h, w, pk, pi, pj, a.so);
-              const int64_t dst = detail::tap_offset(a, l.t, l.h, l.w, pk, pi, pj, a.sg);
-              if (src < 0 || dst < 0) continue;
-              const int64_t n = detail::tap_count(a, l.t, l.h, l.w, pk, pi, pj);
-              gv[src] += wk * go[dst] / T(n);
-            }
+        }
+        gwq[k * a.sgw[3]] = acc;
       }
     }
   }
+
+  // grad_vid[src] += weights[q, k] * grad_out[dst] / count(dst).
+  for_each_channel_task(a, [&](int64_t b, int64_t hd, int64_t c0, int64_t c1) {
+    const T* go = gout + b * a.sg.b + hd * a.sg.h;
+    T* gv = gvid + b * a.so.b + hd * a.so.h;
+    for (int64_t c = c0; c < c1; ++c) zero_plane(gv + c * a.so.c, a.T, a.H, a.W, a.so);
+    QueryTaps qt(a);
+    for (int64_t q = 0; q < a.Q; ++q) {
+      qt.fill(a, cov, q, a.sg);
+      for (int64_t k = 0; k < a.K; ++k) {
+        int64_t t, h, w;
+        if (!neighbour(a, b, hd, q, k, t, h, w)) continue;
+        const T wk = weight<T>(a, b, hd, q, k);
+        for (int64_t i = 0; i < ntap; ++i) {
+          const int64_t pk = i / (a.ps * a.ps), pi = (i / a.ps) % a.ps, pj = i % a.ps;
+          const int64_t src = detail::tap_offset(a, t, h, w, pk, pi, pj, a.so), dst = qt.dst[i];
+          if (src < 0 || dst < 0) continue;
+          const T n = T(qt.count[i]);
+          for (int64_t c = c0; c < c1; ++c) gv[src + c * a.so.c] += wk * go[dst + c * a.sg.c] / n;
+        }
+      }
+    }
+  });
 }
 
 }  // namespace
