@@ -1,5 +1,6 @@
-// CPU unfold / fold / unfold_k / fold_k. The folds run one task per (batch, head, channel)
-// plane, so each output element has one writer and a fixed sum order (deterministic).
+// CPU unfold / fold / unfold_k / fold_k. The folds run one task per (batch, head, channel
+// group) (cpu/parallel.h), so each output element has one writer and a fixed sum order
+// (deterministic), and a tap's bounds serve all the task's channels.
 #include "common/backends.h"
 #include "cpu/parallel.h"
 #include "cpu/plane.h"
@@ -46,12 +47,10 @@ template <class T>
 void fold_impl(const PatchArgs& a, bool neighbours) {
   const T* in = static_cast<const T*>(a.patches_in);
   T* vid = static_cast<T*>(a.out);
-  const int64_t ntask = a.B * a.HD * a.C;
-#pragma omp parallel for schedule(dynamic, 1) if (ntask * a.Q * a.K * a.pt * a.ps * a.ps > kParallelWork)
-  for (int64_t task = 0; task < ntask; ++task) {
-    const int64_t b = task / (a.HD * a.C), hd = (task / a.C) % a.HD, c = task % a.C;
-    T* v = vid + b * a.so.b + hd * a.so.h + c * a.so.c;
-    zero_plane(v, a.T, a.H, a.W, a.so);
+  const int64_t work = a.B * a.HD * a.C * a.Q * a.K * a.pt * a.ps * a.ps;
+  for_each_channel_task(a.B, a.HD, a.C, work, [&](int64_t b, int64_t hd, int64_t c0, int64_t c1) {
+    T* v = vid + b * a.so.b + hd * a.so.h;
+    for (int64_t c = c0; c < c1; ++c) zero_plane(v + c * a.so.c, a.T, a.H, a.W, a.so);
     for (int64_t q = 0; q < a.Q; ++q)
       for (int64_t k = 0; k < a.K; ++k) {
         int64_t t, h, w;
@@ -67,10 +66,12 @@ void fold_impl(const PatchArgs& a, bool neighbours) {
           for (int64_t pi = 0; pi < a.ps; ++pi)
             for (int64_t pj = 0; pj < a.ps; ++pj) {
               const int64_t off = detail::tap_offset(a, t, h, w, pk, pi, pj, a.so);
-              if (off >= 0) v[off] += in[detail::patch_elem(a, b, hd, q, k, pk, c, pi, pj)];
+              if (off < 0) continue;
+              const T* src = in + detail::patch_elem(a, b, hd, q, k, pk, 0, pi, pj);
+              for (int64_t c = c0; c < c1; ++c) v[off + c * a.so.c] += src[c * a.sp[5]];
             }
       }
-  }
+  });
 }
 
 }  // namespace
