@@ -2,6 +2,7 @@
 // it gathers the window's pixels (bounds applied) into a small dense tile, so the distance
 // loop runs over contiguous memory and vectorises across the candidates of a window row;
 // the top-k is kept on the fly (never the whole distance volume).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -150,6 +151,9 @@ void forward_impl(const SearchArgs& a) {
           const int64_t x = geo::bound(x0 + o0 - p.off_W1 + s, W, p.reflect_bounds);
           col_off[s] = x < 0 ? -1 : x * a.s1.x;
         }
+        // Columns inside the frame and unit-strided (the usual case): rows copy contiguously.
+        const int64_t xs = x0 + o0 - p.off_W1;
+        const bool contiguous_cols = a.s1.x == 1 && xs >= 0 && xs + tw <= W;
         for (int64_t pk = 0; pk < pt; ++pk) {
           const int64_t f = geo::bound(u + pk, T_, p.reflect_bounds);
           for (int64_t c = 0; c < C; ++c)
@@ -160,6 +164,10 @@ void forward_impl(const SearchArgs& a) {
                 continue;
               }
               const T* src = v1 + f * a.s1.t + row_off[r] + c * a.s1.c;
+              if (contiguous_cols) {
+                std::copy(src + xs, src + xs + tw, dst);
+                continue;
+              }
               for (int64_t s = 0; s < tw; ++s) dst[s] = col_off[s] < 0 ? T(0) : src[col_off[s]];
             }
         }
