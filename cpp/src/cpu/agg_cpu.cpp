@@ -66,6 +66,37 @@ T weight(const PatchArgs& a, int64_t b, int64_t hd, int64_t q, int64_t k) {
   return static_cast<const T*>(a.weights)[b * a.sw[0] + hd * a.sw[1] + q * a.sw[2] + k * a.sw[3]];
 }
 
+// Visits query q's valid neighbours and those of their taps that lie in the video on both
+// sides, in (k, tap) order: f(k, tap, src, dst), src (strides s_src) in the neighbour's
+// patch, dst where the query's tap is folded (qt, filled for q).
+template <class F>
+void for_each_neighbour_tap(const PatchArgs& a, const QueryTaps& qt, int64_t b, int64_t hd, int64_t q,
+                            const detail::Strides6& s_src, F&& f) {
+  const int64_t ntap = a.pt * a.ps * a.ps;
+  for (int64_t k = 0; k < a.K; ++k) {
+    int64_t t, h, w;
+    if (!neighbour(a, b, hd, q, k, t, h, w)) continue;
+    for (int64_t i = 0; i < ntap; ++i) {
+      const int64_t pk = i / (a.ps * a.ps), pi = (i / a.ps) % a.ps, pj = i % a.ps;
+      const int64_t src = detail::tap_offset(a, t, h, w, pk, pi, pj, s_src), dst = qt.dst[i];
+      if (src >= 0 && dst >= 0) f(k, i, src, dst);
+    }
+  }
+}
+
+// Every (q, k, tap) of plane (b, hd) that for_each_neighbour_tap visits, queries in order:
+// f(q, k, count, src, dst), dst with strides s_dst and count the coverage there.
+template <class F>
+void for_each_plane_tap(const PatchArgs& a, const AxisCounts& cov, int64_t b, int64_t hd,
+                        const detail::Strides6& s_src, const detail::Strides6& s_dst, F&& f) {
+  QueryTaps qt(a);
+  for (int64_t q = 0; q < a.Q; ++q) {
+    qt.fill(a, cov, q, s_dst);
+    for_each_neighbour_tap(a, qt, b, hd, q, s_src,
+                           [&](int64_t k, int64_t i, int64_t src, int64_t dst) { f(q, k, qt.count[i], src, dst); });
+  }
+}
+
 // Plane tasks of the patch arguments (cpu/parallel.h).
 template <class F>
 void for_each_channel_task(const PatchArgs& a, F&& f) {
@@ -81,22 +112,10 @@ void forward_impl(const PatchArgs& a) {
     const T* v = vid + b * a.sv.b + hd * a.sv.h;
     T* o = out + b * a.so.b + hd * a.so.h;
     for (int64_t c = c0; c < c1; ++c) zero_plane(o + c * a.so.c, a.T, a.H, a.W, a.so);
-    QueryTaps qt(a);
-    const int64_t ntap = a.pt * a.ps * a.ps;
-    for (int64_t q = 0; q < a.Q; ++q) {
-      qt.fill(a, cov, q, a.so);
-      for (int64_t k = 0; k < a.K; ++k) {
-        int64_t t, h, w;
-        if (!neighbour(a, b, hd, q, k, t, h, w)) continue;
-        const T wk = weight<T>(a, b, hd, q, k);
-        for (int64_t i = 0; i < ntap; ++i) {
-          const int64_t pk = i / (a.ps * a.ps), pi = (i / a.ps) % a.ps, pj = i % a.ps;
-          const int64_t src = detail::tap_offset(a, t, h, w, pk, pi, pj, a.sv), dst = qt.dst[i];
-          if (dst < 0 || src < 0) continue;
-          for (int64_t c = c0; c < c1; ++c) o[dst + c * a.so.c] += wk * v[src + c * a.sv.c];
-        }
-      }
-    }
+    for_each_plane_tap(a, cov, b, hd, a.sv, a.so, [&](int64_t q, int64_t k, int64_t, int64_t src, int64_t dst) {
+      const T wk = weight<T>(a, b, hd, q, k);
+      for (int64_t c = c0; c < c1; ++c) o[dst + c * a.so.c] += wk * v[src + c * a.sv.c];
+    });
     // Divide by the coverage count fold(ones); uncovered pixels stay 0.
     for (int64_t c = c0; c < c1; ++c)
       for (int64_t t = 0; t < a.T; ++t)
@@ -129,21 +148,12 @@ void backward_impl(const PatchArgs& a) {
       const T* v = vid + b * a.sv.b + hd * a.sv.h;
       const T* go = gout + b * a.sg.b + hd * a.sg.h;
       qt.fill(a, cov, q, a.sg);
-      for (int64_t k = 0; k < a.K; ++k) {
-        int64_t t, h, w;
-        T acc = T(0);
-        if (neighbour(a, b, hd, q, k, t, h, w)) {
-          for (int64_t i = 0; i < ntap; ++i) {
-            const int64_t pk = i / (a.ps * a.ps), pi = (i / a.ps) % a.ps, pj = i % a.ps;
-            const int64_t src = detail::tap_offset(a, t, h, w, pk, pi, pj, a.sv), dst = qt.dst[i];
-            if (src < 0 || dst < 0) continue;
-            T s = T(0);
-            for (int64_t c = 0; c < a.C; ++c) s += go[dst + c * a.sg.c] * v[src + c * a.sv.c];
-            acc += s / T(qt.count[i]);
-          }
-        }
-        gwq[k * a.sgw[3]] = acc;
-      }
+      for (int64_t k = 0; k < a.K; ++k) gwq[k * a.sgw[3]] = T(0);
+      for_each_neighbour_tap(a, qt, b, hd, q, a.sv, [&](int64_t k, int64_t i, int64_t src, int64_t dst) {
+        T s = T(0);
+        for (int64_t c = 0; c < a.C; ++c) s += go[dst + c * a.sg.c] * v[src + c * a.sv.c];
+        gwq[k * a.sgw[3]] += s / T(qt.count[i]);
+      });
     }
   }
 
@@ -152,22 +162,10 @@ void backward_impl(const PatchArgs& a) {
     const T* go = gout + b * a.sg.b + hd * a.sg.h;
     T* gv = gvid + b * a.so.b + hd * a.so.h;
     for (int64_t c = c0; c < c1; ++c) zero_plane(gv + c * a.so.c, a.T, a.H, a.W, a.so);
-    QueryTaps qt(a);
-    for (int64_t q = 0; q < a.Q; ++q) {
-      qt.fill(a, cov, q, a.sg);
-      for (int64_t k = 0; k < a.K; ++k) {
-        int64_t t, h, w;
-        if (!neighbour(a, b, hd, q, k, t, h, w)) continue;
-        const T wk = weight<T>(a, b, hd, q, k);
-        for (int64_t i = 0; i < ntap; ++i) {
-          const int64_t pk = i / (a.ps * a.ps), pi = (i / a.ps) % a.ps, pj = i % a.ps;
-          const int64_t src = detail::tap_offset(a, t, h, w, pk, pi, pj, a.so), dst = qt.dst[i];
-          if (src < 0 || dst < 0) continue;
-          const T n = T(qt.count[i]);
-          for (int64_t c = c0; c < c1; ++c) gv[src + c * a.so.c] += wk * go[dst + c * a.sg.c] / n;
-        }
-      }
-    }
+    for_each_plane_tap(a, cov, b, hd, a.so, a.sg, [&](int64_t q, int64_t k, int64_t count, int64_t src, int64_t dst) {
+      const T wk = weight<T>(a, b, hd, q, k), n = T(count);
+      for (int64_t c = c0; c < c1; ++c) gv[src + c * a.so.c] += wk * go[dst + c * a.sg.c] / n;
+    });
   });
 }
 
