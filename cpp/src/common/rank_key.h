@@ -16,41 +16,13 @@
 namespace stnls {
 namespace rank {
 
-STNLS_HD uint32_t bits(float x) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(x);
-#else
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-#endif
-}
-STNLS_HD uint64_t bits(double x) {
-#if defined(__CUDA_ARCH__)
-  return static_cast<uint64_t>(__double_as_longlong(x));
-#else
-  uint64_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-#endif
-}
-STNLS_HD float from_bits(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-#endif
-}
-STNLS_HD double from_bits(uint64_t u) {
-#if defined(__CUDA_ARCH__)
-  return __longlong_as_double(static_cast<long long>(u));
-#else
-  double x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-#endif
+// The bits of x as type To (same size); memcpy compiles to a register move on both sides.
+template <class To, class From>
+STNLS_HD To bit_cast(From x) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast: sizes differ");
+  To y;
+  memcpy(&y, &x, sizeof y);
+  return y;
 }
 
 // Order key of a distance: a < b as keys iff the distance of a ranks before that of b.
@@ -58,7 +30,7 @@ STNLS_HD double from_bits(uint64_t u) {
 template <bool L2, class T, class U>
 STNLS_HD U dist_key(T d) {
   constexpr U sign = U(1) << (8 * sizeof(U) - 1);
-  U u = bits(d);
+  U u = bit_cast<U>(d);
   const bool nan = d != d;
   u = u == sign ? U(0) : u;              // -0 ranks as +0
   u = (u & sign) ? U(~u) : U(u | sign);  // numeric ascending as unsigned ascending
@@ -70,10 +42,10 @@ STNLS_HD U dist_key(T d) {
 template <bool L2, class T, class U>
 STNLS_HD T key_dist(U k) {
   constexpr U sign = U(1) << (8 * sizeof(U) - 1);
-  if (k == U(~U(0))) return from_bits(U(~U(0)));  // all ones: a quiet NaN
+  if (k == U(~U(0))) return bit_cast<T>(U(~U(0)));  // all ones: a quiet NaN
   U u = L2 ? k : U(~k);
   u = (u & sign) ? U(u & ~sign) : U(~u);
-  return from_bits(u);
+  return bit_cast<T>(u);
 }
 
 // The rank of a (distance, ordinal) candidate; ordinals are in [0, INT32_MAX].
