@@ -1,9 +1,10 @@
-// Internal: the pixel-major fast paths of the CUDA adjoints (search backward, wpsum
-// backward). A video is copied once into [b][hd][t][y][x][CV] (channels padded with zeros
-// to CV = 4, 8, 16 or 32) so that one thread per pixel reads a neighbour's channels with
-// CV/4 16-byte loads, and every (query, neighbour) pair is packed once as an 8-byte record
-// (a scalar, a patch code) so that the inner loops make one load per pair and, for
-// patches inside the video, no bounds rule and no divisions.
+// Internal: the pixel-major fast path of the CUDA search backward. A video is copied once
+// into [b][hd][t][y][x][CV] (channels padded with zeros to CV = 4, 8, 16 or 32) so that one
+// thread per pixel reads a neighbour's channels with CV/4 16-byte loads, and every (query,
+// neighbour) pair is packed once as an 8-byte record (a scalar, a patch code) so that the
+// inner loops make one load per pair and, for patches inside the video, no bounds rule
+// and no divisions. Kept apart so the other deterministic adjoints can take the same path
+// (branch next/wpsum-gather).
 #pragma once
 #include <cuda_runtime.h>
 
