@@ -18,12 +18,16 @@ DEFAULTS = dict(nheads=1, dist_type="prod", stride0=4, stride1=1, dilation=1, pt
 
 
 def check_int(name: str, value) -> int:
+    if type(value) is int:  # the usual case, without the slower abstract-class checks
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {value!r}")
     return int(value)
 
 
 def check_bool(name: str, value) -> bool:
+    if value is True or value is False:
+        return value
     if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
         raise TypeError(f"{name}: expected a bool, got {value!r}")
     return bool(value)
