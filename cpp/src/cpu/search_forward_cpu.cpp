@@ -165,7 +165,7 @@ void forward_impl(const SearchArgs& a) {
               }
               const T* src = v1 + f * a.s1.t + row_off[r] + c * a.s1.c;
               if (contiguous_cols) {
-                std::copy(src + xs, src + xs + tw, dst);
+                for (int64_t s = 0; s < tw; ++s) dst[s] = src[xs + s];
                 continue;
               }
               for (int64_t s = 0; s < tw; ++s) dst[s] = col_off[s] < 0 ? T(0) : src[col_off[s]];
