@@ -13,7 +13,7 @@ Comparison: two models with the same seed and the same batches are trained, one 
 search windows follow the flow and one with zero flow (flows=None); both are evaluated on
 the same noisy held-out clip.
 
-    python examples/train_denoiser.py                 # CPU: a few minutes
+    python examples/train_denoiser.py                 # CPU: under a minute
     python examples/train_denoiser.py --steps 50 --device cpu
     python examples/train_denoiser.py --device cuda --steps 1000
 """
