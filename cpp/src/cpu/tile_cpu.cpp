@@ -32,12 +32,13 @@ void unfold_impl(const PatchArgs& a, bool neighbours) {
     }
     const bool ok = !neighbours || detail::valid_ind(a, t, h, w);
     const T* v = vid + b * a.sv.b + hd * a.sv.h;
+    T* o = out + detail::patch_elem(a, b, hd, q, k, 0, 0, 0, 0);
     for (int64_t pk = 0; pk < a.pt; ++pk)
       for (int64_t pi = 0; pi < a.ps; ++pi)
         for (int64_t pj = 0; pj < a.ps; ++pj) {
           const int64_t off = ok ? detail::tap_offset(a, t, h, w, pk, pi, pj, a.sv) : -1;
-          for (int64_t c = 0; c < a.C; ++c)
-            out[detail::patch_elem(a, b, hd, q, k, pk, c, pi, pj)] = off < 0 ? T(0) : v[off + c * a.sv.c];
+          T* dst = o + pk * a.sp[4] + pi * a.sp[6] + pj * a.sp[7];
+          for (int64_t c = 0; c < a.C; ++c) dst[c * a.sp[5]] = off < 0 ? T(0) : v[off + c * a.sv.c];
         }
   }
 }
