@@ -30,24 +30,16 @@ STNLS_HD bool valid_ind(const PatchArgs& a, int64_t t, int64_t h, int64_t w) {
   return t >= 0 && t < a.T && h >= 0 && h < a.H && w >= 0 && w < a.W;
 }
 
-// fold(ones) at pixel (t, y, x): how many query-grid patch taps read it (SPEC "Patches").
-STNLS_HD int64_t coverage_count(const PatchArgs& a, int64_t t, int64_t y, int64_t x) {
-  const int64_t o = a.ps / 2;
-  return geo::coverage(t, a.T, 1, a.T, a.pt, 1, 0, a.reflect_bounds) *
-         geo::coverage(y, a.H, a.stride0, a.nH, a.ps, a.dilation, o, a.reflect_bounds) *
-         geo::coverage(x, a.W, a.stride0, a.nW, a.ps, a.dilation, o, a.reflect_bounds);
+// fold(ones) along each axis (SPEC "Patches"): how many query-grid patch taps read frame
+// t, row y, column x. The coverage count at pixel (t, y, x) is their product.
+STNLS_HD int64_t coverage_t(const PatchArgs& a, int64_t t) {
+  return geo::coverage(t, a.T, 1, a.T, a.pt, 1, 0, a.reflect_bounds);
 }
-
-// fold(ones) at the pixel that tap (pk, pi, pj) of the patch at (t, h, w) is folded into
-// (0 when the tap lies outside the video).
-STNLS_HD int64_t tap_count(const PatchArgs& a, int64_t t, int64_t h, int64_t w, int64_t pk, int64_t pi,
-                           int64_t pj) {
-  const int64_t o = a.ps / 2;
-  const int64_t tt = geo::bound(t + pk, a.T, a.reflect_bounds);
-  const int64_t yy = geo::bound(h + a.dilation * (pi - o), a.H, a.reflect_bounds);
-  const int64_t xx = geo::bound(w + a.dilation * (pj - o), a.W, a.reflect_bounds);
-  if (tt < 0 || yy < 0 || xx < 0) return 0;
-  return coverage_count(a, tt, yy, xx);
+STNLS_HD int64_t coverage_y(const PatchArgs& a, int64_t y) {
+  return geo::coverage(y, a.H, a.stride0, a.nH, a.ps, a.dilation, a.ps / 2, a.reflect_bounds);
+}
+STNLS_HD int64_t coverage_x(const PatchArgs& a, int64_t x) {
+  return geo::coverage(x, a.W, a.stride0, a.nW, a.ps, a.dilation, a.ps / 2, a.reflect_bounds);
 }
 
 // Offset of patch element [b, hd, q, k, pk, c, pi, pj].

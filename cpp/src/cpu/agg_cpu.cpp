@@ -22,12 +22,9 @@ using detail::PatchArgs;
 struct AxisCounts {
   std::vector<int64_t> t_, y_, x_;
   explicit AxisCounts(const PatchArgs& a) : t_(a.T), y_(a.H), x_(a.W) {
-    const int64_t o = a.ps / 2;
-    for (int64_t i = 0; i < a.T; ++i) t_[i] = geo::coverage(i, a.T, 1, a.T, a.pt, 1, 0, a.reflect_bounds);
-    for (int64_t i = 0; i < a.H; ++i)
-      y_[i] = geo::coverage(i, a.H, a.stride0, a.nH, a.ps, a.dilation, o, a.reflect_bounds);
-    for (int64_t i = 0; i < a.W; ++i)
-      x_[i] = geo::coverage(i, a.W, a.stride0, a.nW, a.ps, a.dilation, o, a.reflect_bounds);
+    for (int64_t i = 0; i < a.T; ++i) t_[i] = detail::coverage_t(a, i);
+    for (int64_t i = 0; i < a.H; ++i) y_[i] = detail::coverage_y(a, i);
+    for (int64_t i = 0; i < a.W; ++i) x_[i] = detail::coverage_x(a, i);
   }
   int64_t at(int64_t t, int64_t y, int64_t x) const { return t_[t] * y_[y] * x_[x]; }
 };
