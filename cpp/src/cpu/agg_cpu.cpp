@@ -63,39 +63,20 @@ T weight(const PatchArgs& a, int64_t b, int64_t hd, int64_t q, int64_t k) {
   return static_cast<const T*>(a.weights)[b * a.sw[0] + hd * a.sw[1] + q * a.sw[2] + k * a.sw[3]];
 }
 
-// Offsets of a patch's taps from its centre pixel for strides s, in (pk, pi, pj) order:
-// a patch inside the video reads tap i at centre + off[i], with no bounds rule.
-struct TapOffsets {
-  std::vector<int64_t> off;
-  int64_t lo, hi;  // taps span rows (and columns) centre - lo .. centre + hi
-  TapOffsets(const PatchArgs& a, const detail::Strides6& s) : off(a.pt * a.ps * a.ps) {
-    const int64_t o = a.ps / 2;
-    lo = a.dilation * o, hi = a.dilation * (a.ps - 1 - o);
-    int64_t i = 0;
-    for (int64_t pk = 0; pk < a.pt; ++pk)
-      for (int64_t pi = 0; pi < a.ps; ++pi)
-        for (int64_t pj = 0; pj < a.ps; ++pj, ++i)
-          off[i] = pk * s.t + a.dilation * (pi - o) * s.y + a.dilation * (pj - o) * s.x;
-  }
-  bool inside(const PatchArgs& a, int64_t t, int64_t h, int64_t w) const {
-    return t + a.pt <= a.T && h - lo >= 0 && h + hi < a.H && w - lo >= 0 && w + hi < a.W;
-  }
-};
-
 // Visits query q's valid neighbours and those of their taps that lie in the video on both
 // sides, in (k, tap) order: f(k, tap, src, dst), src (strides s_src, tap table src_taps)
 // in the neighbour's patch, dst where the query's tap is folded (qt, filled for q).
 template <class F>
-void for_each_neighbour_tap(const PatchArgs& a, const QueryTaps& qt, const TapOffsets& src_taps, int64_t b,
+void for_each_neighbour_tap(const PatchArgs& a, const QueryTaps& qt, const PatchTaps& src_taps, int64_t b,
                             int64_t hd, int64_t q, const detail::Strides6& s_src, F&& f) {
-  const int64_t ntap = a.pt * a.ps * a.ps;
+  const int64_t ntap = a.pt * a.ps * a.ps, lo = a.dilation * (a.ps / 2);  // centre - first tap
   for (int64_t k = 0; k < a.K; ++k) {
     int64_t t, h, w;
     if (!neighbour(a, b, hd, q, k, t, h, w)) continue;
-    if (src_taps.inside(a, t, h, w)) {
-      const int64_t centre = t * s_src.t + h * s_src.y + w * s_src.x;
+    if (src_taps.inside(t, h - lo, w - lo)) {
+      const int64_t first = t * s_src.t + (h - lo) * s_src.y + (w - lo) * s_src.x;
       for (int64_t i = 0; i < ntap; ++i)
-        if (qt.dst[i] >= 0) f(k, i, centre + src_taps.off[i], qt.dst[i]);
+        if (qt.dst[i] >= 0) f(k, i, first + src_taps.off[i], qt.dst[i]);
       continue;
     }
     for (int64_t i = 0; i < ntap; ++i) {
@@ -112,7 +93,7 @@ template <class F>
 void for_each_plane_tap(const PatchArgs& a, const AxisCounts& cov, int64_t b, int64_t hd,
                         const detail::Strides6& s_src, const detail::Strides6& s_dst, F&& f) {
   QueryTaps qt(a);
-  const TapOffsets src_taps(a, s_src);
+  const PatchTaps src_taps(a.pt, a.ps, a.dilation, a.T, a.H, a.W, s_src);
   for (int64_t q = 0; q < a.Q; ++q) {
     qt.fill(a, cov, q, s_dst);
     for_each_neighbour_tap(a, qt, src_taps, b, hd, q, s_src,
@@ -164,7 +145,7 @@ void backward_impl(const PatchArgs& a) {
 #pragma omp parallel if (nq * a.K * a.C * ntap > kParallelWork)
   {
     QueryTaps qt(a);
-    const TapOffsets src_taps(a, a.sv);
+    const PatchTaps src_taps(a.pt, a.ps, a.dilation, a.T, a.H, a.W, a.sv);
 #pragma omp for schedule(static)
     for (int64_t g = 0; g < nq; ++g) {
       const int64_t b = g / (a.HD * a.Q), hd = (g / a.Q) % a.HD, q = g % a.Q;

@@ -3,8 +3,6 @@
 // write the same element and the sum order is fixed (bitwise deterministic, no atomics,
 // no scratch); the index walk and bounds of a (query, neighbour, tap) serve every channel
 // of the task.
-#include <vector>
-
 #include "common/backends.h"
 #include "cpu/parallel.h"
 #include "cpu/plane.h"
@@ -32,22 +30,12 @@ void backward_impl(const SearchArgs& a) {
   const int64_t o0 = geo::patch_offset(0, ps, dil, p.use_adj);
   const int64_t work = sh.B * sh.HD * sh.C * sh.Q * sh.K * pt * ps * ps;
 
-  // A patch whose taps all lie inside the video reads tap (pk, pi, pj) at its corner's
-  // offset plus a per-tap constant (one table per strides); border patches go through
-  // the bounds rule. Same offsets either way, so the same sums.
+  // Patches inside the video read their taps through offset tables (one per strides);
+  // border patches go through the bounds rule. Same offsets either way, so the same sums.
   const int64_t ntap = pt * ps * ps;
-  std::vector<int64_t> tap_s0(ntap), tap_s1(ntap), tap_g0(ntap), tap_g1(ntap);
-  for (int64_t i = 0; i < ntap; ++i) {
-    const int64_t pk = i / (ps * ps), dy = dil * ((i / ps) % ps), dx = dil * (i % ps);
-    tap_s0[i] = pk * a.s0.t + dy * a.s0.y + dx * a.s0.x;
-    tap_s1[i] = pk * a.s1.t + dy * a.s1.y + dx * a.s1.x;
-    tap_g0[i] = pk * a.g0.t + dy * a.g0.y + dx * a.g0.x;
-    tap_g1[i] = pk * a.g1.t + dy * a.g1.y + dx * a.g1.x;
-  }
-  const int64_t span = dil * (ps - 1);
-  auto inside = [&](int64_t t, int64_t y, int64_t x) {  // (y, x): the patch's first tap
-    return t + pt <= T_ && y >= 0 && y + span < H && x >= 0 && x + span < W;
-  };
+  const PatchTaps tap_s0(pt, ps, dil, T_, H, W, a.s0), tap_s1(pt, ps, dil, T_, H, W, a.s1);
+  const PatchTaps tap_g0(pt, ps, dil, T_, H, W, a.g0), tap_g1(pt, ps, dil, T_, H, W, a.g1);
+  const bool refl = p.reflect_bounds;
 
   for_each_channel_task(sh.B, sh.HD, sh.C, work, [&](int64_t b, int64_t hd, int64_t c0, int64_t c1) {
     const T* v0 = vid0 + b * a.s0.b + hd * a.s0.h;
@@ -71,7 +59,7 @@ void backward_impl(const SearchArgs& a) {
       const int64_t t = q / (sh.nH * sh.nW);
       const int64_t qh = ((q / sh.nW) % sh.nH) * p.stride0, qw = (q % sh.nW) * p.stride0;
       const int64_t qy = qh + o0 - p.off_H0, qx = qw + o0 - p.off_W0;  // query patch's first tap
-      const bool q_in = inside(t, qy, qx);
+      const bool q_in = tap_s0.inside(t, qy, qx);
       const int64_t q_s0 = t * a.s0.t + qy * a.s0.y + qx * a.s0.x, q_g0 = t * a.g0.t + qy * a.g0.y + qx * a.g0.x;
       for (int64_t k = 0; k < sh.K; ++k) {
         const int32_t* e = inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
@@ -80,17 +68,16 @@ void backward_impl(const SearchArgs& a) {
         if (u < 0 || u >= T_ || y < 0 || y >= H || x < 0 || x >= W) continue;
         const T g = gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]];
         const int64_t cy = y + o0 - p.off_H1, cx = x + o0 - p.off_W1;  // candidate's first tap
-        if (q_in && inside(u, cy, cx)) {
+        if (q_in && tap_s0.inside(u, cy, cx)) {
           const int64_t c_s1 = u * a.s1.t + cy * a.s1.y + cx * a.s1.x, c_g1 = u * a.g1.t + cy * a.g1.y + cx * a.g1.x;
           for (int64_t i = 0; i < ntap; ++i)
-            add(g, q_s0 + tap_s0[i], c_s1 + tap_s1[i], q_g0 + tap_g0[i], c_g1 + tap_g1[i]);
+            add(g, q_s0 + tap_s0.off[i], c_s1 + tap_s1.off[i], q_g0 + tap_g0.off[i], c_g1 + tap_g1.off[i]);
           continue;
         }
         for (int64_t pk = 0; pk < pt; ++pk)
           for (int64_t pi = 0; pi < ps; ++pi)
             for (int64_t pj = 0; pj < ps; ++pj) {
               const int64_t ty = qy + dil * pi, tx = qx + dil * pj, uy = cy + dil * pi, ux = cx + dil * pj;
-              const bool refl = p.reflect_bounds;
               const int64_t r0 = geo::pixel_offset(t + pk, ty, tx, T_, H, W, refl, a.s0.t, a.s0.y, a.s0.x);
               const int64_t r1 = geo::pixel_offset(u + pk, uy, ux, T_, H, W, refl, a.s1.t, a.s1.y, a.s1.x);
               // Write to the gradient at the same pixel that was read (strides may differ).
