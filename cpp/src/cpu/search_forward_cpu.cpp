@@ -2,7 +2,6 @@
 // it gathers the window's pixels (bounds applied) into a small dense tile, so the distance
 // loop runs over contiguous memory and vectorises across the candidates of a window row;
 // the top-k is kept on the fly (never the whole distance volume).
-#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
