@@ -24,7 +24,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <climits>
 #include <string>
 
 #include "common/backends.h"
@@ -396,6 +395,8 @@ IndsView inds_view(const SearchArgs& a) {
   return in;
 }
 
+size_t scalar_bytes(const SearchArgs& a) { return a.dtype == DType::Float32 ? 4 : 8; }
+
 Layout workspace_layout(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
   Layout L{};
@@ -403,7 +404,7 @@ Layout workspace_layout(const SearchArgs& a) {
                         "search backward: more than 2^31 indices or pixels in one call; use batchsize");
   L.n = L.lists.n;
   L.nloc = L.lists.nloc;
-  L.cv = fast_channels(sh.C, a.dtype == DType::Float32 ? 4 : 8);
+  L.cv = fast_channels(sh.C, scalar_bytes(a));
   L.total = L.lists.end;
   if (L.cv > 0) {
     // keys1 - keys0 = vals1 - vals0 = one buffer of n int32 (aligned): two hold n int2.
@@ -520,7 +521,7 @@ struct Chunking {
 
 SearchArgs chunk_args(const SearchArgs& a, int64_t b, int64_t h0, int64_t nb, int64_t nh) {
   SearchArgs c = a;
-  const size_t es = a.dtype == DType::Float32 ? 4 : 8;
+  const size_t es = scalar_bytes(a);
   auto shift = [&](const void* ptr, int64_t sb, int64_t sh, size_t bytes) {
     return static_cast<const void*>(static_cast<const char*>(ptr) + (b * sb + h0 * sh) * static_cast<int64_t>(bytes));
   };
@@ -537,8 +538,7 @@ SearchArgs chunk_args(const SearchArgs& a, int64_t b, int64_t h0, int64_t nb, in
 
 Chunking chunking(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
-  const size_t es = a.dtype == DType::Float32 ? 4 : 8;
-  const size_t grads = 2 * static_cast<size_t>(sh.B * sh.HD * sh.T * sh.C * sh.H * sh.W) * es;
+  const size_t grads = 2 * static_cast<size_t>(sh.B * sh.HD * sh.T * sh.C * sh.H * sh.W) * scalar_bytes(a);
   const size_t all = workspace_layout(a).total;
   if (all <= std::max<size_t>(size_t(64) << 20, grads) || (sh.B == 1 && sh.HD == 1)) return {sh.HD, true, all};
   const size_t budget = std::max<size_t>(size_t(16) << 20, grads);
