@@ -380,9 +380,10 @@ TEST(PatchesCudaSpecial, HeavyOverlapRepeatable) {
   expect_bitwise(rv[0], rv[2], "grad_vid repeat 2");
 }
 
-// Channels-last videos, transposed weights and inds, all on a caller's stream.
-TEST(PatchesCudaSpecial, StridedOnStream) {
-  REQUIRE_CUDA_DEVICE();
+// Channels-last videos, transposed weights and inds, all on a caller's stream (float: the
+// pixel-major wpsum backward; double: the general path).
+template <class T>
+void strided_on_stream() {
   const int64_t B = 2, HD = 2, Tn = 3, C = 6, H = 7, W = 9, K = 4;
   AggParams ap;
   ap.ps = 3, ap.stride0 = 2, ap.pt = 2, ap.dilation = 2;
@@ -391,14 +392,14 @@ TEST(PatchesCudaSpecial, StridedOnStream) {
   const int64_t nH = (H - 1) / 2 + 1, nW = (W - 1) / 2 + 1, Q = Tn * nH * nW;
   const int64_t nv = B * Tn * C * H * W, nw = B * HD * Q * K;
   std::mt19937 rng(11);
-  const std::vector<double> vid = random_vec<double>(rng, nv), wts = random_vec<double>(rng, nw),
-                            gout = random_vec<double>(rng, nv);
+  const std::vector<T> vid = random_vec<T>(rng, nv), wts = random_vec<T>(rng, nw),
+                            gout = random_vec<T>(rng, nv);
   const std::vector<int32_t> inds = random_inds(rng, nw, Tn, H, W);
   // Video memory (B, T, H, W, C); weights memory (B, HD, K, Q); inds memory (3, B, HD, Q, K).
   const std::vector<int64_t> vshape{B, Tn, C, H, W}, vstr{Tn * H * W * C, H * W * C, 1, W * C, C};
   const std::vector<int64_t> wshape{B, HD, Q, K}, wstr{HD * K * Q, K * Q, 1, Q};
   const std::vector<int64_t> ishape{B, HD, Q, K, 3}, istr{HD * Q * K, Q * K, K, 1, B * HD * Q * K};
-  std::vector<double> vid_cl(nv), gout_cl(nv), wts_t(nw);
+  std::vector<T> vid_cl(nv), gout_cl(nv), wts_t(nw);
   std::vector<int32_t> inds_t(nw * 3);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < Tn; ++t)
@@ -414,12 +415,12 @@ TEST(PatchesCudaSpecial, StridedOnStream) {
     wts_t[bh * K * Q + k * Q + q] = wts[e];
     for (int d = 0; d < 3; ++d) inds_t[d * nw + e] = inds[e * 3 + d];
   }
-  const DType f64 = DType::Float64;
+  const DType f64 = dtype_of<T>();
   const ConstView h_vid = contiguous<const void>(vid.data(), f64, vshape, kCpu);
   const ConstView h_gout = contiguous<const void>(gout.data(), f64, vshape, kCpu);
   const ConstView h_wts = contiguous<const void>(wts.data(), f64, wshape, kCpu);
   const ConstView h_inds = contiguous<const void>(inds.data(), DType::Int32, ishape, kCpu);
-  Dev<double> d_vid(vid_cl), d_gout(gout_cl), d_wts(wts_t);
+  Dev<T> d_vid(vid_cl), d_gout(gout_cl), d_wts(wts_t);
   Dev<int32_t> d_inds(inds_t);
   const ConstView g_vid = strided<const void>(d_vid.p, f64, vshape, vstr, kGpu);
   const ConstView g_gout = strided<const void>(d_gout.p, f64, vshape, vstr, kGpu);
@@ -429,8 +430,8 @@ TEST(PatchesCudaSpecial, StridedOnStream) {
   ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
 
   // Outputs channels-last too; read back and transposed to (B, T, C, H, W).
-  auto to_bcthw = [&](const std::vector<double>& cl) {
-    std::vector<double> v(nv);
+  auto to_bcthw = [&](const std::vector<T>& cl) {
+    std::vector<T> v(nv);
     for (int64_t i = 0; i < nv; ++i) {
       const int64_t x = i % W, y = (i / W) % H, c = (i / (W * H)) % C, t = (i / (W * H * C)) % Tn, b = i / (W * H * C * Tn);
       v[i] = cl[b * vstr[0] + t * vstr[1] + c * vstr[2] + y * vstr[3] + x * vstr[4]];
@@ -438,26 +439,26 @@ TEST(PatchesCudaSpecial, StridedOnStream) {
     return v;
   };
   {
-    std::vector<double> ref(nv);
+    std::vector<T> ref(nv);
     wpsum_forward(ap, h_vid, h_wts, h_inds, contiguous<void>(ref.data(), f64, vshape, kCpu));
-    Dev<double> out(std::vector<double>(nv, -12345.0));
+    Dev<T> out(std::vector<T>(nv, -12345.0));
     wpsum_forward(ap, g_vid, g_wts, g_inds, strided<void>(out.p, f64, vshape, vstr, kGpu), stream);
     ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     expect_close(ref, to_bcthw(out.get()), "strided wpsum_forward");
   }
   {
-    std::vector<double> ref_v(nv), ref_w(nw);
+    std::vector<T> ref_v(nv), ref_w(nw);
     wpsum_backward(ap, h_gout, h_vid, h_wts, h_inds, contiguous<void>(ref_v.data(), f64, vshape, kCpu),
                    contiguous<void>(ref_w.data(), f64, wshape, kCpu));
-    Dev<double> ov(std::vector<double>(nv, -12345.0)), ow(std::vector<double>(nw, -12345.0));
+    Dev<T> ov(std::vector<T>(nv, -12345.0)), ow(std::vector<T>(nw, -12345.0));
     const size_t wsb = wpsum_backward_workspace_size(ap, g_vid, g_wts, g_inds);
     Dev<char> ws(wsb);
     wpsum_backward(ap, g_gout, g_vid, g_wts, g_inds, strided<void>(ov.p, f64, vshape, vstr, kGpu),
                    strided<void>(ow.p, f64, wshape, wstr, kGpu), ws.p, wsb, stream);
     ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     expect_close(ref_v, to_bcthw(ov.get()), "strided grad_vid");
-    const std::vector<double> gw_t = ow.get();
-    std::vector<double> gw(nw);
+    const std::vector<T> gw_t = ow.get();
+    std::vector<T> gw(nw);
     for (int64_t e = 0; e < nw; ++e) gw[e] = gw_t[(e / (K * Q)) * K * Q + (e % K) * Q + (e / K) % Q];
     expect_close(ref_w, gw, "strided grad_weights");
   }
@@ -465,11 +466,11 @@ TEST(PatchesCudaSpecial, StridedOnStream) {
     // unfold_k then fold_k through channels-last videos and strided inds.
     const std::vector<int64_t> kshape{B, HD, Q, K, 2, C / HD, 3, 3};
     const int64_t nkp = B * HD * Q * K * 2 * (C / HD) * 9;
-    std::vector<double> ref(nkp), ref_f(nv);
+    std::vector<T> ref(nkp), ref_f(nv);
     unfold_k(tp, h_vid, h_inds, contiguous<void>(ref.data(), f64, kshape, kCpu));
     fold_k(tp, contiguous<const void>(ref.data(), f64, kshape, kCpu), h_inds,
            contiguous<void>(ref_f.data(), f64, vshape, kCpu));
-    Dev<double> pk(std::vector<double>(nkp, -12345.0)), of(std::vector<double>(nv, -12345.0));
+    Dev<T> pk(std::vector<T>(nkp, -12345.0)), of(std::vector<T>(nv, -12345.0));
     unfold_k(tp, g_vid, g_inds, contiguous<void>(pk.p, f64, kshape, kGpu), stream);
     const View o = strided<void>(of.p, f64, vshape, vstr, kGpu);
     const ConstView pkv = contiguous<const void>(pk.p, f64, kshape, kGpu);
@@ -481,6 +482,55 @@ TEST(PatchesCudaSpecial, StridedOnStream) {
     expect_close(ref_f, to_bcthw(of.get()), "strided fold_k");
   }
   cudaStreamDestroy(stream);
+}
+
+TEST(PatchesCudaSpecial, StridedOnStream) {
+  REQUIRE_CUDA_DEVICE();
+  strided_on_stream<double>();
+  strided_on_stream<float>();
+}
+
+// A deterministic wpsum backward whose lists would need more than 64 MiB (and more than the
+// gradients' size) runs per (batch, head) slice reusing one workspace: 2 x 3 slices of
+// 0.88M pairs (float: one head per chunk; double: one batch entry per chunk). Float takes the pixel-major path, double the general one.
+template <class T>
+void chunked_wpsum_backward(uint32_t seed) {
+  const int64_t B = 2, HD = 3, Tn = 3, C = 12, H = 96, W = 96, K = 32, Q = Tn * H * W;
+  AggParams ap;
+  ap.ps = 3, ap.stride0 = 1;
+  const int64_t nv = B * Tn * C * H * W, nw = B * HD * Q * K;
+  std::mt19937 rng(seed);
+  const std::vector<T> vid = random_vec<T>(rng, nv), wts = random_vec<T>(rng, nw), gout = random_vec<T>(rng, nv);
+  const std::vector<int32_t> inds = random_inds(rng, nw, Tn, H, W);
+  const std::vector<int64_t> vshape{B, Tn, C, H, W}, wshape{B, HD, Q, K}, ishape{B, HD, Q, K, 3};
+  const DType dt = dtype_of<T>();
+  std::vector<T> ref_v(nv), ref_w(nw);
+  wpsum_backward(ap, contiguous<const void>(gout.data(), dt, vshape, kCpu),
+                 contiguous<const void>(vid.data(), dt, vshape, kCpu),
+                 contiguous<const void>(wts.data(), dt, wshape, kCpu),
+                 contiguous<const void>(inds.data(), DType::Int32, ishape, kCpu),
+                 contiguous<void>(ref_v.data(), dt, vshape, kCpu), contiguous<void>(ref_w.data(), dt, wshape, kCpu));
+  Dev<T> d_vid(vid), d_wts(wts), d_gout(gout), ov(std::vector<T>(nv, T(-12345))), ow(std::vector<T>(nw, T(-12345)));
+  Dev<int32_t> d_inds(inds);
+  const ConstView gv = contiguous<const void>(d_vid.p, dt, vshape, kGpu);
+  const ConstView gw = contiguous<const void>(d_wts.p, dt, wshape, kGpu);
+  const ConstView gi = contiguous<const void>(d_inds.p, DType::Int32, ishape, kGpu);
+  const size_t wsb = wpsum_backward_workspace_size(ap, gv, gw, gi);
+  // The whole call's lists alone take 16 bytes x 5.3M pairs = 85 MB; a chunk stays within
+  // max(16 MiB, the gradients: 24 MB in float, 48 MB in double).
+  EXPECT_LE(wsb, std::max(size_t(16) << 20, static_cast<size_t>(nv + nw) * sizeof(T)));
+  Dev<char> ws(wsb);
+  wpsum_backward(ap, contiguous<const void>(d_gout.p, dt, vshape, kGpu), gv, gw, gi,
+                 contiguous<void>(ov.p, dt, vshape, kGpu), contiguous<void>(ow.p, dt, wshape, kGpu), ws.p, wsb);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  expect_close(ref_v, ov.get(), "chunked grad_vid");
+  expect_close(ref_w, ow.get(), "chunked grad_weights");
+}
+
+TEST(PatchesCudaSpecial, ChunkedWpsumBackward) {
+  REQUIRE_CUDA_DEVICE();
+  chunked_wpsum_backward<float>(21);
+  chunked_wpsum_backward<double>(22);
 }
 
 // A workspace shorter than *_workspace_size asks for is refused before any kernel runs.

@@ -7,13 +7,19 @@
 //    folded into; the per-axis coverage counts are tabulated in the workspace.
 //    grad_weights: one thread per (q, k), taps and channels summed in the CPU's order.
 //    grad_vid, deterministic: gather over the inverse lists of inds (tile.cu); otherwise a
-//    scatter with atomicAdd into a zeroed output.
+//    scatter with atomicAdd into a zeroed output. Float with C per head <= 32 takes the
+//    pixel-major path of agg_backward_fast.cuh (both gradients). Large deterministic calls
+//    run in chunks of (batch, head) slices to bound the workspace (see Chunking).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <climits>
 #include <string>
+#include <type_traits>
 
 #include "common/backends.h"
 #include "common/dispatch.h"
+#include "cuda/agg_backward_fast.cuh"
 #include "cuda/patch_common.cuh"
 
 namespace stnls {
@@ -201,39 +207,46 @@ void launch_grad_vid_gather(const PatchArgs& a, const int32_t* cov, const patch:
   check_launch("grad_vid_gather_kernel");
 }
 
-// Workspace: the coverage tables, then (deterministic) the inverse lists.
+// Workspace: the coverage tables, then (deterministic) the inverse lists. The fast path
+// (float, C per head <= 32) packs its records over the lists' two sort key buffers once
+// the list starts are built, and puts its two pixel-major copies over the sort's scratch.
 struct BwdLayout {
   size_t cov_bytes = 0;
   patch::ListLayout lists;
+  int cv = 0;              // fast path channels (0: general path)
+  size_t g = 0, v = 0;     // fast path: pixel-major grad_out / count and vid
   size_t total = 0;
 };
 BwdLayout backward_layout(const PatchArgs& a) {
   BwdLayout L;
   L.cov_bytes = patch::align256(static_cast<size_t>(a.T + a.H + a.W) * sizeof(int32_t));
   L.total = L.cov_bytes;
-  if (a.deterministic) {
-    L.lists = patch::list_layout(a, L.cov_bytes);
-    L.total = L.lists.end;
+  if (!a.deterministic) return L;
+  L.lists = patch::list_layout(a, L.cov_bytes);
+  L.total = L.lists.end;
+  L.cv = pixel::fast_channels(a.C, a.dtype == DType::Float32 ? 4 : 8);
+  if (L.cv > 0) {
+    const size_t copy = patch::align256(static_cast<size_t>(a.B * a.HD * a.T * a.H * a.W) * L.cv * sizeof(float));
+    L.g = L.lists.cub;
+    L.v = L.g + copy;
+    L.total = std::max(L.total, L.v + copy);
   }
   return L;
 }
 
 template <class T>
-void backward_impl(const PatchArgs& a, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+void backward_chunk(const PatchArgs& a, char* ws, cudaStream_t stream) {
   const BwdLayout L = backward_layout(a);
-  patch::check_workspace("wpsum_backward", L.total, workspace, workspace_bytes);
-  char* ws = static_cast<char*>(workspace);
   int32_t* cov = reinterpret_cast<int32_t*>(ws);
   coverage_kernel<<<patch::blocks_for(a.T + a.H + a.W), kThreads, 0, stream>>>(a, cov);
   check_launch("coverage_kernel");
 
   const int64_t nqk = a.B * a.HD * a.Q * a.K;
-  if (nqk > 0) {
-    grad_weights_kernel<T><<<patch::blocks_for(nqk), kThreads, 0, stream>>>(a, cov, nqk);
-    check_launch("grad_weights_kernel");
-  }
-
   if (!a.deterministic) {
+    if (nqk > 0) {
+      grad_weights_kernel<T><<<patch::blocks_for(nqk), kThreads, 0, stream>>>(a, cov, nqk);
+      check_launch("grad_weights_kernel");
+    }
     patch::zero_video(a, static_cast<T*>(a.out), a.so, stream);
     const int64_t total = nqk * a.pt * a.ps * a.ps;
     if (total == 0) return;
@@ -242,10 +255,93 @@ void backward_impl(const PatchArgs& a, void* workspace, size_t workspace_bytes, 
     return;
   }
   const patch::Lists lists = patch::build_lists(a, L.lists, ws, stream);
+  if constexpr (sizeof(T) == 4) {
+    if (L.cv > 0) {
+      int2* rec = reinterpret_cast<int2*>(ws + L.lists.keys0);
+      float* g = reinterpret_cast<float*>(ws + L.g);
+      float* v = reinterpret_cast<float*>(ws + L.v);
+      const auto run = [&](auto cv) {
+        agg_fast::backward<decltype(cv)::value>(a, cov, lists.start, lists.entries, L.lists.n, rec, g, v, stream);
+      };
+      switch (L.cv) {
+        case 4: return run(std::integral_constant<int, 4>{});
+        case 8: return run(std::integral_constant<int, 8>{});
+        case 16: return run(std::integral_constant<int, 16>{});
+        default: return run(std::integral_constant<int, 32>{});
+      }
+    }
+  }
+  if (nqk > 0) {
+    grad_weights_kernel<T><<<patch::blocks_for(nqk), kThreads, 0, stream>>>(a, cov, nqk);
+    check_launch("grad_weights_kernel");
+  }
   // Four channels per thread here: 16 measured 9% slower (its list walk is latency-bound,
   // and a quarter of the threads hide less of it).
   if (patch::channel_group(a) == 4) launch_grad_vid_gather<T, 4>(a, cov, lists, stream);
   else launch_grad_vid_gather<T, 1>(a, cov, lists, stream);
+}
+
+// The deterministic workspace grows with the (query, neighbour) pairs (16 bytes each for
+// the lists) and the pixels (two pixel-major copies), so a large backward runs over chunks
+// of (batch, head) slices, which are independent, reusing one workspace: the whole call at
+// once when its workspace is at most max(64 MiB, G), G = the gradients' own size
+// (grad_vid + grad_weights); else one batch entry and as many heads per chunk as keep the
+// workspace at most max(16 MiB, G) (at least one head). This is the search backward's rule;
+// results do not depend on the chunking. A call too large for the lists' int32 positions
+// is chunked too, so only a single (batch, head) slice that large is refused.
+struct Chunking {
+  int64_t heads;  // heads per chunk; == HD with whole: one chunk
+  bool whole;
+  size_t bytes;   // workspace: the largest chunk's
+};
+
+PatchArgs chunk_args(const PatchArgs& a, int64_t b, int64_t h0, int64_t nb, int64_t nh) {
+  PatchArgs c = a;
+  const int64_t es = a.dtype == DType::Float32 ? 4 : 8;
+  auto at = [&](const void* p, int64_t sb, int64_t sh, int64_t bytes) {
+    return static_cast<const char*>(p) + (b * sb + h0 * sh) * bytes;
+  };
+  c.vid = at(a.vid, a.sv.b, a.sv.h, es);
+  c.out = const_cast<char*>(at(a.out, a.so.b, a.so.h, es));
+  c.grad_out = at(a.grad_out, a.sg.b, a.sg.h, es);
+  c.weights = at(a.weights, a.sw[0], a.sw[1], es);
+  c.grad_weights = const_cast<char*>(at(a.grad_weights, a.sgw[0], a.sgw[1], es));
+  c.inds = reinterpret_cast<const int32_t*>(at(a.inds, a.si[0], a.si[1], sizeof(int32_t)));
+  c.B = nb;
+  c.HD = nh;
+  return c;
+}
+
+Chunking chunking(const PatchArgs& a) {
+  if (!a.deterministic) return {a.HD, true, backward_layout(a).total};
+  const size_t es = a.dtype == DType::Float32 ? 4 : 8;
+  const size_t grads = static_cast<size_t>(a.B * a.HD * (a.T * a.C * a.H * a.W + a.Q * a.K)) * es;
+  const bool fits_lists = a.B * a.HD * a.Q * a.K < INT32_MAX && a.B * a.HD * a.T * a.H * a.W < INT32_MAX;
+  if (a.B * a.HD == 1 || fits_lists) {
+    const size_t all = backward_layout(a).total;  // throws for a single slice that is too large
+    if (all <= std::max<size_t>(size_t(64) << 20, grads) || a.B * a.HD == 1) return {a.HD, true, all};
+  }
+  const size_t budget = std::max<size_t>(size_t(16) << 20, grads);
+  int64_t h = a.HD;
+  size_t bytes = 0;
+  for (; h >= 1; --h) {
+    const PatchArgs c = chunk_args(a, 0, 0, 1, h);
+    if (h > 1 && (c.Q * c.K * h >= INT32_MAX || c.T * c.H * c.W * h >= INT32_MAX)) continue;
+    bytes = backward_layout(c).total;
+    if (bytes <= budget || h == 1) break;
+  }
+  return {h, false, bytes};
+}
+
+template <class T>
+void backward_impl(const PatchArgs& a, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  const Chunking ch = chunking(a);
+  patch::check_workspace("wpsum_backward", ch.bytes, workspace, workspace_bytes);
+  char* ws = static_cast<char*>(workspace);
+  if (ch.whole) return backward_chunk<T>(a, ws, stream);
+  for (int64_t b = 0; b < a.B; ++b)
+    for (int64_t h0 = 0; h0 < a.HD; h0 += ch.heads)
+      backward_chunk<T>(chunk_args(a, b, h0, 1, std::min(ch.heads, a.HD - h0)), ws, stream);
 }
 
 }  // namespace
@@ -265,7 +361,7 @@ void wpsum_forward(const detail::PatchArgs& a, void* stream) {
 
 size_t wpsum_backward_workspace_size(const detail::PatchArgs& a) {
   DeviceGuard guard(a.device.index);
-  return backward_layout(a).total;
+  return chunking(a).bytes;
 }
 
 void wpsum_backward(const detail::PatchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {

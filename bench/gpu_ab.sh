@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Same-run A/B of a base revision against the working tree on one GPU machine: both are
+# built side by side (CMake for sm_90 + a pip install each), then the chosen steps run for
+# base and new in turn, so the two are timed on the same GPU in the same call.
+#   locally:    bash bench/gpu_ab.sh prepare REV   # exports REV into .ab_base/ (git-ignored)
+#   on the GPU: OUT=$OUT bash bench/gpu_ab.sh run [tests] [timing] [attention] [breakdown]
+#               (device tool: carry [".ab_base", ".whl"])
+#   tests      ctest of the new build (all CUDA GoogleTests)
+#   timing     the search timing program (bench/search_cuda_timing.cpp), base and new
+#   attention  bench/attention.py --device cuda (stnls and torch-local), base and new
+#   breakdown  bench/attention_breakdown.py (kernel times and peak memory), base and new
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
+cmd="${1:-}"; shift || true
+if [[ "$cmd" == prepare ]]; then
+  rm -rf .ab_base && mkdir .ab_base && git archive "${1:-main}" | tar -x -C .ab_base
+  echo "base $(git rev-parse --short "${1:-main}") in .ab_base"; exit 0
+fi
+[[ "$cmd" == run ]] || { echo "usage: $0 prepare REV | run [tests] [timing] [attention] [breakdown]"; exit 2; }
+out="${OUT:-gpu_logs}"; mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+steps=" ${*:-tests timing attention breakdown} "
+has() { [[ "$steps" == *" $1 "* ]]; }
+nvidia-smi -L
+if ls .whl/*.whl >/dev/null 2>&1; then  # wheels the GPU machine lacks (no internet there)
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/deps .whl/*.whl
+fi
+build() {  # build SRC NAME: CMake tree /tmp/ab/NAME/build, python package in /tmp/ab/NAME/site
+  local src="$1" dir="/tmp/ab/$2"; mkdir -p "$dir"
+  cmake -S "$src" -B "$dir/build" -G Ninja -DSTNLS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DSTNLS_BUILD_TESTS=ON -DSTNLS_INSTALL=OFF > "$dir/build.log" 2>&1 &&
+    cmake --build "$dir/build" -j 8 >> "$dir/build.log" 2>&1 &&
+    (cd "$src" && STNLS_CUDA=ON CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=90 CMAKE_BUILD_PARALLEL_LEVEL=8 \
+      python3 -m pip install --no-build-isolation --no-deps -q --target "$dir/site" . >> "$dir/build.log" 2>&1) ||
+    { echo "build of $2 failed"; tail -30 "$dir/build.log"; return 1; }
+}
+build "$root/.ab_base" base & build "$root" new & wait
+[[ -d /tmp/ab/base/site/stnls && -d /tmp/ab/new/site/stnls ]] || exit 1
+py() { PYTHONPATH="/tmp/ab/$1/site:/tmp/deps" python3 "${@:2}"; }
+if has tests; then
+  (cd /tmp/ab/new/build && ctest -j 8 --output-on-failure > "$out/ctest.log" 2>&1); tail -3 "$out/ctest.log"
+fi
+for v in base new; do
+  timing="$(find /tmp/ab/$v/build -name stnls_search_cuda_timing -type f | head -1)"
+  if has timing && [[ -n "$timing" ]]; then echo "== timing $v"; "$timing" 20 2>&1 | tee "$out/timing_$v.log" | tail -12; fi
+  if has attention; then
+    echo "== attention $v"
+    (cd /tmp && py "$v" "$root/bench/attention.py" --device cuda --methods stnls,torch-local --repeats 5 \
+      --json "$out/attention_$v.json") > "$out/attention_$v.log" 2>&1; tail -8 "$out/attention_$v.log"
+  fi
+  if has breakdown; then
+    echo "== breakdown $v"
+    (cd /tmp && py "$v" "$root/bench/attention_breakdown.py") > "$out/breakdown_$v.log" 2>&1; tail -40 "$out/breakdown_$v.log"
+  fi
+done
