@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .. import _C
-from .._params import normalize, output_sizes, pack, to_core, unpack
+from .._params import core_of, normalize, output_sizes, pack, unpack
 from ._common import check_tensor as _check_tensor, on_device, stream as _stream, workspace as _workspace
 
 
@@ -25,7 +25,7 @@ def _flow(flow: Optional[Tensor], vid0: Tensor) -> Optional[Tensor]:
 def search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: Optional[Tensor],
                    ints: List[int], bools: List[bool], dist_type: str) -> Tuple[Tensor, Tensor]:
     """dists (B,HD,Q,K), inds (B,HD,Q,K,3) int32; see stnls.search.nls."""
-    params = to_core(unpack(ints, bools, dist_type))
+    params = core_of(tuple(ints), tuple(bools), dist_type)
     # DLPack refuses tensors that require grad; autograd is handled around the op.
     vid0, vid1 = vid0.detach(), vid1.detach()
     fflow = fflow.detach() if fflow is not None else None
@@ -50,7 +50,7 @@ def _(vid0, vid1, fflow, bflow, ints, bools, dist_type):
 def search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tensor, ints: List[int],
                     bools: List[bool], dist_type: str, deterministic: bool) -> Tuple[Tensor, Tensor]:
     """(grad_vid0, grad_vid1) of sum(grad_dists * dists)."""
-    params = to_core(unpack(ints, bools, dist_type), deterministic)
+    params = core_of(tuple(ints), tuple(bools), dist_type, deterministic)
     grad_dists, vid0, vid1 = grad_dists.detach(), vid0.detach(), vid1.detach()
     grad0 = torch.empty_like(vid0, memory_format=torch.contiguous_format)
     grad1 = torch.empty_like(vid1, memory_format=torch.contiguous_format)
