@@ -117,27 +117,30 @@ def setup(device):
     return rows
 
 
-def per_call_us(fn, iters, repeats, device):
-    """Best of `repeats` batches of `iters` calls, in microseconds per call."""
+def per_call_us(fns, iters, repeats, device):
+    """{row: best of `repeats` batches of `iters` calls, in microseconds per call}. The rows
+    take turns batch by batch, so a slow spell of the machine hits them all alike."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(max(10, iters // 10)):
-        fn()
-    sync()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(iters):
+    for fn in fns.values():
+        for _ in range(max(10, iters // 10)):
             fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return best / iters * 1e6
+    sync()
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            sync()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: t / iters * 1e6 for name, t in best.items()}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--iters", type=int, default=2000)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--iters", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--profile", metavar="OP.ROW", help="cProfile one row, e.g. search_fwd.public")
     ap.add_argument("--top", type=int, default=25)
     a = ap.parse_args()
@@ -148,7 +151,7 @@ def main():
     if a.profile:
         op, row = a.profile.split(".")
         fn = rows[op][row]
-        per_call_us(fn, 100, 1, device)
+        per_call_us({row: fn}, 100, 1, device)
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(a.iters):
@@ -164,7 +167,7 @@ def main():
     names = ("public", "module", "autograd", "op", "impl", "_C", "_C caps")
     print(f"{'op':<12}" + "".join(f"{n:>17}" for n in names))
     for op, fns in rows.items():
-        t = {n: per_call_us(fn, a.iters, a.repeats, device) for n, fn in fns.items()}
+        t = per_call_us(fns, a.iters, a.repeats, device)
         cells = []
         for n in names:
             if n not in t:
