@@ -39,11 +39,10 @@ def wpsum_backward_op(grad_out: Tensor, vid: Tensor, weights: Tensor, inds: Tens
     vid, weights, grad_out = vid.detach(), weights.detach(), grad_out.detach()
     grad_vid = torch.empty_like(vid, memory_format=torch.contiguous_format)
     grad_weights = torch.empty_like(weights, memory_format=torch.contiguous_format)
-    # Handed over once, for the workspace query and the backward.
-    v, w, i = dlpack(vid), dlpack(weights), dlpack(inds)
-    with on_device(vid):
+    with on_device(vid):  # one block (the workspace names its device), dlpack inside
+        # Handed over once, for the workspace query and the backward.
+        v, w, i = dlpack(vid), dlpack(weights), dlpack(inds)
         ws = workspace(_C.wpsum_backward_workspace_size(core, v, w, i), vid)
-    with on_device(vid):
         _C.wpsum_backward(core, dlpack(grad_out), v, w, i, dlpack(grad_vid), dlpack(grad_weights), dlpack(ws),
                           stream=stream(vid))
     return grad_vid, grad_weights

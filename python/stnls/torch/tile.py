@@ -66,11 +66,10 @@ def fold_k_op(patches: Tensor, inds: Tensor, vid_shape: List[int], dilation: int
     core = to_core(p, deterministic=deterministic)
     out = patches.new_empty(tuple(vid_shape))
     patches = patches.detach()
-    # Handed over once, for the workspace query and the fold.
-    a, i, o = dlpack(patches), dlpack(inds), dlpack(out)
-    with on_device(patches):
+    with on_device(patches):  # one block (the workspace names its device), dlpack inside
+        # Handed over once, for the workspace query and the fold.
+        a, i, o = dlpack(patches), dlpack(inds), dlpack(out)
         ws = workspace(_C.fold_k_workspace_size(core, a, i, o), patches)
-    with on_device(patches):
         _C.fold_k(core, a, i, o, dlpack(ws), stream=stream(patches))
     return out
 
