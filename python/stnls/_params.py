@@ -2,6 +2,7 @@
 packing used by the torch ops. Shared by the array and torch adapters."""
 from __future__ import annotations
 
+import functools
 import numbers
 
 # Keywords of the 2023 API accepted without effect on results (they tuned the old kernels).
@@ -33,18 +34,24 @@ def check_bool(name: str, value) -> bool:
     return bool(value)
 
 
+# Every keyword normalize accepts; built once, as normalize runs on every torch call.
+_KNOWN = frozenset(DEFAULTS) | frozenset(TUNING_KNOBS) | {"batchsize"}
+
+
 def normalize(ws, wt, ps, k, **kw) -> dict:
     """All search parameters as a checked dict (tuning knobs dropped, batchsize checked)."""
-    unknown = set(kw) - set(DEFAULTS) - set(TUNING_KNOBS) - {"batchsize"}
-    if unknown:
+    if not _KNOWN.issuperset(kw):
+        unknown = set(kw) - _KNOWN
         raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
     p = dict(DEFAULTS)
     p.update({key: v for key, v in kw.items() if key in DEFAULTS})
     p.update(ws=ws, wt=wt, ps=ps, k=k)
     for name in INT_PARAMS:
-        p[name] = check_int(name, p[name])
+        if type(p[name]) is not int:  # plain ints (the usual case) need no call
+            p[name] = check_int(name, p[name])
     for name in BOOL_PARAMS:
-        p[name] = check_bool(name, p[name])
+        if p[name] is not True and p[name] is not False:
+            p[name] = check_bool(name, p[name])
     if p["dist_type"] not in ("prod", "l2"):
         raise ValueError(f"dist_type: expected 'prod' or 'l2', got {p['dist_type']!r}")
     if "batchsize" in kw and kw["batchsize"] is not None:
@@ -53,12 +60,22 @@ def normalize(ws, wt, ps, k, **kw) -> dict:
 
 
 def to_core(p: dict, deterministic: bool = True):
-    """The binding's SearchParams object for a normalized dict."""
+    """The binding's SearchParams object for a normalized dict (shared: never modify it)."""
+    ints, bools, dist_type = pack(p)
+    return core_of(tuple(ints), tuple(bools), dist_type, deterministic)
+
+
+@functools.lru_cache(maxsize=256)
+def core_of(ints: tuple, bools: tuple, dist_type: str, deterministic: bool = True):
+    """The SearchParams of packed parameters. Setting its 19 fields through the binding costs
+    several microseconds, on every call of an op, so each distinct set is built once; the
+    object is shared between calls and must not be modified."""
     from . import _C
 
     c = _C.SearchParams()
-    for name in INT_PARAMS + BOOL_PARAMS + ("dist_type",):
-        setattr(c, name, p[name])
+    for name, value in zip(INT_PARAMS + BOOL_PARAMS, ints + bools):
+        setattr(c, name, value)
+    c.dist_type = dist_type
     c.deterministic = deterministic
     return c
 

@@ -2,6 +2,8 @@
 the binding's parameter objects, and the output shapes (also used by torch's fake tensors)."""
 from __future__ import annotations
 
+import functools
+
 from ._params import check_bool, check_int
 
 
@@ -16,10 +18,18 @@ def normalize(ps, stride0=1, pt=1, dilation=1, reflect_bounds=True) -> dict:
 
 
 def to_core(p: dict, kind: str = "tile", deterministic: bool = True):
+    """The binding's TileParams or AggParams object for p (shared: never modify it)."""
+    return _core_of(kind, deterministic, tuple(p.items()))
+
+
+@functools.lru_cache(maxsize=256)
+def _core_of(kind: str, deterministic: bool, items: tuple):
+    # Built once per distinct set: setting the fields through the binding costs more than
+    # the lookup, on every call of an op.
     from . import _C
 
     c = _C.TileParams() if kind == "tile" else _C.AggParams()
-    for name, value in p.items():
+    for name, value in items:
         setattr(c, name, value)
     c.deterministic = deterministic
     return c

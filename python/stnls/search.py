@@ -12,13 +12,14 @@ from ._dispatch import is_torch
 from ._params import normalize
 
 
-# Arguments of nls/nls_backward that are not search parameters.
-_TENSORS = ("vid0", "vid1", "fflow", "bflow", "grad_dists", "inds", "tuning")
+# Arguments of nls/nls_backward that are not keyword parameters of normalize().
+_NOT_KW = frozenset(("vid0", "vid1", "fflow", "bflow", "grad_dists", "inds", "tuning",
+                     "ws", "wt", "ps", "k"))
 
 
 def _normalize(args: dict) -> dict:
     """The checked parameters of an nls/nls_backward call, from its locals()."""
-    kw = {name: v for name, v in args.items() if name not in _TENSORS + ("ws", "wt", "ps", "k")}
+    kw = {name: v for name, v in args.items() if name not in _NOT_KW}
     return normalize(args["ws"], args["wt"], args["ps"], args["k"], **kw, **args["tuning"])
 
 

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .. import _C
 from .._patch_params import normalize, to_core
-from ._common import check_tensor, on_device, stream, workspace
+from ._common import check_tensor, dlpack, on_device, stream, workspace
 
 
 def _core(ps, stride0, pt, dilation, reflect_bounds, deterministic=True):
@@ -22,8 +22,8 @@ def wpsum_op(vid: Tensor, weights: Tensor, inds: Tensor, ps: int, stride0: int, 
              reflect_bounds: bool) -> Tensor:
     out = torch.empty_like(vid, memory_format=torch.contiguous_format)
     with on_device(vid):
-        _C.wpsum_forward(_core(ps, stride0, pt, dilation, reflect_bounds), vid.detach(), weights.detach(), inds,
-                         out, stream=stream(vid))
+        _C.wpsum_forward(_core(ps, stride0, pt, dilation, reflect_bounds), dlpack(vid.detach()),
+                         dlpack(weights.detach()), dlpack(inds), dlpack(out), stream=stream(vid))
     return out
 
 
@@ -39,10 +39,12 @@ def wpsum_backward_op(grad_out: Tensor, vid: Tensor, weights: Tensor, inds: Tens
     vid, weights, grad_out = vid.detach(), weights.detach(), grad_out.detach()
     grad_vid = torch.empty_like(vid, memory_format=torch.contiguous_format)
     grad_weights = torch.empty_like(weights, memory_format=torch.contiguous_format)
-    with on_device(vid):
-        ws = workspace(_C.wpsum_backward_workspace_size(core, vid, weights, inds), vid)
-    with on_device(vid):
-        _C.wpsum_backward(core, grad_out, vid, weights, inds, grad_vid, grad_weights, ws, stream=stream(vid))
+    with on_device(vid):  # one block (the workspace names its device), dlpack inside
+        # Handed over once, for the workspace query and the backward.
+        v, w, i = dlpack(vid), dlpack(weights), dlpack(inds)
+        ws = workspace(_C.wpsum_backward_workspace_size(core, v, w, i), vid)
+        _C.wpsum_backward(core, dlpack(grad_out), v, w, i, dlpack(grad_vid), dlpack(grad_weights), dlpack(ws),
+                          stream=stream(vid))
     return grad_vid, grad_weights
 
 

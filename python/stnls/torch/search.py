@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 from .. import _C
-from .._params import normalize, output_sizes, pack, to_core, unpack
-from ._common import check_tensor as _check_tensor, on_device, stream as _stream, workspace as _workspace
+from .._params import core_of, normalize, output_sizes, pack, unpack
+from ._common import check_tensor as _check_tensor, dlpack as _dlpack, on_device, stream as _stream, \
+    workspace as _workspace
 
 
 def _flow(flow: Optional[Tensor], vid0: Tensor) -> Optional[Tensor]:
@@ -25,18 +26,21 @@ def _flow(flow: Optional[Tensor], vid0: Tensor) -> Optional[Tensor]:
 def search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: Optional[Tensor],
                    ints: List[int], bools: List[bool], dist_type: str) -> Tuple[Tensor, Tensor]:
     """dists (B,HD,Q,K), inds (B,HD,Q,K,3) int32; see stnls.search.nls."""
-    params = to_core(unpack(ints, bools, dist_type))
+    params = core_of(tuple(ints), tuple(bools), dist_type)
     # DLPack refuses tensors that require grad; autograd is handled around the op.
     vid0, vid1 = vid0.detach(), vid1.detach()
     fflow = fflow.detach() if fflow is not None else None
     bflow = bflow.detach() if bflow is not None else None
+    # One block: the allocations inside name their device; _dlpack checks the device as
+    # __dlpack__ would, so it runs inside too.
     with on_device(vid0):
-        sizes = _C.search_shape(params, vid0, vid1)
-    shape = (sizes["B"], sizes["HD"], sizes["Q"], sizes["K"])
-    dists = torch.empty(shape, dtype=vid0.dtype, device=vid0.device)
-    inds = torch.empty(shape + (3,), dtype=torch.int32, device=vid0.device)
-    with on_device(vid0):
-        _C.search_forward(params, vid0, vid1, fflow, bflow, dists, inds, stream=_stream(vid0))
+        # The videos are handed over once, for the shape query and the search.
+        v0, v1, fflow, bflow = _dlpack(vid0), _dlpack(vid1), _dlpack(fflow), _dlpack(bflow)
+        sizes = _C.search_shape(params, v0, v1)
+        shape = (sizes["B"], sizes["HD"], sizes["Q"], sizes["K"])
+        dists = torch.empty(shape, dtype=vid0.dtype, device=vid0.device)
+        inds = torch.empty(shape + (3,), dtype=torch.int32, device=vid0.device)
+        _C.search_forward(params, v0, v1, fflow, bflow, _dlpack(dists), _dlpack(inds), stream=_stream(vid0))
     return dists, inds
 
 
@@ -50,17 +54,18 @@ def _(vid0, vid1, fflow, bflow, ints, bools, dist_type):
 def search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tensor, ints: List[int],
                     bools: List[bool], dist_type: str, deterministic: bool) -> Tuple[Tensor, Tensor]:
     """(grad_vid0, grad_vid1) of sum(grad_dists * dists)."""
-    params = to_core(unpack(ints, bools, dist_type), deterministic)
+    params = core_of(tuple(ints), tuple(bools), dist_type, deterministic)
     grad_dists, vid0, vid1 = grad_dists.detach(), vid0.detach(), vid1.detach()
     grad0 = torch.empty_like(vid0, memory_format=torch.contiguous_format)
     grad1 = torch.empty_like(vid1, memory_format=torch.contiguous_format)
-    with on_device(vid0):
-        nbytes = _C.search_backward_workspace_size(params, vid0, vid1, inds)
-    # Scratch comes from torch's caching allocator, on the caller's stream.
-    workspace = _workspace(nbytes, vid0)
-    with on_device(vid0):
-        _C.search_backward(params, grad_dists, inds, vid0, vid1, grad0, grad1, workspace,
-                           stream=_stream(vid0))
+    with on_device(vid0):  # one block (the workspace names its device), _dlpack inside
+        # Handed over once, for the workspace query and the backward.
+        i, v0, v1 = _dlpack(inds), _dlpack(vid0), _dlpack(vid1)
+        nbytes = _C.search_backward_workspace_size(params, v0, v1, i)
+        # Scratch comes from torch's caching allocator, on the caller's stream.
+        workspace = _workspace(nbytes, vid0)
+        _C.search_backward(params, _dlpack(grad_dists), i, v0, v1, _dlpack(grad0), _dlpack(grad1),
+                           _dlpack(workspace), stream=_stream(vid0))
     return grad0, grad1
 
 

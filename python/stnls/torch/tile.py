@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .. import _C
 from .._patch_params import to_core, unfold_k_shape, unfold_shape
-from ._common import check_tensor, on_device, stream, workspace
+from ._common import check_tensor, dlpack, on_device, stream, workspace
 
 
 def _p(ps, stride0, pt, dilation, reflect_bounds):
@@ -21,7 +21,7 @@ def unfold_op(vid: Tensor, ps: int, stride0: int, pt: int, dilation: int, reflec
     p = _p(ps, stride0, pt, dilation, reflect_bounds)
     out = vid.new_empty(unfold_shape(tuple(vid.shape), p))
     with on_device(vid):
-        _C.unfold(to_core(p), vid.detach(), out, stream=stream(vid))
+        _C.unfold(to_core(p), dlpack(vid.detach()), dlpack(out), stream=stream(vid))
     return out
 
 
@@ -35,7 +35,7 @@ def fold_op(patches: Tensor, vid_shape: List[int], stride0: int, dilation: int, 
     p = _p(patches.shape[-1], stride0, patches.shape[-4], dilation, reflect_bounds)
     out = patches.new_empty(tuple(vid_shape))
     with on_device(patches):
-        _C.fold(to_core(p), patches.detach(), out, stream=stream(patches))
+        _C.fold(to_core(p), dlpack(patches.detach()), dlpack(out), stream=stream(patches))
     return out
 
 
@@ -49,7 +49,7 @@ def unfold_k_op(vid: Tensor, inds: Tensor, ps: int, pt: int, dilation: int, refl
     p = _p(ps, 1, pt, dilation, reflect_bounds)
     out = vid.new_empty(unfold_k_shape(tuple(vid.shape), tuple(inds.shape), p))
     with on_device(vid):
-        _C.unfold_k(to_core(p), vid.detach(), inds, out, stream=stream(vid))
+        _C.unfold_k(to_core(p), dlpack(vid.detach()), dlpack(inds), dlpack(out), stream=stream(vid))
     return out
 
 
@@ -66,10 +66,11 @@ def fold_k_op(patches: Tensor, inds: Tensor, vid_shape: List[int], dilation: int
     core = to_core(p, deterministic=deterministic)
     out = patches.new_empty(tuple(vid_shape))
     patches = patches.detach()
-    with on_device(patches):
-        ws = workspace(_C.fold_k_workspace_size(core, patches, inds, out), patches)
-    with on_device(patches):
-        _C.fold_k(core, patches, inds, out, ws, stream=stream(patches))
+    with on_device(patches):  # one block (the workspace names its device), dlpack inside
+        # Handed over once, for the workspace query and the fold.
+        a, i, o = dlpack(patches), dlpack(inds), dlpack(out)
+        ws = workspace(_C.fold_k_workspace_size(core, a, i, o), patches)
+        _C.fold_k(core, a, i, o, dlpack(ws), stream=stream(patches))
     return out
 
 
