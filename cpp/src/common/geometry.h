@@ -10,26 +10,39 @@
 namespace stnls {
 namespace geo {
 
+// Coordinate rules written once for any integer type I: int64_t is the reference; the
+// CUDA kernels' hot loops use the 32-bit instances (`*32`), whose results are the same for
+// every coordinate the backends accept (sizes below 2^31), at a fraction of the cost.
+
 // reflect(x, L): one reflection; -1 when the coordinate is still outside [0, L).
-STNLS_HD int64_t reflect(int64_t x, int64_t L) {
+template <class I>
+STNLS_HD I reflect_t(I x, I L) {
   if (x < 0) x = -x;
   else if (x >= L) x = 2 * (L - 1) - x;
-  return (x >= 0 && x < L) ? x : -1;
+  return (x >= 0 && x < L) ? x : I(-1);
 }
+STNLS_HD int64_t reflect(int64_t x, int64_t L) { return reflect_t<int64_t>(x, L); }
 
 // A pixel coordinate as read by a patch: reflected or (reflect off) -1 when outside.
-STNLS_HD int64_t bound(int64_t x, int64_t L, bool reflect_bounds) {
-  if (reflect_bounds) return reflect(x, L);
-  return (x >= 0 && x < L) ? x : -1;
+template <class I>
+STNLS_HD I bound_t(I x, I L, bool reflect_bounds) {
+  if (reflect_bounds) return reflect_t<I>(x, L);
+  return (x >= 0 && x < L) ? x : I(-1);
 }
+STNLS_HD int64_t bound(int64_t x, int64_t L, bool reflect_bounds) { return bound_t<int64_t>(x, L, reflect_bounds); }
+STNLS_HD int bound32(int x, int L, bool reflect_bounds) { return bound_t<int>(x, L, reflect_bounds); }
 
-STNLS_HD int64_t clamp(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
+template <class I>
+STNLS_HD I clamp_t(I x, I lo, I hi) { return x < lo ? lo : (x > hi ? hi : x); }
+STNLS_HD int64_t clamp(int64_t x, int64_t lo, int64_t hi) { return clamp_t<int64_t>(x, lo, hi); }
 
 // Floor division for possibly negative numerators (positive divisor).
-STNLS_HD int64_t floordiv(int64_t a, int64_t b) {
-  int64_t q = a / b;
+template <class I>
+STNLS_HD I floordiv_t(I a, I b) {
+  I q = a / b;
   return (q * b > a) ? q - 1 : q;
 }
+STNLS_HD int64_t floordiv(int64_t a, int64_t b) { return floordiv_t<int64_t>(a, b); }
 
 // Frames searched (rule 2): st frames starting at t_lo.
 struct Frames {
@@ -64,16 +77,23 @@ STNLS_HD int64_t window_slots(int64_t ws, int64_t L, int64_t s) { return ws < 0 
 
 // First candidate along an axis (rule 4): candidates are base + s*a, a = 0..slots-1.
 // ws = -1: the lattice s*a of the whole axis.
-STNLS_HD int64_t window_base(int64_t c, int64_t L, int64_t s, int64_t ws, bool full_ws) {
+template <class I>
+STNLS_HD I window_base_t(I c, I L, I s, I ws, bool full_ws) {
   if (ws < 0) return 0;
-  int64_t half = ws / 2;
-  int64_t a0 = -half;
+  I half = ws / 2;
+  I a0 = -half;
   if (full_ws) {
-    int64_t lo = -(c / s);
-    int64_t hi = floordiv(L - 1 - c, s) - (ws - 1);
-    a0 = (hi < lo) ? lo : clamp(-half, lo, hi);
+    I lo = -(c / s);
+    I hi = floordiv_t<I>(L - 1 - c, s) - (ws - 1);
+    a0 = (hi < lo) ? lo : clamp_t<I>(-half, lo, hi);
   }
   return c + s * a0;
+}
+STNLS_HD int64_t window_base(int64_t c, int64_t L, int64_t s, int64_t ws, bool full_ws) {
+  return window_base_t<int64_t>(c, L, s, ws, full_ws);
+}
+STNLS_HD int window_base32(int c, int L, int s, int ws, bool full_ws) {
+  return window_base_t<int>(c, L, s, ws, full_ws);
 }
 
 // Element offset of pixel (t, y, x) in a frame stack with strides (st, sy, sx), after the

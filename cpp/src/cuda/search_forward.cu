@@ -75,7 +75,43 @@ struct FwdArgs {
   int tile_elems;    // one frame's tile
   int warp_elems;    // qelems + F*tile_elems: scalars of shared memory per warp
   int warps;         // warps (queries) per block
+  // Digits of 32 in the lane walks' radices (see Digits): query patch (pk, pi, pj, c),
+  // staging (frame, pk, row, column), fast-path tasks (frame, row, segment), general-path
+  // candidates (frame, window row, window column).
+  int qstep[4], sstep[4], tstep[3], cstep[3];
 };
+
+// Lanes walk the flat indices e = lane, lane + 32, ... of a mixed-radix space by adding
+// the digits of 32, one carry per digit, instead of dividing e by every radix: a 32-bit
+// division by a run-time value costs about 20 instructions, and the staging loop used to
+// spend three per element (it was the largest single cost of a query at ps = 1).
+template <int N>
+struct Digits {
+  int v[N];  // most significant first; v[0] is unbounded (the loop's end test)
+};
+template <int N>
+__host__ __device__ __forceinline__ Digits<N> digits_of(int e, const int (&radix)[N]) {
+  Digits<N> d;
+#pragma unroll
+  for (int k = N - 1; k >= 1; --k) {
+    d.v[k] = e % radix[k];
+    e /= radix[k];
+  }
+  d.v[0] = e;
+  return d;
+}
+// d += step (both digit vectors in `radix`); each digit stays below 2 * radix, one carry.
+template <int N>
+__device__ __forceinline__ void advance(Digits<N>& d, const int (&step)[N], const int (&radix)[N]) {
+  int c = 0;
+#pragma unroll
+  for (int k = N - 1; k >= 1; --k) {
+    d.v[k] += step[k] + c;
+    c = d.v[k] >= radix[k];
+    if (c) d.v[k] -= radix[k];
+  }
+  d.v[0] += step[0] + c;
+}
 
 // Rule 6 as one unsigned compare (common/rank_key.h).
 template <bool L2, class T>
@@ -175,23 +211,27 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
   const int C = a.C, ps = a.ps, pt = a.pt, dil = a.dil, o0 = a.o0;
 
   // Query patch, layout [pk][pi][pj][c] (the summation order).
-  for (int e = lane; e < a.qelems; e += 32) {
-    const int c = e % C, tap = e / C;
-    const int pj = tap % ps, pi = (tap / ps) % ps, pk = tap / (ps * ps);
-    const int64_t off = geo::pixel_offset(t + pk, qh + o0 + dil * pi - a.offH0, qw + o0 + dil * pj - a.offW0,
-                                          a.nT, a.H, a.W, a.reflect, a.s0.t, a.s0.y, a.s0.x);
-    // Asynchronous copies: every load of the warp is in flight at once (no load->store
-    // round trip per element); completed by the wait before the first distance.
-    if (off < 0) qp[e] = T(0);
-    else __pipeline_memcpy_async(qp + e, v0 + off + c * a.s0.c, sizeof(T));
+  {
+    const int qrad[4] = {0, ps, ps, C};
+    Digits<4> d = digits_of<4>(lane, qrad);  // (pk, pi, pj, c) of element e
+    for (int e = lane; e < a.qelems; e += 32, advance<4>(d, a.qstep, qrad)) {
+      const int pk = d.v[0], pi = d.v[1], pj = d.v[2], c = d.v[3];
+      const int tt = geo::bound32(t + pk, a.nT, a.reflect);
+      const int yy = geo::bound32(qh + o0 + dil * pi - a.offH0, a.H, a.reflect);
+      const int xx = geo::bound32(qw + o0 + dil * pj - a.offW0, a.W, a.reflect);
+      // Asynchronous copies: every load of the warp is in flight at once (no load->store
+      // round trip per element); completed by the wait before the first distance.
+      if (tt < 0 || yy < 0 || xx < 0) qp[e] = T(0);
+      else __pipeline_memcpy_async(qp + e, v0 + tt * a.s0.t + yy * a.s0.y + xx * a.s0.x + c * a.s0.c, sizeof(T));
+    }
   }
   __pipeline_commit();
   // Window start of every searched frame (rules 2-4), walked as the CPU walks it.
   const geo::Frames fr = geo::frames(t, a.nT, a.wt);
+  const int nfwd = static_cast<int>(fr.t_hi - t + 1);  // frames t .. t_hi come first
   // Two independent chains (forward frames from t, backward frames restarting at the
   // query), each of dependent flow reads: lane 0 walks one, lane 1 the other.
   if (lane < 2) {
-    const int nfwd = static_cast<int>(fr.t_hi - t + 1);
     int64_t ch = qh, cw = qw;
     for (int n = lane == 0 ? 0 : nfwd; n < (lane == 0 ? nfwd : a.st); ++n) {
       const int64_t u = geo::frame_at(n, t, fr);
@@ -205,8 +245,8 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
           geo::flow_step(ch, cw, f[0], f[sf.c], a.H, a.W);
         }
       }
-      base_y[n] = static_cast<int>(geo::window_base(ch, a.H, a.str1, a.ws, a.full_ws));
-      base_x[n] = static_cast<int>(geo::window_base(cw, a.W, a.str1, a.ws, a.full_ws));
+      base_y[n] = geo::window_base32(static_cast<int>(ch), a.H, a.str1, a.ws, a.full_ws);
+      base_x[n] = geo::window_base32(static_cast<int>(cw), a.W, a.str1, a.ws, a.full_ws);
     }
   }
   __pipeline_wait_prior(0);
@@ -269,25 +309,23 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
       const int nf = min(a.F, a.st - f0);
       if (TILE) {
         __syncwarp();  // the previous stage's reads are done
-        const int npix = pt * P;
-        for (int e = lane; e < nf * npix; e += 32) {
-          const int f = e / npix;
-          int rem = e - f * npix;
-          const int pk = rem / P;
-          rem -= pk * P;
-          const int r = rem / a.tw, s = rem - r * a.tw;
+        // Element (f, pk, r, s): frame f0 + f, frame offset pk, tile row r, tile column s.
+        const int srad[4] = {0, pt, a.th, a.tw};
+        for (Digits<4> d = digits_of<4>(lane, srad); d.v[0] < nf; advance<4>(d, a.sstep, srad)) {
+          const int f = d.v[0], pk = d.v[1], r = d.v[2], s = d.v[3];
           const int n = f0 + f;
-          const int64_t u = geo::frame_at(n, t, fr);
-          const int64_t off = geo::pixel_offset(u + pk, base_y[n] + o0 - a.offH1 + r, base_x[n] + o0 - a.offW1 + s,
-                                                a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
+          const int u = n < nfwd ? t + n : t - (n - nfwd + 1);  // geo::frame_at
+          const int tt = geo::bound32(u + pk, a.nT, a.reflect);
+          const int yy = geo::bound32(base_y[n] + o0 - a.offH1 + r, a.H, a.reflect);
+          const int xx = geo::bound32(base_x[n] + o0 - a.offW1 + s, a.W, a.reflect);
           // fast path: [f][pk][r][s][c] (channel stride cs); general: [f][pk][c][r][s]
-          T* dst = CV > 0 ? tile + (static_cast<int64_t>(f * pt + pk) * P + r * a.tw + s) * a.cs
-                          : tile + (f * pt + pk) * C * P + r * a.tw + s;
+          const int fp = f * pt + pk;
+          T* dst = CV > 0 ? tile + ((fp * a.th + r) * a.tw + s) * a.cs : tile + fp * C * P + r * a.tw + s;
           const int cstep = CV > 0 ? 1 : P;
-          if (off < 0) {
+          if (tt < 0 || yy < 0 || xx < 0) {
             for (int c = 0; c < C; ++c) dst[c * cstep] = T(0);
           } else {
-            const T* src = v1 + off;
+            const T* src = v1 + tt * a.s1.t + yy * a.s1.y + xx * a.s1.x;
             for (int c = 0; c < C; ++c) __pipeline_memcpy_async(dst + c * cstep, src + c * a.s1.c, sizeof(T));
           }
         }
@@ -298,15 +336,14 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
       if constexpr (CV > 0) {
         // Fast path: task = (frame, window row i, segment of R columns from j0).
         constexpr int CS4 = CV % 4 == 0 ? 4 : 1;  // channels per load
-        const int tpf = a.wh * a.nseg;
-        const int ntask = nf * tpf;
-        for (int tb = 0; tb < ntask; tb += 32) {
-          const int task = tb + lane;
-          const int tk = task < ntask ? task : 0;  // idle lanes redo task 0, offer nothing
-          const int f = tk / tpf;
-          const int rem = tk - f * tpf;
-          const int i = rem / a.nseg;
-          const int j0 = (rem - i * a.nseg) * R;
+        const int trad[3] = {0, a.wh, a.nseg};
+        const int ntask = nf * a.wh * a.nseg;
+        Digits<3> d = digits_of<3>(lane, trad);  // task tb + lane = (frame, row, segment)
+        for (int tb = 0; tb < ntask; tb += 32, advance<3>(d, a.tstep, trad)) {
+          const bool live = d.v[0] < nf;  // idle lanes redo task 0, offer nothing
+          const int f = live ? d.v[0] : 0;
+          const int i = live ? d.v[1] : 0;
+          const int j0 = (live ? d.v[2] : 0) * R;
           float acc[R];
 #pragma unroll
           for (int r = 0; r < R; ++r) acc[r] = 0.f;
@@ -345,24 +382,24 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
               }
             }
 #pragma unroll
-          for (int r = 0; r < R; ++r)
-            offer(task < ntask && j0 + r < a.ww, f0 + f, i, j0 + r, static_cast<T>(acc[r]));
+          for (int r = 0; r < R; ++r) offer(live && j0 + r < a.ww, f0 + f, i, j0 + r, static_cast<T>(acc[r]));
         }
       } else {
-        const int nslots = (TILE ? nf : a.st) * spf;
+        const int nfs = TILE ? nf : a.st;  // frames of this sweep
+        const int nslots = nfs * spf;
+        const int crad[3] = {0, a.wh, a.ww};
+        Digits<3> w = digits_of<3>(lane, crad);  // slot sbase + r*32 + lane = (frame, row, column)
         for (int sbase = 0; sbase < nslots; sbase += 32 * R) {
           int fi[R], ii[R], ji[R];
           T acc[R];
           int offr[R];  // tile offset of each candidate
 #pragma unroll
-          for (int r = 0; r < R; ++r) {
-            const int slot = sbase + r * 32 + lane;
-            const int sl = slot < nslots ? slot : 0;
-            fi[r] = slot < nslots ? sl / spf : -1;
-            const int rem = sl - (sl / spf) * spf;
-            ii[r] = rem / a.ww;
-            ji[r] = rem - ii[r] * a.ww;
-            offr[r] = (sl / spf) * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1;
+          for (int r = 0; r < R; ++r, advance<3>(w, a.cstep, crad)) {
+            const bool live = w.v[0] < nfs;  // idle slots compute slot 0 and offer nothing
+            fi[r] = live ? w.v[0] : -1;
+            ii[r] = live ? w.v[1] : 0;
+            ji[r] = live ? w.v[2] : 0;
+            offr[r] = (live ? w.v[0] : 0) * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1;
             acc[r] = T(0);
           }
           if (TILE) {
@@ -555,6 +592,19 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
   return p;
 }
 
+// The lane walks' steps: the digits of 32 in each walk's radices.
+template <class T>
+void set_steps(FwdArgs<T>& f) {
+  const int qrad[4] = {0, f.ps, f.ps, f.C};
+  const int srad[4] = {0, f.pt, std::max(f.th, 1), std::max(f.tw, 1)};  // no tile: unused
+  const int trad[3] = {0, f.wh, std::max(f.nseg, 1)};
+  const Digits<4> q = digits_of<4>(32, qrad), s = digits_of<4>(32, srad);
+  const int crad[3] = {0, f.wh, f.ww};
+  const Digits<3> t = digits_of<3>(32, trad), c = digits_of<3>(32, crad);
+  for (int k = 0; k < 4; ++k) f.qstep[k] = q.v[k], f.sstep[k] = s.v[k];
+  for (int k = 0; k < 3; ++k) f.tstep[k] = t.v[k], f.cstep[k] = c.v[k];
+}
+
 template <class T, bool L2, int R, bool TILE, int CV>
 void launch(const FwdArgs<T>& f, const FwdPlan& p, cudaStream_t stream) {
   auto kernel = search_forward_kernel<T, L2, R, TILE, CV>;
@@ -609,6 +659,7 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
   const FwdPlan plan = plan_forward(f, optin, smem_sm);
   f.F = plan.F;
   f.warps = plan.warps;
+  set_steps(f);
   if (!plan.tile) return launch<T, L2, 1, false, 0>(f, plan, stream);
   if constexpr (sizeof(T) == 4) {
     switch (plan.CV) {
