@@ -28,7 +28,11 @@ struct AggParams {
 void wpsum_forward(const AggParams& p, const ConstView& vid, const ConstView& weights,
                    const ConstView& inds, const View& out, void* stream = nullptr);
 
-// Bytes of scratch wpsum_backward needs on the data's device (0 when none).
+// Bytes of scratch wpsum_backward needs on the data's device (0 when none). CUDA,
+// deterministic: the inverse lists of inds (about 16 bytes per (query, neighbour) pair) and,
+// for float videos with at most 32 channels per head, pixel-major copies of grad_out and
+// vid; a call whose scratch would exceed max(64 MiB, the gradients' size) runs over chunks
+// of (batch, head) slices and needs only the largest chunk's (results do not change).
 size_t wpsum_backward_workspace_size(const AggParams& p, const ConstView& vid, const ConstView& weights,
                                      const ConstView& inds);
 
