@@ -52,3 +52,21 @@ TEST(SearchErrors, DtypeAndShape) {
   ConstView v4 = make_view<const void>(a.data(), DType::Float32, {1, 1, 4, 4});
   EXPECT_THROW(search_shape(p, v4, v4), ValueError);
 }
+
+TEST(SearchErrors, NegativeStrideNamesTheArgument) {
+  // A view walking its memory backwards (NumPy's a[..., ::-1]) is refused before any read.
+  std::vector<float> a(16, 1.f);
+  SearchParams p;
+  p.ws = 3, p.ps = 1, p.k = 2;
+  ConstView good = make_view<const void>(a.data(), DType::Float32, {1, 1, 1, 4, 4});
+  ConstView flipped = good;
+  flipped.data = a.data() + 3;
+  flipped.strides[4] = -1;
+  try {
+    search_shape(p, flipped, good);
+    FAIL() << "no error for a negative stride";
+  } catch (const ValueError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("vid0: expected non-negative strides", 0), 0u) << e.what();
+  }
+  EXPECT_NO_THROW(search_shape(p, good, good));
+}

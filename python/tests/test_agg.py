@@ -230,3 +230,22 @@ def test_backward_bad_grad_shape():
     inds = np.zeros((1, 1, 9, 2, 3), np.int32)
     with pytest.raises(ValueError, match="grad"):
         stnls.agg.wpsum_backward(np.zeros((1, 1, 2, 3, 4)), vid, weights, inds)
+
+
+def test_negative_strides_are_refused():
+    """NumPy views with a negative stride are refused with the argument's name (the patch
+    ops and wpsum), and the same data as a contiguous copy is accepted."""
+    rng = np.random.default_rng(0)
+    vid = rng.standard_normal((1, 2, 4, 5, 6))
+    weights = rng.standard_normal((1, 2, 60, 3))
+    inds = np.zeros((1, 2, 60, 3, 3), np.int32)
+    flipped = {"vid": vid[..., ::-1], "weights": weights[:, :, ::-1], "inds": inds[:, :, :, ::-1]}
+    for name, bad in flipped.items():
+        args = dict(vid=vid, weights=weights, inds=inds)
+        args[name] = bad
+        with pytest.raises(ValueError, match=rf"^{name}: expected non-negative strides"):
+            stnls.agg.wpsum(args["vid"], args["weights"], args["inds"])
+        args[name] = np.ascontiguousarray(bad)
+        stnls.agg.wpsum(args["vid"], args["weights"], args["inds"])
+    with pytest.raises(ValueError, match=r"^vid: expected non-negative strides"):
+        stnls.tile.unfold(vid[:, ::-1], 3)

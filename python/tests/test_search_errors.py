@@ -175,3 +175,15 @@ def test_mixed_devices():
     a["vid1"] = a["vid1"].cuda()
     with pytest.raises(ValueError, match="vid1|device"):
         call_nls(a, {})
+
+
+@pytest.mark.parametrize("name", ["vid0", "vid1", "fflow", "bflow"])
+def test_negative_strides_are_refused(name):
+    """A view with a negative stride (NumPy's a[..., ::-1]) is refused with the argument's
+    name, never read as if its pixels were elsewhere; a contiguous copy of it is accepted."""
+    a = inputs()
+    a[name] = a[name][..., ::-1]
+    with pytest.raises(ValueError, match=rf"^{name}: expected non-negative strides"):
+        call_nls(a, {})
+    a[name] = np.ascontiguousarray(a[name])
+    call_nls(a, {})

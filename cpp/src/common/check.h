@@ -86,9 +86,15 @@ inline View shape_of(const ConstView& v) {
   return w;
 }
 
+// The view's memory: a data pointer, and strides >= 0 (the kernels' offset arithmetic and
+// their "offset < 0 reads 0" rule assume them; NumPy's a[..., ::-1] has a negative one).
 template <class V>
-void check_not_null(const std::string& name, const V& v) {
+void check_memory(const std::string& name, const V& v) {
   if (v.data == nullptr && v.numel() > 0) fail(name, "a non-null data pointer", "null");
+  for (int i = 0; i < v.ndim; ++i)
+    if (v.strides[i] < 0 && v.shape[i] > 1)
+      fail(name, "non-negative strides (pass a contiguous copy)",
+           "strides " + tuple_str(v.strides, v.strides + v.ndim));
 }
 
 }  // namespace detail
