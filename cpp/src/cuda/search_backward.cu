@@ -401,7 +401,8 @@ Layout workspace_layout(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
   Layout L{};
   L.lists = list_layout(inds_view(a), 0,
-                        "search backward: more than 2^31 indices or pixels in one call; use batchsize");
+                        "search backward: more than 2^31 (query, neighbour) pairs or pixels in one (batch, head) "
+                        "slice; split the video in time");
   L.n = L.lists.n;
   L.nloc = L.lists.nloc;
   L.cv = fast_channels(sh.C, scalar_bytes(a));
@@ -536,15 +537,22 @@ SearchArgs chunk_args(const SearchArgs& a, int64_t b, int64_t h0, int64_t nb, in
   return c;
 }
 
+// A call whose lists would not fit int32 positions is chunked too (only a single slice that
+// large is refused), as in the wpsum backward.
 Chunking chunking(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
   const size_t grads = 2 * static_cast<size_t>(sh.B * sh.HD * sh.T * sh.C * sh.H * sh.W) * scalar_bytes(a);
-  const size_t all = workspace_layout(a).total;
-  if (all <= std::max<size_t>(size_t(64) << 20, grads) || (sh.B == 1 && sh.HD == 1)) return {sh.HD, true, all};
+  const bool one_slice = sh.B == 1 && sh.HD == 1;
+  const bool fits_lists = sh.B * sh.HD * sh.Q * sh.K < INT32_MAX && sh.B * sh.HD * sh.T * sh.H * sh.W < INT32_MAX;
+  if (one_slice || fits_lists) {
+    const size_t all = workspace_layout(a).total;  // throws for a single slice that is too large
+    if (all <= std::max<size_t>(size_t(64) << 20, grads) || one_slice) return {sh.HD, true, all};
+  }
   const size_t budget = std::max<size_t>(size_t(16) << 20, grads);
   int64_t h = sh.HD;
   size_t bytes = 0;
   for (; h >= 1; --h) {
+    if (h > 1 && (h * sh.Q * sh.K >= INT32_MAX || h * sh.T * sh.H * sh.W >= INT32_MAX)) continue;
     bytes = workspace_layout(chunk_args(a, 0, 0, 1, h)).total;
     if (bytes <= budget || h == 1) break;
   }
