@@ -38,7 +38,8 @@ Strides6 video(PatchArgs& a, const std::string& name, const ConstView& v, int64_
     fail(name, "5 dimensions (B, T, C, H, W) or 6 (B, HD, T, C/HD, H, W)",
          std::to_string(v.ndim) + " dimensions " + shape_str(v));
   check_float(name, v.dtype);
-  check_memory(name, v);
+  check_not_null(name, v);
+  check_plane_strides(name, v);
   for (int i = 0; i < v.ndim; ++i)
     if (v.shape[i] < 1) fail(name, "no empty dimension", "shape " + shape_str(v));
   check_built(v.device, name);
@@ -70,7 +71,8 @@ Strides6 same_video(const PatchArgs& a, const std::string& name, const V& v, con
   if (v.dtype != a.dtype)
     fail<TypeError>(name, std::string(dtype_name(a.dtype)) + " (the dtype of " + ref_name + ")", dtype_name(v.dtype));
   check_device(name, v, a.device);
-  check_memory(name, v);
+  check_not_null(name, v);
+  check_plane_strides(name, v);
   if (v.ndim == 5) return {v.strides[0], v.strides[2] * a.C, v.strides[1], v.strides[2], v.strides[3], v.strides[4]};
   return {v.strides[0], v.strides[1], v.strides[2], v.strides[3], v.strides[4], v.strides[5]};
 }
@@ -94,7 +96,7 @@ void take_inds(PatchArgs& a, const ConstView& inds) {
   a.K = inds.shape[3];
   check_shape("inds", inds, {a.B, a.HD, a.Q, a.K, 3});
   check_device("inds", inds, a.device);
-  check_memory("inds", inds);
+  check_not_null("inds", inds);
   a.inds = static_cast<const int32_t*>(inds.data);
   for (int i = 0; i < 5; ++i) a.si[i] = inds.strides[i];
 }
@@ -118,7 +120,7 @@ void take_patches(PatchArgs& a, const std::string& name, const V& v, bool per_ne
   if (v.dtype != a.dtype)
     fail<TypeError>(name, std::string(dtype_name(a.dtype)) + " (the dtype of the video)", dtype_name(v.dtype));
   check_device(name, v, a.device);
-  check_memory(name, v);
+  check_not_null(name, v);
 }
 
 // The video shape given to fold/fold_k as an output.
@@ -185,7 +187,7 @@ PatchArgs check_wpsum_inputs(const AggParams& p, const ConstView& vid, const Con
   if (weights.dtype != a.dtype)
     fail<TypeError>("weights", std::string(dtype_name(a.dtype)) + " (the dtype of vid)", dtype_name(weights.dtype));
   check_device("weights", weights, a.device);
-  check_memory("weights", weights);
+  check_not_null("weights", weights);
   a.vid = vid.data;
   a.weights = weights.data;
   for (int i = 0; i < 4; ++i) a.sw[i] = weights.strides[i];
@@ -209,7 +211,7 @@ PatchArgs check_wpsum_backward(const AggParams& p, const ConstView& grad_out, co
   check_shape("grad_weights", grad_weights, {a.B, a.HD, a.Q, a.K});
   check_dtype("grad_weights", grad_weights, a.dtype);
   check_device("grad_weights", grad_weights, a.device);
-  check_memory("grad_weights", grad_weights);
+  check_not_null("grad_weights", grad_weights);
   a.grad_out = grad_out.data;
   a.out = grad_vid.data;
   a.grad_weights = grad_weights.data;

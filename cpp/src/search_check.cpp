@@ -60,7 +60,8 @@ void video_layout(const SearchParams& p, const std::string& name, const ConstVie
     sh.W = v.shape[5];
     s = {v.strides[0], v.strides[1], v.strides[2], v.strides[3], v.strides[4], v.strides[5]};
   }
-  check_memory(name, v);
+  check_not_null(name, v);
+  check_plane_strides(name, v);
 }
 
 void check_pair(const ConstView& vid0, const ConstView& vid1) {
@@ -86,7 +87,7 @@ void check_flow(const std::string& name, const ConstView& f, const SearchShape& 
   if (f.dtype != vid0.dtype)
     fail<TypeError>(name, std::string(dtype_name(vid0.dtype)) + " (the dtype of vid0)", dtype_name(f.dtype));
   check_device(name, f, vid0.device);
-  check_memory(name, f);
+  check_not_null(name, f);
   s = {f.strides[0], f.strides[1], f.strides[2], f.strides[3], f.strides[4]};
 }
 
@@ -137,11 +138,11 @@ SearchArgs check_search_forward(const SearchParams& p, const ConstView& vid0, co
   check_shape("dists", dists, {sh.B, sh.HD, sh.Q, sh.K});
   check_dtype("dists", dists, vid0.dtype);
   check_device("dists", dists, vid0.device);
-  check_memory("dists", dists);
+  check_not_null("dists", dists);
   check_shape("inds", inds, {sh.B, sh.HD, sh.Q, sh.K, 3});
   check_dtype("inds", inds, DType::Int32);
   check_device("inds", inds, vid0.device);
-  check_memory("inds", inds);
+  check_not_null("inds", inds);
   a.dtype = vid0.dtype;
   a.device = vid0.device;
   a.vid0 = vid0.data;
@@ -172,7 +173,7 @@ SearchArgs check_search_backward_inputs(const SearchParams& p, const ConstView& 
   check_shape("inds", inds, {sh.B, sh.HD, sh.Q, sh.K, 3});
   check_dtype("inds", inds, DType::Int32);
   check_device("inds", inds, vid0.device);
-  check_memory("inds", inds);
+  check_not_null("inds", inds);
   a.dtype = vid0.dtype;
   a.device = vid0.device;
   a.vid0 = vid0.data;
@@ -190,7 +191,7 @@ SearchArgs check_search_backward(const SearchParams& p, const ConstView& grad_di
   check_shape("grad_dists", grad_dists, {sh.B, sh.HD, sh.Q, sh.K});
   check_dtype("grad_dists", grad_dists, vid0.dtype);
   check_device("grad_dists", grad_dists, vid0.device);
-  check_memory("grad_dists", grad_dists);
+  check_not_null("grad_dists", grad_dists);
   const char* gname[2] = {"grad_vid0", "grad_vid1"};
   const View* g[2] = {&grad_vid0, &grad_vid1};
   for (int i = 0; i < 2; ++i) {
@@ -199,7 +200,7 @@ SearchArgs check_search_backward(const SearchParams& p, const ConstView& grad_di
     if (!same) fail(gname[i], "the shape of vid0 " + shape_str(vid0), "shape " + shape_str(*g[i]));
     check_dtype(gname[i], *g[i], vid0.dtype);
     check_device(gname[i], *g[i], vid0.device);
-    check_memory(gname[i], *g[i]);
+    check_not_null(gname[i], *g[i]);
   }
   SearchShape tmp = sh;
   video_layout(p, "grad_vid0", as_const(grad_vid0), tmp, a.g0);

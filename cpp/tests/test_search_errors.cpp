@@ -54,7 +54,7 @@ TEST(SearchErrors, DtypeAndShape) {
 }
 
 TEST(SearchErrors, NegativeStrideNamesTheArgument) {
-  // A view walking its memory backwards (NumPy's a[..., ::-1]) is refused before any read.
+  // A video walking its columns backwards (NumPy's a[..., ::-1]) is refused before any read.
   std::vector<float> a(16, 1.f);
   SearchParams p;
   p.ws = 3, p.ps = 1, p.k = 2;
@@ -66,7 +66,8 @@ TEST(SearchErrors, NegativeStrideNamesTheArgument) {
     search_shape(p, flipped, good);
     FAIL() << "no error for a negative stride";
   } catch (const ValueError& e) {
-    EXPECT_EQ(std::string(e.what()).rfind("vid0: expected non-negative strides", 0), 0u) << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind("vid0: expected non-negative strides along T, H and W", 0), 0u)
+        << e.what();
   }
   EXPECT_NO_THROW(search_shape(p, good, good));
 }

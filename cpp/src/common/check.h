@@ -86,14 +86,21 @@ inline View shape_of(const ConstView& v) {
   return w;
 }
 
-// The view's memory: a data pointer, and strides >= 0 (the kernels' offset arithmetic and
-// their "offset < 0 reads 0" rule assume them; NumPy's a[..., ::-1] has a negative one).
 template <class V>
-void check_memory(const std::string& name, const V& v) {
+void check_not_null(const std::string& name, const V& v) {
   if (v.data == nullptr && v.numel() > 0) fail(name, "a non-null data pointer", "null");
-  for (int i = 0; i < v.ndim; ++i)
+}
+
+// A video (B, T, C, H, W) or (B, HD, T, C/HD, H, W) must not walk its frames, rows or columns
+// backwards: the kernels mark a read outside the video with a negative offset in that
+// plane, so a negative T, H or W stride (NumPy's a[..., ::-1]) would read zeros. Batch, head
+// and channel strides may be negative.
+template <class V>
+void check_plane_strides(const std::string& name, const V& v) {
+  const int axes[3] = {v.ndim == 6 ? 2 : 1, v.ndim - 2, v.ndim - 1};
+  for (int i : axes)
     if (v.strides[i] < 0 && v.shape[i] > 1)
-      fail(name, "non-negative strides (pass a contiguous copy)",
+      fail(name, "non-negative strides along T, H and W (pass a contiguous copy)",
            "strides " + tuple_str(v.strides, v.strides + v.ndim));
 }
 
