@@ -9,7 +9,7 @@
 //    grad_vid, deterministic: gather over the inverse lists of inds (tile.cu); otherwise a
 //    scatter with atomicAdd into a zeroed output. Float with C per head <= 32 takes the
 //    pixel-major path of agg_backward_fast.cuh (both gradients). Large deterministic calls
-//    run in chunks of (batch, head) slices to bound the workspace (see Chunking).
+//    run in chunks of (batch, head) slices to bound the workspace (common/chunking.h).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "common/backends.h"
+#include "common/chunking.h"
 #include "common/dispatch.h"
 #include "cuda/agg_backward_fast.cuh"
 #include "cuda/patch_common.cuh"
@@ -281,19 +282,9 @@ void backward_chunk(const PatchArgs& a, char* ws, cudaStream_t stream) {
   else launch_grad_vid_gather<T, 1>(a, cov, lists, stream);
 }
 
-// The deterministic workspace grows with the (query, neighbour) pairs (16 bytes each for
-// the lists) and the pixels (two pixel-major copies), so a large backward runs over chunks
-// of (batch, head) slices, which are independent, reusing one workspace: the whole call at
-// once when its workspace is at most max(64 MiB, G), G = the gradients' own size
-// (grad_vid + grad_weights); else one batch entry and as many heads per chunk as keep the
-// workspace at most max(16 MiB, G) (at least one head). This is the search backward's rule;
-// results do not depend on the chunking. A call too large for the lists' int32 positions
-// is chunked too, so only a single (batch, head) slice that large is refused.
-struct Chunking {
-  int64_t heads;  // heads per chunk; == HD with whole: one chunk
-  bool whole;
-  size_t bytes;   // workspace: the largest chunk's
-};
+// Large deterministic calls run in chunks of (batch, head) slices (common/chunking.h); the
+// workspace holds the lists (16 bytes per pair) and, on the fast path, two pixel-major copies.
+using detail::Chunking;
 
 PatchArgs chunk_args(const PatchArgs& a, int64_t b, int64_t h0, int64_t nb, int64_t nh) {
   PatchArgs c = a;
@@ -316,21 +307,9 @@ Chunking chunking(const PatchArgs& a) {
   if (!a.deterministic) return {a.HD, true, backward_layout(a).total};
   const size_t es = a.dtype == DType::Float32 ? 4 : 8;
   const size_t grads = static_cast<size_t>(a.B * a.HD * (a.T * a.C * a.H * a.W + a.Q * a.K)) * es;
-  const bool fits_lists = a.B * a.HD * a.Q * a.K < INT32_MAX && a.B * a.HD * a.T * a.H * a.W < INT32_MAX;
-  if (a.B * a.HD == 1 || fits_lists) {
-    const size_t all = backward_layout(a).total;  // throws for a single slice that is too large
-    if (all <= std::max<size_t>(size_t(64) << 20, grads) || a.B * a.HD == 1) return {a.HD, true, all};
-  }
-  const size_t budget = std::max<size_t>(size_t(16) << 20, grads);
-  int64_t h = a.HD;
-  size_t bytes = 0;
-  for (; h >= 1; --h) {
-    const PatchArgs c = chunk_args(a, 0, 0, 1, h);
-    if (h > 1 && (c.Q * c.K * h >= INT32_MAX || c.T * c.H * c.W * h >= INT32_MAX)) continue;
-    bytes = backward_layout(c).total;
-    if (bytes <= budget || h == 1) break;
-  }
-  return {h, false, bytes};
+  return detail::choose_chunking(
+      a.B, a.HD, a.Q * a.K, a.T * a.H * a.W, grads, [&] { return backward_layout(a).total; },
+      [&](int64_t h) { return backward_layout(chunk_args(a, 0, 0, 1, h)).total; });
 }
 
 template <class T>
@@ -339,9 +318,9 @@ void backward_impl(const PatchArgs& a, void* workspace, size_t workspace_bytes, 
   patch::check_workspace("wpsum_backward", ch.bytes, workspace, workspace_bytes);
   char* ws = static_cast<char*>(workspace);
   if (ch.whole) return backward_chunk<T>(a, ws, stream);
-  for (int64_t b = 0; b < a.B; ++b)
-    for (int64_t h0 = 0; h0 < a.HD; h0 += ch.heads)
-      backward_chunk<T>(chunk_args(a, b, h0, 1, std::min(ch.heads, a.HD - h0)), ws, stream);
+  detail::for_each_chunk(a.B, a.HD, ch, [&](int64_t b, int64_t h0, int64_t nh) {
+    backward_chunk<T>(chunk_args(a, b, h0, 1, nh), ws, stream);
+  });
 }
 
 }  // namespace

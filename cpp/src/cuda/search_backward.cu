@@ -27,6 +27,7 @@
 #include <string>
 
 #include "common/backends.h"
+#include "common/chunking.h"
 #include "common/dispatch.h"
 #include "common/geometry.h"
 #include "cuda/cuda_util.h"
@@ -507,18 +508,8 @@ void backward_chunk(const SearchArgs& a, char* ws, cudaStream_t stream) {
 }
 
 
-// The workspace grows with the (query, neighbour) pairs of a call (16 bytes each), so a
-// large backward runs over chunks of (batch, head) slices, which are independent (a
-// slice's gradients read only that slice's indices), reusing one workspace. Whole call
-// at once when its workspace is at most max(64 MiB, G), G = the gradients' own size
-// (grad_vid0 + grad_vid1): small calls keep their single launch of each kernel. Else one
-// batch entry and as many heads per chunk as keep the workspace at most max(16 MiB, G)
-// (at least one head). Results do not depend on the chunking.
-struct Chunking {
-  int64_t heads;  // heads per chunk; == HD with all_batches: one chunk
-  bool all_batches;
-  size_t bytes;   // workspace: the largest chunk's
-};
+// Large calls run in chunks of (batch, head) slices (common/chunking.h).
+using detail::Chunking;
 
 SearchArgs chunk_args(const SearchArgs& a, int64_t b, int64_t h0, int64_t nb, int64_t nh) {
   SearchArgs c = a;
@@ -537,26 +528,12 @@ SearchArgs chunk_args(const SearchArgs& a, int64_t b, int64_t h0, int64_t nb, in
   return c;
 }
 
-// A call whose lists would not fit int32 positions is chunked too (only a single slice that
-// large is refused), as in the wpsum backward.
 Chunking chunking(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
   const size_t grads = 2 * static_cast<size_t>(sh.B * sh.HD * sh.T * sh.C * sh.H * sh.W) * scalar_bytes(a);
-  const bool one_slice = sh.B == 1 && sh.HD == 1;
-  const bool fits_lists = sh.B * sh.HD * sh.Q * sh.K < INT32_MAX && sh.B * sh.HD * sh.T * sh.H * sh.W < INT32_MAX;
-  if (one_slice || fits_lists) {
-    const size_t all = workspace_layout(a).total;  // throws for a single slice that is too large
-    if (all <= std::max<size_t>(size_t(64) << 20, grads) || one_slice) return {sh.HD, true, all};
-  }
-  const size_t budget = std::max<size_t>(size_t(16) << 20, grads);
-  int64_t h = sh.HD;
-  size_t bytes = 0;
-  for (; h >= 1; --h) {
-    if (h > 1 && (h * sh.Q * sh.K >= INT32_MAX || h * sh.T * sh.H * sh.W >= INT32_MAX)) continue;
-    bytes = workspace_layout(chunk_args(a, 0, 0, 1, h)).total;
-    if (bytes <= budget || h == 1) break;
-  }
-  return {h, false, bytes};
+  return detail::choose_chunking(
+      sh.B, sh.HD, sh.Q * sh.K, sh.T * sh.H * sh.W, grads, [&] { return workspace_layout(a).total; },
+      [&](int64_t h) { return workspace_layout(chunk_args(a, 0, 0, 1, h)).total; });
 }
 
 template <class T, bool L2>
@@ -566,10 +543,10 @@ void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes,
     throw ValueError("workspace: expected " + std::to_string(ch.bytes) +
                      " bytes (search_backward_workspace_size), got " + std::to_string(workspace_bytes));
   char* ws = static_cast<char*>(workspace);
-  if (ch.all_batches) return backward_chunk<T, L2>(a, ws, stream);
-  for (int64_t b = 0; b < a.sh.B; ++b)
-    for (int64_t h0 = 0; h0 < a.sh.HD; h0 += ch.heads)
-      backward_chunk<T, L2>(chunk_args(a, b, h0, 1, std::min(ch.heads, a.sh.HD - h0)), ws, stream);
+  if (ch.whole) return backward_chunk<T, L2>(a, ws, stream);
+  detail::for_each_chunk(a.sh.B, a.sh.HD, ch, [&](int64_t b, int64_t h0, int64_t nh) {
+    backward_chunk<T, L2>(chunk_args(a, b, h0, 1, nh), ws, stream);
+  });
 }
 
 }  // namespace
