@@ -1,6 +1,6 @@
 // CUDA forward of the non-local search (SPEC.md rules 1-7), computing exactly what the
 // CPU backend computes: same geometry (common/geometry.h), same summation order
-// (pk, pi, pj, c with separate multiply and add), same selection order (rule 6).
+// (pk, pi, pj, c, one fused multiply-add per term), same selection order (rule 6).
 //
 // Layout of the work: one warp per query. The warp copies the query patch into shared
 // memory, walks the flow-chained window centres, and then, for groups of searched
