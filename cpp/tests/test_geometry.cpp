@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "common/geometry.h"
 #include "common/rank_key.h"
@@ -71,6 +72,47 @@ TEST(Geometry, FlowStepRoundsAndClamps) {
   flow_step(h, w, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(), 5, 5);
   EXPECT_EQ(h, 1);
   EXPECT_EQ(w, 1);
+}
+
+// round(v) = floor(v + 0.5), checked against the exact value: long double holds v + 0.5
+// exactly for every float and every double of magnitude >= 2^-11 (smaller ones round to 0).
+template <class F>
+void expect_round_half_up_exact(F v) {
+  const long double x = static_cast<long double>(v);
+  const long double want = std::fabs(x) < 0x1p-11L ? 0.0L : std::floor(x + 0.5L);
+  EXPECT_EQ(static_cast<long double>(round_half_up(v)), want) << static_cast<double>(v);
+}
+
+TEST(Geometry, FlowRoundingIsExact) {
+  // Values whose v + 0.5 rounds to an integer in the flow's own type (or in c + v + 0.5).
+  for (float v : {0.49999997f, -0.50000006f, -0.5f, 0.5f, 2.5f, -2.5f, -0.49999997f, 1e-40f, -1e-40f, 8388607.5f,
+                  -8388607.5f, 16777215.f, 3e9f, -3e9f})
+    expect_round_half_up_exact(v);
+  for (double v : {0.49999999999999994, -0.5000000000000001, -0.5, 0.5, 4503599627370495.5, -4503599627370495.5,
+                   1e-300, -1e-300})
+    expect_round_half_up_exact(v);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uf(-64.f, 64.f);
+  std::uniform_real_distribution<double> ud(-1e6, 1e6);
+  for (int i = 0; i < 100000; ++i) {
+    const float f = uf(rng);
+    expect_round_half_up_exact(f);
+    expect_round_half_up_exact(std::nextafter(std::floor(f) + 0.5f, f));  // just beside a half
+    const double d = ud(rng);
+    expect_round_half_up_exact(d);
+    expect_round_half_up_exact(std::nextafter(std::floor(d) + 0.5, d));
+  }
+  // Finite flows of any size clamp to the frame; no integer overflow.
+  for (float v : {1e30f, 2147483648.f, 2147483520.f, 1e10f}) EXPECT_EQ(flow_move_t<int>(2, v, 5), 4);
+  for (float v : {-1e30f, -2147483648.f, -2147483520.f, -1e10f}) EXPECT_EQ(flow_move_t<int>(2, v, 5), 0);
+  EXPECT_EQ(flow_move_t<int64_t>(2, 1e300, int64_t{5}), 4);
+  EXPECT_EQ(flow_move_t<int64_t>(2, -1e300, int64_t{5}), 0);
+  EXPECT_EQ(flow_move_t<int>(2147483600, 40.f, 2147483640), 2147483639);  // no int32 overflow
+  EXPECT_EQ(flow_move_t<int>(5, -2147483520.f, 2147483640), 0);
+  EXPECT_EQ(flow_move_t<int>(3, 1.5f, 10), 5);
+  EXPECT_EQ(flow_move_t<int>(3, -3.5f, 10), 0);
+  EXPECT_EQ(flow_move_t<int>(3, -3.4f, 10), 0);
+  EXPECT_EQ(flow_move_t<int>(3, -2.5f, 10), 1);
 }
 
 TEST(Geometry, PatchOffsets) {

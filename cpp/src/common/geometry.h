@@ -61,15 +61,38 @@ STNLS_HD int64_t frame_at(int64_t n, int64_t t, const Frames& f) {
   return n < nfwd ? t + n : t - (n - nfwd + 1);
 }
 
-// One flow step (rule 3): new centre = clamp(round(c + flow(c))). flow_x/flow_y are the
-// flow values read at the integer centre (ch, cw).
+// round(v) = floor(v + 0.5) of a finite flow value, exact in v's own type: v - floor(v) is
+// exact for every float and double (so is its compare with 0.5), whereas a sum such as
+// c + v + 0.5 may round across an integer.
+template <class F>
+STNLS_HD F round_half_up(F v) {
+  const F fl = floor(v);
+  return (v - fl >= F(0.5)) ? fl + F(1) : fl;
+}
+// One axis of a flow step (rule 3): clamp(round(c + v), 0, L-1) = clamp(c + round(v)) for the
+// integer centre c in [0, L); a non-finite v counts as 0. Flows of 2^31 pixels or more
+// clamp without converting to an integer (no overflow for any finite v).
+template <class I, class F>
+STNLS_HD I flow_move_t(I c, F v, I L) {
+  if (!isfinite(v)) return c;
+  const F r = round_half_up(v);
+  if (r >= F(2147483648.0)) return L - 1;
+  if (r <= F(-2147483648.0)) return 0;
+  const I m = static_cast<I>(r);
+  if (m > L - 1 - c) return L - 1;
+  if (m < -c) return 0;
+  return c + m;
+}
+// One flow step (rule 3) from the integer centre (ch, cw), with the flow values read there.
 template <class F>
 STNLS_HD void flow_step(int64_t& ch, int64_t& cw, F flow_x, F flow_y, int64_t H, int64_t W) {
-  // round(c + v) with integer c equals c + round(v) except for non-finite v.
-  int64_t nh = isfinite(flow_y) ? static_cast<int64_t>(floor(static_cast<double>(ch) + static_cast<double>(flow_y) + 0.5)) : ch;
-  int64_t nw = isfinite(flow_x) ? static_cast<int64_t>(floor(static_cast<double>(cw) + static_cast<double>(flow_x) + 0.5)) : cw;
-  ch = clamp(nh, 0, H - 1);
-  cw = clamp(nw, 0, W - 1);
+  ch = flow_move_t<int64_t>(ch, flow_y, H);
+  cw = flow_move_t<int64_t>(cw, flow_x, W);
+}
+template <class F>
+STNLS_HD void flow_step32(int& ch, int& cw, F flow_x, F flow_y, int H, int W) {
+  ch = flow_move_t<int>(ch, flow_y, H);
+  cw = flow_move_t<int>(cw, flow_x, W);
 }
 
 // Number of window slots along an axis of length L (rule 4; ws = -1: whole axis).
@@ -83,8 +106,9 @@ STNLS_HD I window_base_t(I c, I L, I s, I ws, bool full_ws) {
   I half = ws / 2;
   I a0 = -half;
   if (full_ws) {
-    I lo = -(c / s);
-    I hi = floordiv_t<I>(L - 1 - c, s) - (ws - 1);
+    // s = 1 (the usual stride) needs no division; the general formulas give the same.
+    I lo = s == 1 ? -c : -(c / s);
+    I hi = (s == 1 ? L - 1 - c : floordiv_t<I>(L - 1 - c, s)) - (ws - 1);
     a0 = (hi < lo) ? lo : clamp_t<I>(-half, lo, hi);
   }
   return c + s * a0;

@@ -75,11 +75,18 @@ struct FwdArgs {
   int tile_elems;    // one frame's tile
   int warp_elems;    // qelems + F*tile_elems: scalars of shared memory per warp
   int warps;         // warps (queries) per block
-  // Digits of 32 in the lane walks' radices (see Digits): query patch (pk, pi, pj, c),
-  // staging (frame, pk, row, column), fast-path tasks (frame, row, segment), general-path
-  // candidates (frame, window row, window column).
-  int qstep[4], sstep[4], tstep[3], cstep[3];
+  int tabn;          // entries of one frame's offset tables (tile only): pt + th + tw
+  int aux_bytes;     // per warp after the scalars: window starts, then the offset tables
+  int aux_tab;       // byte offset of the tables in it
+  // Digits of 32 in the lane walks' radices (see Digits): query patch taps (pk, pi, pj),
+  // offset tables (frame, entry), staging (frame, pk, row, column), fast-path tasks
+  // (frame, row, segment), general-path candidates (frame, window row, window column).
+  int qstep[3], xstep[2], sstep[4], tstep[3], cstep[3];
 };
+
+// Offset-table entry of a pixel coordinate outside the video: any sum of three entries
+// with one of these is negative (the pixel reads 0).
+constexpr int64_t kOut = INT64_MIN / 4;
 
 // Lanes walk the flat indices e = lane, lane + 32, ... of a mixed-radix space by adding
 // the digits of 32, one carry per digit, instead of dividing e by every radix: a 32-bit
@@ -126,6 +133,14 @@ __device__ __forceinline__ RankT<L2, double> shfl(const RankT<L2, double>& r, in
   return {__shfl_sync(kFull, r.k, src), __shfl_sync(kFull, r.o, src)};
 }
 template <bool L2>
+__device__ __forceinline__ RankT<L2, float> shfl_xor(const RankT<L2, float>& r, int mask) {
+  return {__shfl_xor_sync(kFull, r.v, mask)};
+}
+template <bool L2>
+__device__ __forceinline__ RankT<L2, double> shfl_xor(const RankT<L2, double>& r, int mask) {
+  return {__shfl_xor_sync(kFull, r.k, mask), __shfl_xor_sync(kFull, r.o, mask)};
+}
+template <bool L2>
 __device__ __forceinline__ RankT<L2, float> shfl_up(const RankT<L2, float>& r) {
   return {__shfl_up_sync(kFull, r.v, 1)};
 }
@@ -148,9 +163,16 @@ struct WarpList {
   }
   // Every lane offers one candidate (valid = false: none). Lanes whose candidate beats the
   // last entry are inserted one at a time, lowest lane first; the test is repeated after
-  // each insertion since the last entry moves up.
+  // each insertion since the last entry moves up. When many beat it (the first offers of a
+  // query), the offers are sorted and merged into the list instead (same resulting list:
+  // the best `cap` of both, in rank order; ranks are distinct).
   __device__ __forceinline__ void offer(bool valid, const RankT<L2, T>& nr) {
     bool pending = valid;
+    {
+      const unsigned m = __ballot_sync(kFull, pending && nr < last);
+      if (!m) return;
+      if (__popc(m) >= kMergeOffers) return merge((m >> lane) & 1u ? nr : empty());
+    }
     for (;;) {
       const unsigned m = __ballot_sync(kFull, pending && nr < last);
       if (!m) return;
@@ -164,6 +186,38 @@ struct WarpList {
       if (bef) r = lane == first ? br : pr;
       last = shfl(r, cap - 1);
     }
+  }
+
+ private:
+  // From this many entering offers on, one sort and merge (about 170 instructions) costs
+  // less than inserting them one at a time (about 25 each).
+  static constexpr int kMergeOffers = 7;
+
+  __device__ __forceinline__ static RankT<L2, T> empty() {
+    return RankT<L2, T>::make(std::numeric_limits<T>::quiet_NaN(), kEmpty);
+  }
+  __device__ __forceinline__ static RankT<L2, T> lo(const RankT<L2, T>& x, const RankT<L2, T>& y) { return y < x ? y : x; }
+  __device__ __forceinline__ static RankT<L2, T> hi(const RankT<L2, T>& x, const RankT<L2, T>& y) { return y < x ? x : y; }
+
+  // x: one offer per lane (empty() where none). Bitonic sort of the offers (ascending over
+  // the lanes), then the list and the reversed offers give, lane by lane, the 32 best of
+  // both as a bitonic sequence, which a bitonic merge sorts.
+  __device__ __forceinline__ void merge(RankT<L2, T> x) {
+#pragma unroll
+    for (int k = 2; k <= 32; k <<= 1)
+#pragma unroll
+      for (int j = k >> 1; j > 0; j >>= 1) {
+        const RankT<L2, T> y = shfl_xor(x, j);
+        x = (((lane & j) == 0) == ((lane & k) == 0)) ? lo(x, y) : hi(x, y);
+      }
+    RankT<L2, T> z = lo(r, shfl(x, 31 - lane));
+#pragma unroll
+    for (int j = 16; j > 0; j >>= 1) {
+      const RankT<L2, T> y = shfl_xor(z, j);
+      z = (lane & j) == 0 ? lo(z, y) : hi(z, y);
+    }
+    r = lane < cap ? z : empty();
+    last = shfl(r, cap - 1);
   }
 };
 
@@ -196,9 +250,11 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
 
   T* qp = reinterpret_cast<T*>(smem_raw) + static_cast<int64_t>(wib) * a.warp_elems;  // [pt][ps][ps][C]
   T* tile = qp + a.qelems;  // see the two layouts above
-  int* base_y = reinterpret_cast<int*>(reinterpret_cast<T*>(smem_raw) + static_cast<int64_t>(a.warps) * a.warp_elems) +
-                wib * 2 * a.st;
+  unsigned char* aux = smem_raw + static_cast<int64_t>(a.warps) * a.warp_elems * sizeof(T) + wib * a.aux_bytes;
+  int* base_y = reinterpret_cast<int*>(aux);  // window start of every searched frame
   int* base_x = base_y + a.st;
+  // Per staged frame f: [pt] frame offsets, [th] row offsets, [tw] column offsets in vid1.
+  int64_t* tab = reinterpret_cast<int64_t*>(aux + a.aux_tab);
 
   const int b = static_cast<int>(g / (static_cast<int64_t>(a.HD) * a.Q));
   const int hd = static_cast<int>((g / a.Q) % a.HD);
@@ -208,21 +264,28 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
   const int qw = (q % a.nW) * a.str0;
   const T* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h;
   const T* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
-  const int C = a.C, ps = a.ps, pt = a.pt, dil = a.dil, o0 = a.o0;
+  const int C = CV > 0 ? CV : a.C;  // the fast path's C is a constant: unrolled channel loops
+  const int ps = a.ps, pt = a.pt, dil = a.dil, o0 = a.o0;
 
-  // Query patch, layout [pk][pi][pj][c] (the summation order).
+  // Query patch, layout [pk][pi][pj][c] (the summation order): one tap per lane, all its
+  // channels (the bounds rule once per tap, not per value).
   {
-    const int qrad[4] = {0, ps, ps, C};
-    Digits<4> d = digits_of<4>(lane, qrad);  // (pk, pi, pj, c) of element e
-    for (int e = lane; e < a.qelems; e += 32, advance<4>(d, a.qstep, qrad)) {
-      const int pk = d.v[0], pi = d.v[1], pj = d.v[2], c = d.v[3];
+    const int qrad[3] = {0, ps, ps};
+    Digits<3> d = digits_of<3>(lane, qrad);  // (pk, pi, pj) of tap e
+    for (int e = lane; e < pt * ps * ps; e += 32, advance<3>(d, a.qstep, qrad)) {
+      const int pk = d.v[0], pi = d.v[1], pj = d.v[2];
       const int tt = geo::bound32(t + pk, a.nT, a.reflect);
       const int yy = geo::bound32(qh + o0 + dil * pi - a.offH0, a.H, a.reflect);
       const int xx = geo::bound32(qw + o0 + dil * pj - a.offW0, a.W, a.reflect);
+      T* dst = qp + e * C;
       // Asynchronous copies: every load of the warp is in flight at once (no load->store
-      // round trip per element); completed by the wait before the first distance.
-      if (tt < 0 || yy < 0 || xx < 0) qp[e] = T(0);
-      else __pipeline_memcpy_async(qp + e, v0 + tt * a.s0.t + yy * a.s0.y + xx * a.s0.x + c * a.s0.c, sizeof(T));
+      // round trip per value); completed by the wait before the first distance.
+      if (tt < 0 || yy < 0 || xx < 0) {
+        for (int c = 0; c < C; ++c) dst[c] = T(0);
+      } else {
+        const T* src = v0 + tt * a.s0.t + yy * a.s0.y + xx * a.s0.x;
+        for (int c = 0; c < C; ++c) __pipeline_memcpy_async(dst + c, src + c * a.s0.c, sizeof(T));
+      }
     }
   }
   __pipeline_commit();
@@ -232,21 +295,21 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
   // Two independent chains (forward frames from t, backward frames restarting at the
   // query), each of dependent flow reads: lane 0 walks one, lane 1 the other.
   if (lane < 2) {
-    int64_t ch = qh, cw = qw;
+    int ch = qh, cw = qw;
     for (int n = lane == 0 ? 0 : nfwd; n < (lane == 0 ? nfwd : a.st); ++n) {
-      const int64_t u = geo::frame_at(n, t, fr);
+      const int u = n < nfwd ? t + n : t - (n - nfwd + 1);  // geo::frame_at
       if (n > 0) {
-        const int64_t prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
+        const int prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
         if (u == t - 1) ch = qh, cw = qw;
         const T* fl = (u > t ? a.fflow : a.bflow);
         const detail::Strides5& sf = (u > t ? a.sf : a.sb);
         if (fl) {
           const T* f = fl + b * sf.b + prev * sf.t + ch * sf.y + cw * sf.x;
-          geo::flow_step(ch, cw, f[0], f[sf.c], a.H, a.W);
+          geo::flow_step32(ch, cw, f[0], f[sf.c], a.H, a.W);
         }
       }
-      base_y[n] = geo::window_base32(static_cast<int>(ch), a.H, a.str1, a.ws, a.full_ws);
-      base_x[n] = geo::window_base32(static_cast<int>(cw), a.W, a.str1, a.ws, a.full_ws);
+      base_y[n] = geo::window_base32(ch, a.H, a.str1, a.ws, a.full_ws);
+      base_x[n] = geo::window_base32(cw, a.W, a.str1, a.ws, a.full_ws);
     }
   }
   __pipeline_wait_prior(0);
@@ -308,24 +371,42 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
     for (int f0 = 0; f0 < a.st; f0 += a.F) {
       const int nf = min(a.F, a.st - f0);
       if (TILE) {
-        __syncwarp();  // the previous stage's reads are done
+        __syncwarp();  // the previous stage's reads (tile and tables) are done
+        // The bounds rule once per frame, row and column of the stage (not once per staged
+        // pixel): entry (f, j) is frame offset j < pt, tile row j - pt < th, or tile column.
+        const int xrad[2] = {0, a.tabn};
+        for (Digits<2> d = digits_of<2>(lane, xrad); d.v[0] < nf; advance<2>(d, a.xstep, xrad)) {
+          const int f = d.v[0], j = d.v[1];
+          const int n = f0 + f;
+          int64_t off;
+          if (j < pt) {
+            const int u = n < nfwd ? t + n : t - (n - nfwd + 1);  // geo::frame_at
+            const int tt = geo::bound32(u + j, a.nT, a.reflect);
+            off = tt < 0 ? kOut : tt * a.s1.t;
+          } else if (j < pt + a.th) {
+            const int yy = geo::bound32(base_y[n] + o0 - a.offH1 + (j - pt), a.H, a.reflect);
+            off = yy < 0 ? kOut : yy * a.s1.y;
+          } else {
+            const int xx = geo::bound32(base_x[n] + o0 - a.offW1 + (j - pt - a.th), a.W, a.reflect);
+            off = xx < 0 ? kOut : xx * a.s1.x;
+          }
+          tab[f * a.tabn + j] = off;
+        }
+        __syncwarp();
         // Element (f, pk, r, s): frame f0 + f, frame offset pk, tile row r, tile column s.
         const int srad[4] = {0, pt, a.th, a.tw};
         for (Digits<4> d = digits_of<4>(lane, srad); d.v[0] < nf; advance<4>(d, a.sstep, srad)) {
           const int f = d.v[0], pk = d.v[1], r = d.v[2], s = d.v[3];
-          const int n = f0 + f;
-          const int u = n < nfwd ? t + n : t - (n - nfwd + 1);  // geo::frame_at
-          const int tt = geo::bound32(u + pk, a.nT, a.reflect);
-          const int yy = geo::bound32(base_y[n] + o0 - a.offH1 + r, a.H, a.reflect);
-          const int xx = geo::bound32(base_x[n] + o0 - a.offW1 + s, a.W, a.reflect);
+          const int64_t* tf = tab + f * a.tabn;
+          const int64_t off = tf[pk] + tf[pt + r] + tf[pt + a.th + s];
           // fast path: [f][pk][r][s][c] (channel stride cs); general: [f][pk][c][r][s]
           const int fp = f * pt + pk;
           T* dst = CV > 0 ? tile + ((fp * a.th + r) * a.tw + s) * a.cs : tile + fp * C * P + r * a.tw + s;
           const int cstep = CV > 0 ? 1 : P;
-          if (tt < 0 || yy < 0 || xx < 0) {
+          if (off < 0) {
             for (int c = 0; c < C; ++c) dst[c * cstep] = T(0);
           } else {
-            const T* src = v1 + tt * a.s1.t + yy * a.s1.y + xx * a.s1.x;
+            const T* src = v1 + off;
             for (int c = 0; c < C; ++c) __pipeline_memcpy_async(dst + c * cstep, src + c * a.s1.c, sizeof(T));
           }
         }
@@ -500,10 +581,13 @@ int fast_cs(int C) { return C % 4 != 0 ? C : ((C / 4) % 2 == 0 ? C + 4 : C); }
 // occupancy than the reuse gains; measured 20.1 ms against 11.7 on S4.)
 constexpr int kFastC[] = {3, 4, 8, 16};
 
+// Bytes of one staged frame's offset tables (pt + th + tw entries).
+size_t table_bytes(int64_t pt, int64_t th, int64_t tw) { return static_cast<size_t>(pt + th + tw) * sizeof(int64_t); }
+
 template <class T>
 FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
   FwdPlan p{};
-  const size_t bbytes = 2 * static_cast<size_t>(f.st) * sizeof(int);
+  const size_t bbytes = (2 * static_cast<size_t>(f.st) * sizeof(int) + 7) / 8 * 8;  // window starts
   p.CV = 0;
   if (sizeof(T) == 4 && f.str1 == 1 && f.dil == 1) {
     for (int c : kFastC)
@@ -523,7 +607,7 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
     for (int R : Rs) {
       const int64_t nseg = ceil_div(f.ww, R);
       const int64_t tws = nseg * R + f.ps - 1;
-      const size_t tb = static_cast<size_t>(f.pt) * th * tws * fast_cs(f.C) * sizeof(T);
+      const size_t tb = static_cast<size_t>(f.pt) * th * tws * fast_cs(f.C) * sizeof(T) + table_bytes(f.pt, th, tws);
       if (qbytes + tb + bbytes > kWarpTileLimit || qbytes + tb + bbytes > static_cast<size_t>(smem_optin)) continue;
       const size_t room = kWarpStageBytes > qbytes + bbytes ? kWarpStageBytes - qbytes - bbytes : 0;
       const int F = static_cast<int>(std::max<size_t>(1, std::min<size_t>(f.st, room / tb)));
@@ -549,7 +633,8 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
     f.nseg = 1;
     f.tile_elems = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(f.pt) * f.C * th * tw, INT32_MAX / 2));
   }
-  const size_t tbytes = static_cast<size_t>(f.tile_elems) * sizeof(T);
+  // One staged frame: its tile and its offset tables.
+  const size_t tbytes = static_cast<size_t>(f.tile_elems) * sizeof(T) + table_bytes(f.pt, f.th, f.tw);
   p.tile = qbytes + tbytes + bbytes <= kWarpTileLimit && qbytes + tbytes + bbytes <= static_cast<size_t>(smem_optin);
   p.F = 1;
   if (p.tile) {
@@ -558,10 +643,14 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
   } else {
     f.tile_elems = 0, f.th = 0, f.tw = 0;
   }
+  f.tabn = p.tile ? f.pt + f.th + f.tw : 0;
   // Scalars per warp rounded to 16 bytes: every warp's tile stays 16-byte aligned.
   const size_t welems = (static_cast<size_t>(f.qelems) + (p.tile ? p.F * static_cast<size_t>(f.tile_elems) : 0) +
                          16 / sizeof(T) - 1) / (16 / sizeof(T)) * (16 / sizeof(T));
-  const size_t per_warp = welems * sizeof(T) + bbytes;
+  const size_t abytes = bbytes + (p.tile ? p.F * table_bytes(f.pt, f.th, f.tw) : 0);
+  f.aux_tab = static_cast<int>(bbytes);
+  f.aux_bytes = static_cast<int>(abytes);
+  const size_t per_warp = welems * sizeof(T) + abytes;
   if (per_warp > static_cast<size_t>(smem_optin))
     throw BackendError("search: the query patch (pt*ps*ps*C/nheads = " + std::to_string(f.qelems) +
                        " values) does not fit in this GPU's shared memory");
@@ -595,14 +684,17 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
 // The lane walks' steps: the digits of 32 in each walk's radices.
 template <class T>
 void set_steps(FwdArgs<T>& f) {
-  const int qrad[4] = {0, f.ps, f.ps, f.C};
+  const int qrad[3] = {0, f.ps, f.ps};
+  const int xrad[2] = {0, std::max(f.tabn, 1)};                          // no tile: unused
   const int srad[4] = {0, f.pt, std::max(f.th, 1), std::max(f.tw, 1)};  // no tile: unused
   const int trad[3] = {0, f.wh, std::max(f.nseg, 1)};
-  const Digits<4> q = digits_of<4>(32, qrad), s = digits_of<4>(32, srad);
   const int crad[3] = {0, f.wh, f.ww};
-  const Digits<3> t = digits_of<3>(32, trad), c = digits_of<3>(32, crad);
-  for (int k = 0; k < 4; ++k) f.qstep[k] = q.v[k], f.sstep[k] = s.v[k];
-  for (int k = 0; k < 3; ++k) f.tstep[k] = t.v[k], f.cstep[k] = c.v[k];
+  const Digits<3> q = digits_of<3>(32, qrad), t = digits_of<3>(32, trad), c = digits_of<3>(32, crad);
+  const Digits<2> x = digits_of<2>(32, xrad);
+  const Digits<4> s = digits_of<4>(32, srad);
+  for (int k = 0; k < 2; ++k) f.xstep[k] = x.v[k];
+  for (int k = 0; k < 4; ++k) f.sstep[k] = s.v[k];
+  for (int k = 0; k < 3; ++k) f.qstep[k] = q.v[k], f.tstep[k] = t.v[k], f.cstep[k] = c.v[k];
 }
 
 template <class T, bool L2, int R, bool TILE, int CV>
