@@ -565,8 +565,9 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
 struct FwdPlan {
   bool tile;
   int CV;  // fast path channels (0: general path)
-  int R, F, warps;
-  size_t smem;
+  int R, F;
+  int warps;        // most warps per block (shared memory allows)
+  size_t per_warp;  // shared memory bytes per warp
 };
 
 constexpr size_t kWarpStageBytes = 16 * 1024;  // target tile bytes per warp (several frames when small)
@@ -585,7 +586,7 @@ constexpr int kFastC[] = {3, 4, 8, 16};
 size_t table_bytes(int64_t pt, int64_t th, int64_t tw) { return static_cast<size_t>(pt + th + tw) * sizeof(int64_t); }
 
 template <class T>
-FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
+FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
   FwdPlan p{};
   const size_t bbytes = (2 * static_cast<size_t>(f.st) * sizeof(int) + 7) / 8 * 8;  // window starts
   p.CV = 0;
@@ -654,12 +655,10 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin, int smem_sm) {
   if (per_warp > static_cast<size_t>(smem_optin))
     throw BackendError("search: the query patch (pt*ps*ps*C/nheads = " + std::to_string(f.qelems) +
                        " values) does not fit in this GPU's shared memory");
-  // Two blocks per SM when shared memory is what limits residency (1 KB reserved per block).
-  const size_t half = smem_sm > 4096 ? static_cast<size_t>(smem_sm) / 2 - 1024 : 0;
-  p.warps = static_cast<int>(std::max<size_t>(1, std::min<size_t>(8, half / per_warp)));
-  while (p.warps > 1 && p.warps * per_warp > static_cast<size_t>(smem_optin)) --p.warps;
+  // Up to 8 warps per block; launch() picks how many from the kernel's occupancy.
+  p.warps = static_cast<int>(std::min<size_t>(8, smem_optin / per_warp));
   if (p.warps > f.nq) p.warps = static_cast<int>(f.nq);
-  p.smem = p.warps * per_warp;
+  p.per_warp = per_warp;
   f.warp_elems = static_cast<int>(welems);
   // General path, candidates per lane: each lane-round costs R tile reads plus one query
   // read, and a partly filled round wastes its idle slots.
@@ -698,13 +697,25 @@ void set_steps(FwdArgs<T>& f) {
 }
 
 template <class T, bool L2, int R, bool TILE, int CV>
-void launch(const FwdArgs<T>& f, const FwdPlan& p, cudaStream_t stream) {
+void launch(FwdArgs<T> f, const FwdPlan& p, cudaStream_t stream) {
   auto kernel = search_forward_kernel<T, L2, R, TILE, CV>;
-  if (p.smem > 48 * 1024)
-    STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(p.smem)));
-  const int64_t blocks = ceil_div(f.nq, p.warps);
+  const size_t smem_max = p.warps * p.per_warp;
+  if (smem_max > 48 * 1024)
+    STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_max)));
+  // Warps per block: the most resident warps per SM under this variant's registers and
+  // the call's shared memory (e.g. 7-warp blocks fit 3 per SM where 8-warp blocks fit 2);
+  // a tie keeps the larger block.
+  int warps = p.warps, best = 0;
+  for (int w = p.warps; w >= 1 && w * 2 >= p.warps; --w) {
+    int blocks = 0;
+    STNLS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, w * 32, w * p.per_warp));
+    if (blocks * w > best) best = blocks * w, warps = w;
+  }
+  f.warps = warps;
+  const size_t smem = warps * p.per_warp;
+  const int64_t blocks = ceil_div(f.nq, warps);
   if (blocks > INT32_MAX) throw BackendError("search: too many queries for one launch; use batchsize");
-  kernel<<<static_cast<unsigned>(blocks), p.warps * 32, p.smem, stream>>>(f);
+  kernel<<<static_cast<unsigned>(blocks), warps * 32, smem, stream>>>(f);
   check_launch("search_forward_kernel");
 }
 
@@ -745,12 +756,10 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
   if (qelems >= INT32_MAX) throw BackendError("search: patch too large for the CUDA backend");
   f.qelems = static_cast<int>(qelems);
 
-  int optin = 0, smem_sm = 0;
+  int optin = 0;
   STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, a.device.index));
-  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, a.device.index));
-  const FwdPlan plan = plan_forward(f, optin, smem_sm);
+  const FwdPlan plan = plan_forward(f, optin);
   f.F = plan.F;
-  f.warps = plan.warps;
   set_steps(f);
   if (!plan.tile) return launch<T, L2, 1, false, 0>(f, plan, stream);
   if constexpr (sizeof(T) == 4) {
