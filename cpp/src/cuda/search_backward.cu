@@ -82,6 +82,26 @@ __device__ __forceinline__ Pre preimages(int x, int L, bool reflect) {
   return p;
 }
 
+// The taps i of one axis whose query coordinate z - (o0 + dil*i) + off can lie on the query
+// grid (a multiple of str0): with dil = 1 every str0-th tap from i0 (no test needed);
+// otherwise every tap, each tested (`test`).
+struct GridTaps {
+  int i0, step;
+  bool test;
+};
+__device__ __forceinline__ GridTaps grid_taps(int z, int o0, int off, int dil, int str0) {
+  if (str0 == 1) return {0, 1, false};
+  if (dil != 1) return {0, 1, true};
+  int r = (z - o0 + off) % str0;  // z - o0 - i + off == 0 (mod str0) <=> i == r (mod str0)
+  if (r < 0) r += str0;
+  return {r, str0, false};
+}
+
+// (query, neighbour) pairs whose records and pixels a fast-path thread loads together (more
+// loads in flight; registers bound it: kGroup * CV floats).
+template <int CV>
+constexpr int kGroup = CV <= 8 ? 4 : (CV == 16 ? 2 : 1);
+
 // Thread per (b, hd, channel group, t, y, x) of vid0.
 template <class T, bool L2, int CG>
 __global__ void __launch_bounds__(256, 1) grad_vid0_kernel(const BwdArgs<T> a, int64_t total) {
@@ -112,16 +132,18 @@ __global__ void __launch_bounds__(256, 1) grad_vid0_kernel(const BwdArgs<T> a, i
     for (int pk = 0; pk < a.pt; ++pk) {
       const int tq = pt_.z[it] - pk;
       if (tq < 0 || tq >= a.nT) continue;
-      for (int iy = 0; iy < py.n; ++iy)
-        for (int pi = 0; pi < a.ps; ++pi) {
+      for (int iy = 0; iy < py.n; ++iy) {
+        const GridTaps gy = grid_taps(py.z[iy], a.o0, a.offH0, a.dil, a.str0);
+        for (int pi = gy.i0; pi < a.ps; pi += gy.step) {
           const int dy = a.o0 + a.dil * pi;
           const int qh = py.z[iy] - dy + a.offH0;
-          if (qh < 0 || qh >= a.H || qh % a.str0) continue;
-          for (int ix = 0; ix < px.n; ++ix)
-            for (int pj = 0; pj < a.ps; ++pj) {
+          if (qh < 0 || qh >= a.H || (gy.test && qh % a.str0)) continue;
+          for (int ix = 0; ix < px.n; ++ix) {
+            const GridTaps gx = grid_taps(px.z[ix], a.o0, a.offW0, a.dil, a.str0);
+            for (int pj = gx.i0; pj < a.ps; pj += gx.step) {
               const int dx = a.o0 + a.dil * pj;
               const int qw = px.z[ix] - dx + a.offW0;
-              if (qw < 0 || qw >= a.W || qw % a.str0) continue;
+              if (qw < 0 || qw >= a.W || (gx.test && qw % a.str0)) continue;
               const int64_t q = (static_cast<int64_t>(tq) * a.nH + qh / a.str0) * a.nW + qw / a.str0;
               const int32_t* ie = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
               const T* ge = a.gd + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
@@ -141,7 +163,9 @@ __global__ void __launch_bounds__(256, 1) grad_vid0_kernel(const BwdArgs<T> a, i
                 }
               }
             }
+          }
         }
+      }
     }
   T* out = a.g0 + b * a.w0.b + hd * a.w0.h + c0 * a.w0.c + t * a.w0.t + y * a.w0.y + x * a.w0.x;
 #pragma unroll
@@ -279,37 +303,53 @@ __global__ void __launch_bounds__(256, 1) grad_vid0_fast_kernel(const BwdArgs<fl
     for (int pk = 0; pk < a.pt; ++pk) {
       const int tq = pt_.z[it] - pk;
       if (tq < 0 || tq >= a.nT) continue;
-      for (int iy = 0; iy < py.n; ++iy)
-        for (int pi = 0; pi < a.ps; ++pi) {
+      for (int iy = 0; iy < py.n; ++iy) {
+        const GridTaps gy = grid_taps(py.z[iy], a.o0, a.offH0, a.dil, a.str0);
+        for (int pi = gy.i0; pi < a.ps; pi += gy.step) {
           const int dy = a.o0 + a.dil * pi;
           const int qh = py.z[iy] - dy + a.offH0;
-          if (qh < 0 || qh >= a.H || qh % a.str0) continue;
-          for (int ix = 0; ix < px.n; ++ix)
-            for (int pj = 0; pj < a.ps; ++pj) {
+          if (qh < 0 || qh >= a.H || (gy.test && qh % a.str0)) continue;
+          for (int ix = 0; ix < px.n; ++ix) {
+            const GridTaps gx = grid_taps(px.z[ix], a.o0, a.offW0, a.dil, a.str0);
+            for (int pj = gx.i0; pj < a.ps; pj += gx.step) {
               const int dx = a.o0 + a.dil * pj;
               const int qw = px.z[ix] - dx + a.offW0;
-              if (qw < 0 || qw >= a.W || qw % a.str0) continue;
+              if (qw < 0 || qw >= a.W || (gx.test && qw % a.str0)) continue;
               const int64_t q = (static_cast<int64_t>(tq) * a.nH + qh / a.str0) * a.nW + qw / a.str0;
               const int2* pq = pb + q * a.K;
               const int ddy = dy - a.offH1, ddx = dx - a.offW1;
               const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
-              for (int k = 0; k < a.K; ++k) {
-                const int2 r = __ldg(pq + k);
-                if (r.y == kNoPatch) continue;
-                const float g = __int_as_float(r.x);
-                const int64_t pix = tap_pixel(r.y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
-                float vb[CV];
-                if (pix < 0) {
+              // Neighbours in groups: their records, then their pixels, are loaded together
+              // (independent loads in flight), then summed in k order.
+              constexpr int G = kGroup<CV>;
+              for (int k0 = 0; k0 < a.K; k0 += G) {
+                int2 r[G];
 #pragma unroll
-                  for (int c = 0; c < CV; ++c) vb[c] = 0.f;
-                } else {
-                  load_cv<CV>(vb, pm1 + pix * CV);
+                for (int m = 0; m < G; ++m) r[m] = k0 + m < a.K ? __ldg(pq + k0 + m) : make_int2(0, kNoPatch);
+                float vb[G][CV];
+#pragma unroll
+                for (int m = 0; m < G; ++m) {
+                  const int64_t pix =
+                      r[m].y == kNoPatch ? -1 : tap_pixel(r[m].y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
+                  if (pix < 0) {
+#pragma unroll
+                    for (int c = 0; c < CV; ++c) vb[m][c] = 0.f;
+                  } else {
+                    load_cv<CV>(vb[m], pm1 + pix * CV);
+                  }
                 }
 #pragma unroll
-                for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_da<L2>(va[c], vb[c]);
+                for (int m = 0; m < G; ++m) {
+                  if (r[m].y == kNoPatch) continue;
+                  const float g = __int_as_float(r[m].x);
+#pragma unroll
+                  for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_da<L2>(va[c], vb[m][c]);
+                }
               }
             }
+          }
         }
+      }
     }
   float* out = a.g0 + b * a.w0.b + hd * a.w0.h + t * a.w0.t + y * a.w0.y + x * a.w0.x;
 #pragma unroll
@@ -346,28 +386,49 @@ __global__ void __launch_bounds__(256, 1) grad_vid1_fast_kernel(const BwdArgs<fl
           const int dy = a.o0 + a.dil * pi;
           const int yy = py.z[iy] - dy + a.offH1;
           if (yy < 0 || yy >= a.H) continue;
+          const int64_t row = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W;
+          const int ddy = dy - a.offH0;
           for (int ix = 0; ix < px.n; ++ix)
-            for (int pj = 0; pj < a.ps; ++pj) {
-              const int dx = a.o0 + a.dil * pj;
-              const int xx = px.z[ix] - dx + a.offW1;
-              if (xx < 0 || xx >= a.W) continue;
-              const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
-              const int32_t beg = __ldg(a.list_start + loc), end = __ldg(a.list_start + loc + 1);
-              const int ddy = dy - a.offH0, ddx = dx - a.offW0;
-              const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
-              for (int32_t li = beg; li < end; ++li) {
-                const int2 r = __ldg(pp1 + li);
-                const float g = __int_as_float(r.x);
-                const int64_t pix = tap_pixel(r.y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
-                float va[CV];
-                if (pix < 0) {
+            for (int pj0 = 0; pj0 < a.ps; pj0 += 4) {
+              // The list bounds of 4 taps are loaded together, before any list is walked.
+              int32_t beg[4], end[4];
 #pragma unroll
-                  for (int c = 0; c < CV; ++c) va[c] = 0.f;
-                } else {
-                  load_cv<CV>(va, pm0 + pix * CV);
+              for (int m = 0; m < 4; ++m) {
+                const int xx = px.z[ix] - (a.o0 + a.dil * (pj0 + m)) + a.offW1;
+                const bool ok = pj0 + m < a.ps && xx >= 0 && xx < a.W;
+                beg[m] = ok ? __ldg(a.list_start + row + xx) : 0;
+                end[m] = ok ? __ldg(a.list_start + row + xx + 1) : 0;
+              }
+#pragma unroll
+              for (int m = 0; m < 4; ++m) {
+                const int ddx = a.o0 + a.dil * (pj0 + m) - a.offW0;
+                const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
+                // Entries in groups: records, then pixels, loaded together; summed in list order.
+                constexpr int G = kGroup<CV>;
+                for (int32_t l0 = beg[m]; l0 < end[m]; l0 += G) {
+                  int2 r[G];
+#pragma unroll
+                  for (int n = 0; n < G; ++n) r[n] = l0 + n < end[m] ? __ldg(pp1 + l0 + n) : make_int2(0, kNoPatch);
+                  float va[G][CV];
+#pragma unroll
+                  for (int n = 0; n < G; ++n) {
+                    const int64_t pix =
+                        r[n].y == kNoPatch ? -1 : tap_pixel(r[n].y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
+                    if (pix < 0) {
+#pragma unroll
+                      for (int c = 0; c < CV; ++c) va[n][c] = 0.f;
+                    } else {
+                      load_cv<CV>(va[n], pm0 + pix * CV);
+                    }
+                  }
+#pragma unroll
+                  for (int n = 0; n < G; ++n) {
+                    if (l0 + n >= end[m]) break;
+                    const float g = __int_as_float(r[n].x);
+#pragma unroll
+                    for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_db<L2>(va[n][c], vb[c]);
+                  }
                 }
-#pragma unroll
-                for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_db<L2>(va[c], vb[c]);
               }
             }
         }
