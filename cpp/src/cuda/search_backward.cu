@@ -97,11 +97,6 @@ __device__ __forceinline__ GridTaps grid_taps(int z, int o0, int off, int dil, i
   return {r, str0, false};
 }
 
-// (query, neighbour) pairs whose records and pixels a fast-path thread loads together (more
-// loads in flight; registers bound it: kGroup * CV floats).
-template <int CV>
-constexpr int kGroup = CV <= 8 ? 4 : (CV == 16 ? 2 : 1);
-
 // Thread per (b, hd, channel group, t, y, x) of vid0.
 template <class T, bool L2, int CG>
 __global__ void __launch_bounds__(256, 1) grad_vid0_kernel(const BwdArgs<T> a, int64_t total) {
@@ -319,32 +314,20 @@ __global__ void __launch_bounds__(256, 1) grad_vid0_fast_kernel(const BwdArgs<fl
               const int2* pq = pb + q * a.K;
               const int ddy = dy - a.offH1, ddx = dx - a.offW1;
               const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
-              // Neighbours in groups: their records, then their pixels, are loaded together
-              // (independent loads in flight), then summed in k order.
-              constexpr int G = kGroup<CV>;
-              for (int k0 = 0; k0 < a.K; k0 += G) {
-                int2 r[G];
+              for (int k = 0; k < a.K; ++k) {
+                const int2 r = __ldg(pq + k);
+                if (r.y == kNoPatch) continue;
+                const float g = __int_as_float(r.x);
+                const int64_t pix = tap_pixel(r.y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
+                float vb[CV];
+                if (pix < 0) {
 #pragma unroll
-                for (int m = 0; m < G; ++m) r[m] = k0 + m < a.K ? __ldg(pq + k0 + m) : make_int2(0, kNoPatch);
-                float vb[G][CV];
-#pragma unroll
-                for (int m = 0; m < G; ++m) {
-                  const int64_t pix =
-                      r[m].y == kNoPatch ? -1 : tap_pixel(r[m].y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
-                  if (pix < 0) {
-#pragma unroll
-                    for (int c = 0; c < CV; ++c) vb[m][c] = 0.f;
-                  } else {
-                    load_cv<CV>(vb[m], pm1 + pix * CV);
-                  }
+                  for (int c = 0; c < CV; ++c) vb[c] = 0.f;
+                } else {
+                  load_cv<CV>(vb, pm1 + pix * CV);
                 }
 #pragma unroll
-                for (int m = 0; m < G; ++m) {
-                  if (r[m].y == kNoPatch) continue;
-                  const float g = __int_as_float(r[m].x);
-#pragma unroll
-                  for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_da<L2>(va[c], vb[m][c]);
-                }
+                for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_da<L2>(va[c], vb[c]);
               }
             }
           }
@@ -386,49 +369,28 @@ __global__ void __launch_bounds__(256, 1) grad_vid1_fast_kernel(const BwdArgs<fl
           const int dy = a.o0 + a.dil * pi;
           const int yy = py.z[iy] - dy + a.offH1;
           if (yy < 0 || yy >= a.H) continue;
-          const int64_t row = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W;
-          const int ddy = dy - a.offH0;
           for (int ix = 0; ix < px.n; ++ix)
-            for (int pj0 = 0; pj0 < a.ps; pj0 += 4) {
-              // The list bounds of 4 taps are loaded together, before any list is walked.
-              int32_t beg[4], end[4];
+            for (int pj = 0; pj < a.ps; ++pj) {
+              const int dx = a.o0 + a.dil * pj;
+              const int xx = px.z[ix] - dx + a.offW1;
+              if (xx < 0 || xx >= a.W) continue;
+              const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
+              const int32_t beg = __ldg(a.list_start + loc), end = __ldg(a.list_start + loc + 1);
+              const int ddy = dy - a.offH0, ddx = dx - a.offW0;
+              const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
+              for (int32_t li = beg; li < end; ++li) {
+                const int2 r = __ldg(pp1 + li);
+                const float g = __int_as_float(r.x);
+                const int64_t pix = tap_pixel(r.y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
+                float va[CV];
+                if (pix < 0) {
 #pragma unroll
-              for (int m = 0; m < 4; ++m) {
-                const int xx = px.z[ix] - (a.o0 + a.dil * (pj0 + m)) + a.offW1;
-                const bool ok = pj0 + m < a.ps && xx >= 0 && xx < a.W;
-                beg[m] = ok ? __ldg(a.list_start + row + xx) : 0;
-                end[m] = ok ? __ldg(a.list_start + row + xx + 1) : 0;
-              }
-#pragma unroll
-              for (int m = 0; m < 4; ++m) {
-                const int ddx = a.o0 + a.dil * (pj0 + m) - a.offW0;
-                const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
-                // Entries in groups: records, then pixels, loaded together; summed in list order.
-                constexpr int G = kGroup<CV>;
-                for (int32_t l0 = beg[m]; l0 < end[m]; l0 += G) {
-                  int2 r[G];
-#pragma unroll
-                  for (int n = 0; n < G; ++n) r[n] = l0 + n < end[m] ? __ldg(pp1 + l0 + n) : make_int2(0, kNoPatch);
-                  float va[G][CV];
-#pragma unroll
-                  for (int n = 0; n < G; ++n) {
-                    const int64_t pix =
-                        r[n].y == kNoPatch ? -1 : tap_pixel(r[n].y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
-                    if (pix < 0) {
-#pragma unroll
-                      for (int c = 0; c < CV; ++c) va[n][c] = 0.f;
-                    } else {
-                      load_cv<CV>(va[n], pm0 + pix * CV);
-                    }
-                  }
-#pragma unroll
-                  for (int n = 0; n < G; ++n) {
-                    if (l0 + n >= end[m]) break;
-                    const float g = __int_as_float(r[n].x);
-#pragma unroll
-                    for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_db<L2>(va[n][c], vb[c]);
-                  }
+                  for (int c = 0; c < CV; ++c) va[c] = 0.f;
+                } else {
+                  load_cv<CV>(va, pm0 + pix * CV);
                 }
+#pragma unroll
+                for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_db<L2>(va[c], vb[c]);
               }
             }
         }
