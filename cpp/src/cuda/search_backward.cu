@@ -274,9 +274,15 @@ __global__ void pack_queries_kernel(const BwdArgs<T> a, int2* pp1, int64_t n) {
   pp1[li] = make_int2(__float_as_int(g), patch_code(tq, qh, qw, a.nT, a.H, a.W, a.pt, a.o0, span, a.offH0, a.offW0));
 }
 
+// Resident 256-thread blocks per SM the fast gathers are compiled for (a register cap of
+// 80 for three, 128 for two): what each variant reaches without spilling. Without the cap a
+// few extra registers cost a whole block (8 warps) of residency.
+template <bool L2, int CV>
+constexpr int kGatherBlocks = (CV == 4 || (CV == 8 && !L2)) ? 3 : ((CV == 32 && L2) ? 1 : 2);
+
 // grad_vid0, thread per (b, hd, t, y, x), every channel; pm0/pm1: pixel-major copies.
 template <bool L2, int CV>
-__global__ void __launch_bounds__(256, 1) grad_vid0_fast_kernel(const BwdArgs<float> a, const float* pm0,
+__global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid0_fast_kernel(const BwdArgs<float> a, const float* pm0,
                                                                 const float* pm1, const int2* pp0, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
@@ -342,7 +348,7 @@ __global__ void __launch_bounds__(256, 1) grad_vid0_fast_kernel(const BwdArgs<fl
 
 // grad_vid1, thread per (b, hd, t, y, x), every channel.
 template <bool L2, int CV>
-__global__ void __launch_bounds__(256, 1) grad_vid1_fast_kernel(const BwdArgs<float> a, const float* pm0,
+__global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid1_fast_kernel(const BwdArgs<float> a, const float* pm0,
                                                                 const float* pm1, const int2* pp1, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
