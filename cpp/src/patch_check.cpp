@@ -135,6 +135,7 @@ PatchArgs check_unfold(const TileParams& p, const ConstView& vid, const View& pa
   query_grid(a);
   a.K = 1;
   take_patches(a, "patches", patches, false, vid.ndim == 6);
+  check_output_layout("patches", patches);
   a.vid = vid.data;
   a.patches_out = patches.data;
   return a;
@@ -144,6 +145,7 @@ PatchArgs check_fold(const TileParams& p, const ConstView& patches, const View& 
   PatchArgs a;
   copy_params(p, a);
   a.so = video(a, "vid", shape_only(vid), vid.ndim == 6 ? 0 : 1);
+  check_output_layout("vid", vid);
   query_grid(a);
   a.K = 1;
   take_patches(a, "patches", patches, false, vid.ndim == 6);
@@ -159,6 +161,7 @@ PatchArgs check_unfold_k(const TileParams& p, const ConstView& vid, const ConstV
   a.Q = inds.shape[2];  // any query set: unfold_k needs no query grid
   take_inds(a, inds);
   take_patches(a, "patches", patches, true, true);
+  check_output_layout("patches", patches);
   a.vid = vid.data;
   a.patches_out = patches.data;
   return a;
@@ -168,6 +171,7 @@ PatchArgs check_fold_k(const TileParams& p, const ConstView& patches, const Cons
   PatchArgs a;
   copy_params(p, a);
   a.so = video(a, "vid", shape_only(vid), inds_heads(inds));
+  check_output_layout("vid", vid);
   a.Q = inds.shape[2];  // any query set: fold_k needs no query grid
   take_inds(a, inds);
   take_patches(a, "patches", patches, true, true);
@@ -198,6 +202,7 @@ PatchArgs check_wpsum_forward(const AggParams& p, const ConstView& vid, const Co
                               const ConstView& inds, const View& out) {
   PatchArgs a = check_wpsum_inputs(p, vid, weights, inds);
   a.so = same_video(a, "out", out, vid, "vid");
+  check_output_layout("out", out);
   a.out = out.data;
   return a;
 }
@@ -208,10 +213,12 @@ PatchArgs check_wpsum_backward(const AggParams& p, const ConstView& grad_out, co
   PatchArgs a = check_wpsum_inputs(p, vid, weights, inds);
   a.sg = same_video(a, "grad_out", grad_out, vid, "vid");
   a.so = same_video(a, "grad_vid", grad_vid, vid, "vid");
+  check_output_layout("grad_vid", grad_vid);
   check_shape("grad_weights", grad_weights, {a.B, a.HD, a.Q, a.K});
   check_dtype("grad_weights", grad_weights, a.dtype);
   check_device("grad_weights", grad_weights, a.device);
   check_not_null("grad_weights", grad_weights);
+  check_output_layout("grad_weights", grad_weights);
   a.grad_out = grad_out.data;
   a.out = grad_vid.data;
   a.grad_weights = grad_weights.data;

@@ -143,6 +143,8 @@ SearchArgs check_search_forward(const SearchParams& p, const ConstView& vid0, co
   check_dtype("inds", inds, DType::Int32);
   check_device("inds", inds, vid0.device);
   check_not_null("inds", inds);
+  check_output_layout("dists", dists);
+  check_output_layout("inds", inds);
   a.dtype = vid0.dtype;
   a.device = vid0.device;
   a.vid0 = vid0.data;
@@ -201,6 +203,7 @@ SearchArgs check_search_backward(const SearchParams& p, const ConstView& grad_di
     check_dtype(gname[i], *g[i], vid0.dtype);
     check_device(gname[i], *g[i], vid0.device);
     check_not_null(gname[i], *g[i]);
+    check_output_layout(gname[i], *g[i]);
   }
   SearchShape tmp = sh;
   video_layout(p, "grad_vid0", as_const(grad_vid0), tmp, a.g0);

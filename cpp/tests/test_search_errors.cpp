@@ -5,6 +5,7 @@
 
 #include "search_fixture.h"
 #include "stnls/error.h"
+#include "stnls/tile.h"
 
 using namespace stnls;
 
@@ -70,4 +71,57 @@ TEST(SearchErrors, NegativeStrideNamesTheArgument) {
         << e.what();
   }
   EXPECT_NO_THROW(search_shape(p, good, good));
+}
+
+TEST(SearchErrors, OverlappingOutputsNameTheArgument) {
+  // An output whose elements share memory (a zero stride, as torch's expand() makes, or
+  // overlapping strides) is refused before any write; so is an overlapping gradient.
+  std::vector<float> a(16, 1.f), d(64, 0.f), g(16, 0.f), g2(16, 0.f);
+  std::vector<int32_t> ind(3 * 64, 0);
+  SearchParams p;
+  p.ws = 3, p.ps = 1, p.k = 2, p.stride0 = 1;
+  ConstView v = make_view<const void>(a.data(), DType::Float32, {1, 1, 1, 4, 4});
+  View dists = make_view<void>(d.data(), DType::Float32, {1, 1, 16, 2});
+  View inds = make_view<void>(ind.data(), DType::Int32, {1, 1, 16, 2, 3});
+  EXPECT_NO_THROW(search_forward(p, v, v, ConstView{}, ConstView{}, dists, inds));
+  auto expect_named = [](const std::string& name, auto&& call) {
+    try {
+      call();
+      FAIL() << "no error for an overlapping " << name;
+    } catch (const ValueError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(name + ": expected an output whose elements do not overlap", 0), 0u)
+          << e.what();
+    }
+  };
+  View broadcast = dists;
+  broadcast.strides[2] = 0;  // every query writes the same two entries
+  expect_named("dists", [&] { search_forward(p, v, v, ConstView{}, ConstView{}, broadcast, inds); });
+  View packed = inds;
+  packed.strides[3] = 1;  // neighbour k's (t, h, w) overlaps neighbour k+1's
+  expect_named("inds", [&] { search_forward(p, v, v, ConstView{}, ConstView{}, dists, packed); });
+  View gd = make_view<void>(d.data(), DType::Float32, {1, 1, 16, 2});
+  View g0 = make_view<void>(g.data(), DType::Float32, {1, 1, 1, 4, 4});
+  View g1 = make_view<void>(g2.data(), DType::Float32, {1, 1, 1, 4, 4});
+  EXPECT_NO_THROW(search_backward(p, as_const(gd), as_const(inds), v, v, g0, g1));
+  View rows = g1;
+  rows.strides[3] = 1;  // rows overlap columns
+  expect_named("grad_vid1", [&] { search_backward(p, as_const(gd), as_const(inds), v, v, g0, rows); });
+}
+
+TEST(SearchErrors, OverlappingFoldOutputIsRefused) {
+  // fold adds patches into its output video: an expand()-ed output would sum them into
+  // one pixel per broadcast row.
+  std::vector<float> patches(16, 1.f), out(16, 0.f);
+  TileParams p;  // ps = 1, stride0 = 1: patches (1, 16, 1, 1, 1, 1)
+  ConstView pv = make_view<const void>(patches.data(), DType::Float32, {1, 16, 1, 1, 1, 1});
+  View vid = make_view<void>(out.data(), DType::Float32, {1, 1, 1, 4, 4});
+  EXPECT_NO_THROW(fold(p, pv, vid));
+  View bcast = vid;
+  bcast.strides[3] = 0;
+  try {
+    fold(p, pv, bcast);
+    FAIL() << "no error for a broadcast fold output";
+  } catch (const ValueError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("vid: expected an output whose elements do not overlap", 0), 0u) << e.what();
+  }
 }

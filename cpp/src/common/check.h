@@ -2,6 +2,7 @@
 // Messages are built with std::string alone, not iostreams: formatting through a stream
 // crashed in a process whose C++ runtime differed from the one the module was built with.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <type_traits>
 
@@ -102,6 +103,32 @@ void check_plane_strides(const std::string& name, const V& v) {
     if (v.strides[i] < 0 && v.shape[i] > 1)
       fail(name, "non-negative strides along T, H and W (pass a contiguous copy)",
            "strides " + tuple_str(v.strides, v.strides + v.ndim));
+}
+
+// An output must give each element its own memory: a zero stride (a broadcast view such as
+// torch's expand()) or strides whose elements overlap would make writes land on each other,
+// a silent wrong result. The rule: sorted by |stride|, each dimension of size > 1 steps past
+// the span of the smaller ones. (A rare interleaved layout that still repeats no element is
+// refused too: pass a contiguous tensor.)
+template <class V>
+void check_output_layout(const std::string& name, const V& v) {
+  int64_t st[kMaxDims], sz[kMaxDims];
+  int n = 0;
+  for (int i = 0; i < v.ndim; ++i)
+    if (v.shape[i] > 1) {
+      // insertion by |stride|
+      const int64_t a = v.strides[i] < 0 ? -v.strides[i] : v.strides[i];
+      int j = n++;
+      for (; j > 0 && st[j - 1] > a; --j) st[j] = st[j - 1], sz[j] = sz[j - 1];
+      st[j] = a, sz[j] = v.shape[i];
+    }
+  int64_t span = 0;  // largest offset the smaller strides reach
+  for (int j = 0; j < n; ++j) {
+    if (st[j] <= span || st[j] > (INT64_MAX - span) / (sz[j] - 1))
+      fail(name, "an output whose elements do not overlap (no zero or overlapping strides; pass a contiguous tensor)",
+           "shape " + shape_str(v) + " with strides " + tuple_str(v.strides, v.strides + v.ndim));
+    span += st[j] * (sz[j] - 1);
+  }
 }
 
 }  // namespace detail
