@@ -124,29 +124,27 @@ __device__ __forceinline__ void advance(Digits<N>& d, const int (&step)[N], cons
 template <bool L2, class T>
 using RankT = rank::Rank<L2, T>;
 
-template <bool L2>
-__device__ __forceinline__ RankT<L2, float> shfl(const RankT<L2, float>& r, int src) {
-  return {__shfl_sync(kFull, r.v, src)};
+// Warp shuffles of a rank: the function f moves each of its words (one for float, two for
+// double).
+template <bool L2, class F>
+__device__ __forceinline__ RankT<L2, float> shuffle(const RankT<L2, float>& r, F f) {
+  return {f(r.v)};
 }
-template <bool L2>
-__device__ __forceinline__ RankT<L2, double> shfl(const RankT<L2, double>& r, int src) {
-  return {__shfl_sync(kFull, r.k, src), __shfl_sync(kFull, r.o, src)};
+template <bool L2, class F>
+__device__ __forceinline__ RankT<L2, double> shuffle(const RankT<L2, double>& r, F f) {
+  return {f(r.k), f(r.o)};
 }
-template <bool L2>
-__device__ __forceinline__ RankT<L2, float> shfl_xor(const RankT<L2, float>& r, int mask) {
-  return {__shfl_xor_sync(kFull, r.v, mask)};
+template <class R>
+__device__ __forceinline__ R shfl(const R& r, int src) {
+  return shuffle(r, [src](auto x) { return __shfl_sync(kFull, x, src); });
 }
-template <bool L2>
-__device__ __forceinline__ RankT<L2, double> shfl_xor(const RankT<L2, double>& r, int mask) {
-  return {__shfl_xor_sync(kFull, r.k, mask), __shfl_xor_sync(kFull, r.o, mask)};
+template <class R>
+__device__ __forceinline__ R shfl_xor(const R& r, int mask) {
+  return shuffle(r, [mask](auto x) { return __shfl_xor_sync(kFull, x, mask); });
 }
-template <bool L2>
-__device__ __forceinline__ RankT<L2, float> shfl_up(const RankT<L2, float>& r) {
-  return {__shfl_up_sync(kFull, r.v, 1)};
-}
-template <bool L2>
-__device__ __forceinline__ RankT<L2, double> shfl_up(const RankT<L2, double>& r) {
-  return {__shfl_up_sync(kFull, r.k, 1), __shfl_up_sync(kFull, r.o, 1)};
+template <class R>
+__device__ __forceinline__ R shfl_up(const R& r) {
+  return shuffle(r, [](auto x) { return __shfl_up_sync(kFull, x, 1); });
 }
 
 // The warp's best `cap` (<= 32) candidates, sorted: lane m holds rank m. Empty entries
