@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <numeric>
+#include <random>
 
 #include "search_fixture.h"
 
@@ -113,4 +114,61 @@ TEST(SearchCpu, BackwardProdHandChecked) {
                   make_view<void>(g1.data(), DType::Float32, {1, 1, 1, 2, 2}));
   EXPECT_EQ(g0, (std::vector<float>{4, 4, 4, 8}));
   EXPECT_EQ(g1, (std::vector<float>{0, 0, 0, 1 + 2 + 3 + 2 * 4}));
+}
+
+// The distances follow the documented rounding exactly (README: one fused multiply-add per
+// term, in the order time, row, column, channel, starting from 0), which is what keeps
+// the CPU and CUDA backends bitwise equal. The expected value of every returned
+// (query, neighbour) is recomputed here from SPEC.md rule 5 with std::fma, and must match
+// to the bit; reflected borders, pt = 2, two heads and both metrics included.
+TEST(SearchCpu, DistancesRoundInTheDocumentedOrder) {
+  const int64_t B = 1, T = 3, C = 6, H = 7, W = 9, HD = 2, Ch = C / HD;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> vid(B * T * C * H * W);
+  for (float& x : vid) x = nd(rng);
+  auto reflect = [](int64_t x, int64_t L) {  // SPEC.md: one reflection, else outside (-1)
+    if (x < 0) x = -x;
+    else if (x >= L) x = 2 * (L - 1) - x;
+    return (x >= 0 && x < L) ? x : int64_t{-1};
+  };
+  auto at = [&](int64_t hd, int64_t t, int64_t c, int64_t y, int64_t x) {
+    t = reflect(t, T), y = reflect(y, H), x = reflect(x, W);
+    if (t < 0 || y < 0 || x < 0) return 0.f;
+    return vid[(((t * C) + hd * Ch + c) * H + y) * W + x];
+  };
+  for (DistType dt : {DistType::Prod, DistType::L2}) {
+    SearchParams p;
+    p.ws = 5, p.wt = 1, p.ps = 3, p.pt = 2, p.k = 0, p.nheads = static_cast<int>(HD), p.stride0 = 2;
+    p.dist_type = dt;
+    SearchRun r = run_search(p, vid, B, T, C, H, W);
+    int64_t checked = 0;
+    for (int64_t hd = 0; hd < HD; ++hd)
+      for (int64_t q = 0; q < r.sh.Q; ++q) {
+        const int64_t t = q / (r.sh.nH * r.sh.nW);
+        const int64_t h = (q / r.sh.nW) % r.sh.nH * p.stride0, w = q % r.sh.nW * p.stride0;
+        for (int64_t k = 0; k < r.sh.K; ++k) {
+          const int64_t e = (hd * r.sh.Q + q) * r.sh.K + k;
+          const int32_t* id = &r.inds[e * 3];
+          if (id[0] < 0) continue;  // padding
+          float d = 0.f;
+          for (int64_t pk = 0; pk < p.pt; ++pk)
+            for (int64_t pi = 0; pi < p.ps; ++pi)
+              for (int64_t pj = 0; pj < p.ps; ++pj)
+                for (int64_t c = 0; c < Ch; ++c) {
+                  const float a = at(hd, t + pk, c, h + pi - 1, w + pj - 1);
+                  const float b = at(hd, id[0] + pk, c, id[1] + pi - 1, id[2] + pj - 1);
+                  if (dt == DistType::Prod) {
+                    d = std::fma(a, b, d);
+                  } else {
+                    const float diff = a - b;
+                    d = std::fma(diff, diff, d);
+                  }
+                }
+          ASSERT_EQ(r.dists[e], d) << "head " << hd << " query " << q << " neighbour " << k;
+          ++checked;
+        }
+      }
+    EXPECT_GT(checked, 1000);
+  }
 }
