@@ -3,12 +3,15 @@
 # built side by side (CMake for sm_90 + a pip install each), then the chosen steps run for
 # base and new in turn, so the two are timed on the same GPU in the same call.
 #   locally:    bash bench/gpu_ab.sh prepare REV   # exports REV into .ab_base/ (git-ignored)
-#   on the GPU: OUT=$OUT bash bench/gpu_ab.sh run [tests] [timing] [attention] [breakdown]
+#   on the GPU: OUT=$OUT bash bench/gpu_ab.sh run [tests] [timing] [attention] [breakdown] [profile]
 #               (device tool: carry [".ab_base", ".whl"])
 #   tests      ctest of the new build (all CUDA GoogleTests)
 #   timing     the search timing program (bench/search_cuda_timing.cpp), base and new
 #   attention  bench/attention.py --device cuda (stnls and torch-local), base and new
 #   breakdown  bench/attention_breakdown.py (kernel times and peak memory), base and new
+#   profile    new build only: per-kernel times of one S1 and one S2 call (forward and
+#              backward), and ncu SASS counters of the S1/S2 forwards summarised by
+#              bench/sass_profile.py (instructions per query by opcode and by code stretch)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
 cmd="${1:-}"; shift || true
@@ -16,7 +19,7 @@ if [[ "$cmd" == prepare ]]; then
   rm -rf .ab_base && mkdir .ab_base && git archive "${1:-main}" | tar -x -C .ab_base
   echo "base $(git rev-parse --short "${1:-main}") in .ab_base"; exit 0
 fi
-[[ "$cmd" == run ]] || { echo "usage: $0 prepare REV | run [tests] [timing] [attention] [breakdown]"; exit 2; }
+[[ "$cmd" == run ]] || { echo "usage: $0 prepare REV | run [tests] [timing] [attention] [breakdown] [profile]"; exit 2; }
 out="${OUT:-gpu_logs}"; mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 steps=" ${*:-tests timing attention breakdown} "
@@ -53,3 +56,16 @@ for v in base new; do
     (cd /tmp && py "$v" "$root/bench/attention_breakdown.py") > "$out/breakdown_$v.log" 2>&1; tail -40 "$out/breakdown_$v.log"
   fi
 done
+if has profile; then
+  timing="$(find /tmp/ab/new/build -name stnls_search_cuda_timing -type f | head -1)"
+  declare -A queries=([S1]=12288 [S2]=163840)  # one warp per query: B*HD*Q
+  for c in S1 S2; do
+    echo "== profile $c"
+    ncu --metrics gpu__time_duration.sum --launch-count 20 "$timing" 1 "$c" > "$out/kernels_$c.log" 2>&1
+    python3 "$root/bench/ncu_kernels.py" "$out/kernels_$c.log"
+    ncu --kernel-name regex:search_forward --launch-skip 2 --launch-count 1 --section SourceCounters \
+      -o "/tmp/ab/$c" "$timing" 1 "$c" > "$out/ncu_$c.log" 2>&1 &&
+      ncu -i "/tmp/ab/$c.ncu-rep" --page source --csv --print-source sass > "$out/sass_$c.csv" 2>&1 &&
+      python3 "$root/bench/sass_profile.py" "$out/sass_$c.csv" --items "${queries[$c]}" --min 100 | tee "$out/sass_$c.txt"
+  done
+fi
