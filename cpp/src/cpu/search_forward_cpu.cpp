@@ -50,7 +50,8 @@ __attribute__((always_inline)) inline void accumulate_impl(T* acc, const T* qpat
 // One copy per instruction set where the compiler can dispatch at load time: on x86-64-v3
 // machines (AVX2 + FMA) each term is one vector fused multiply-add; the baseline copy
 // calls fmaf / fma per term (slower, rounded the same), so every backend agrees.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// (GCC 11 and later: "arch=x86-64-v3" is dispatched on the CPU's features.)
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && defined(__linux__)
 #define STNLS_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define STNLS_CPU_CLONES
