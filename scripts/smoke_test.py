@@ -50,5 +50,11 @@ assert grad0.shape == vid0.shape and grad1.shape == vid1.shape
 assert np.all(np.isfinite(grad0)) and np.all(np.isfinite(grad1))
 
 assert "torch" not in sys.modules, "the NumPy search imported torch"
+
+# The CUDA runtime is linked statically and the driver is found at run time: a repaired
+# wheel must not carry either (auditwheel would put them in stnls.libs).
+libs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(stnls.__file__))), "stnls.libs")
+bundled = sorted(os.listdir(libs)) if os.path.isdir(libs) else []
+assert not [f for f in bundled if f.startswith(("libcudart", "libcuda."))], f"bundled CUDA libraries: {bundled}"
 print(f"stnls {stnls.__version__} smoke test OK (cuda_available={stnls.cuda_available()}, "
       f"from {os.path.dirname(stnls.__file__)})")
