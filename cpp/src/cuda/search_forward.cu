@@ -157,7 +157,7 @@ struct WarpList {
 
   __device__ __forceinline__ void reset(int capacity, int lane_id) {
     cap = capacity, lane = lane_id;
-    r = last = RankT<L2, T>::make(std::numeric_limits<T>::quiet_NaN(), kEmpty);
+    r = last = empty();
   }
   // Every lane offers one candidate (valid = false: none). Lanes whose candidate beats the
   // last entry are inserted one at a time, lowest lane first; the test is repeated after
@@ -187,13 +187,14 @@ struct WarpList {
   }
 
  private:
+  // An empty entry: ranks after every candidate.
+  __device__ __forceinline__ static RankT<L2, T> empty() {
+    return RankT<L2, T>::make(std::numeric_limits<T>::quiet_NaN(), kEmpty);
+  }
   // From this many entering offers on, one sort and merge (about 170 instructions) costs
   // less than inserting them one at a time (about 25 each).
   static constexpr int kMergeOffers = 7;
 
-  __device__ __forceinline__ static RankT<L2, T> empty() {
-    return RankT<L2, T>::make(std::numeric_limits<T>::quiet_NaN(), kEmpty);
-  }
   __device__ __forceinline__ static RankT<L2, T> lo(const RankT<L2, T>& x, const RankT<L2, T>& y) { return y < x ? y : x; }
   __device__ __forceinline__ static RankT<L2, T> hi(const RankT<L2, T>& x, const RankT<L2, T>& y) { return y < x ? x : y; }
 
