@@ -280,6 +280,23 @@ TEST(SearchCuda, BigWindowAndTopK) {
   check_case<float>(c, 4);
 }
 
+TEST(SearchCuda, SevenCandidatesPerLane) {
+  // Wide windows with 3 or 4 channels per head: the fast path's 7-candidate segments
+  // (the plan's cost model picks R = 7 for these shapes), including a last segment that
+  // runs past the window (ws = 20 = 3 x 7 - 1), reflected borders and pt = 2.
+  REQUIRE_GPU();
+  Case c;
+  c.T = 3, c.H = 26, c.W = 31, c.C = 6;
+  c.p.ws = 14, c.p.wt = 1, c.p.ps = 3, c.p.k = 12, c.p.nheads = 2, c.p.stride0 = 2;
+  check_case<float>(c, 15);
+  c.p.dist_type = DistType::L2;
+  check_case<float>(c, 16);
+  c.C = 4, c.p.nheads = 1, c.p.ws = 20, c.p.ps = 5, c.p.stride0 = 3, c.p.pt = 2, c.p.k = 20;
+  check_case<float>(c, 17);
+  c.p.dist_type = DistType::Prod, c.channels_last = true, c.p.remove_self = true;
+  check_case<float>(c, 18);
+}
+
 TEST(SearchCuda, BlockSharedWindows) {
   // Videos large enough for many blocks of queries, with small flows and with flows that
   // scatter neighbouring queries' windows across the frame (and clamp them at its edges),
