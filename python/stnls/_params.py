@@ -11,11 +11,12 @@ TUNING_KNOBS = ("rbwd", "nbwd", "exact", "queries_per_thread", "neigh_per_thread
 # Integer and boolean parameters in the order the torch ops pack them.
 INT_PARAMS = ("ws", "wt", "ps", "k", "nheads", "stride0", "stride1", "dilation", "pt",
               "off_H0", "off_W0", "off_H1", "off_W1")
-BOOL_PARAMS = ("reflect_bounds", "full_ws", "anchor_self", "remove_self", "use_adj")
+# deterministic only affects the backward (CUDA: False = atomic scatter, see README).
+BOOL_PARAMS = ("reflect_bounds", "full_ws", "anchor_self", "remove_self", "use_adj", "deterministic")
 
 DEFAULTS = dict(nheads=1, dist_type="prod", stride0=4, stride1=1, dilation=1, pt=1,
                 reflect_bounds=True, full_ws=True, anchor_self=False, remove_self=False,
-                use_adj=False, off_H0=0, off_W0=0, off_H1=0, off_W1=0)
+                use_adj=False, off_H0=0, off_W0=0, off_H1=0, off_W1=0, deterministic=True)
 
 
 def check_int(name: str, value) -> int:
@@ -59,15 +60,15 @@ def normalize(ws, wt, ps, k, **kw) -> dict:
     return p
 
 
-def to_core(p: dict, deterministic: bool = True):
+def to_core(p: dict):
     """The binding's SearchParams object for a normalized dict (shared: never modify it)."""
     ints, bools, dist_type = pack(p)
-    return core_of(tuple(ints), tuple(bools), dist_type, deterministic)
+    return core_of(tuple(ints), tuple(bools), dist_type)
 
 
 @functools.lru_cache(maxsize=256)
-def core_of(ints: tuple, bools: tuple, dist_type: str, deterministic: bool = True):
-    """The SearchParams of packed parameters. Setting its 19 fields through the binding costs
+def core_of(ints: tuple, bools: tuple, dist_type: str):
+    """The SearchParams of packed parameters. Setting its 20 fields through the binding costs
     several microseconds, on every call of an op, so each distinct set is built once; the
     object is shared between calls and must not be modified."""
     from . import _C
@@ -76,7 +77,6 @@ def core_of(ints: tuple, bools: tuple, dist_type: str, deterministic: bool = Tru
     for name, value in zip(INT_PARAMS + BOOL_PARAMS, ints + bools):
         setattr(c, name, value)
     c.dist_type = dist_type
-    c.deterministic = deterministic
     return c
 
 

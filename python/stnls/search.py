@@ -26,7 +26,7 @@ def _normalize(args: dict) -> dict:
 def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", stride0=4,
         stride1=1, dilation=1, pt=1, reflect_bounds=True, full_ws=True, anchor_self=False,
         remove_self=False, use_adj=False, off_H0=0, off_W0=0, off_H1=0, off_W1=0,
-        batchsize=-1, **tuning):
+        batchsize=-1, deterministic=True, **tuning):
     """Top-k space-time non-local search.
 
     vid0, vid1: (B, T, C, H, W) or (B, HD, T, C/HD, H, W), float32/float64.
@@ -37,6 +37,8 @@ def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", str
     batch, so it changes nothing. The 2023 tuning knobs (rbwd, nbwd, exact,
     queries_per_thread, neigh_per_thread, channel_groups) are accepted and ignored.
     Unlike the 2023 `nls()`, anchor_self defaults to False (as NonLocalSearch).
+    deterministic only concerns the backward through torch autograd: False lets the CUDA
+    backward scatter with atomics (no workspace, results vary in the last bits).
     """
     p = _normalize(locals())
     if is_torch(vid0):
@@ -49,9 +51,12 @@ def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", str
 def nls_backward(grad_dists, inds, vid0, vid1, ws, wt, ps, k, nheads=1, dist_type="prod",
                  stride0=4, stride1=1, dilation=1, pt=1, reflect_bounds=True, full_ws=True,
                  anchor_self=False, remove_self=False, use_adj=False, off_H0=0, off_W0=0,
-                 off_H1=0, off_W1=0, batchsize=-1, **tuning):
+                 off_H1=0, off_W1=0, batchsize=-1, deterministic=True, **tuning):
     """Gradients (grad_vid0, grad_vid1) of sum(grad_dists * dists) for the search that
-    produced `inds`, with the same parameters as `nls` (ws, wt, k only describe it)."""
+    produced `inds`, with the same parameters as `nls` (ws, wt, k only describe it).
+    deterministic=False: on CUDA, an atomic scatter without workspace (faster on small
+    calls; the float sums vary in the last bits from run to run). The CPU is always
+    deterministic."""
     p = _normalize(locals())
     if is_torch(vid0):
         from .torch import search as torch_search

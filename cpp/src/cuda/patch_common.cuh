@@ -18,6 +18,7 @@
 #include "common/patch_args.h"
 #include "common/patch_geometry.h"
 #include "cuda/cuda_util.h"
+#include "cuda/zero_video.cuh"
 
 namespace stnls {
 namespace cuda {
@@ -170,23 +171,10 @@ __device__ __forceinline__ PixelTask pixel_task(const PatchArgs& a, int64_t e, i
 inline int channel_group(const PatchArgs& a) { return a.C >= 4 ? 4 : 1; }
 inline int channel_groups(const PatchArgs& a, int cg) { return static_cast<int>(ceil_div(a.C, cg)); }
 
-// Zeroes a strided video [B, HD, T, C, H, W] (before an atomic scatter).
-template <class T>
-__global__ void __launch_bounds__(kThreads) zero_video_kernel(T* v, detail::Strides6 s, int64_t HD, int64_t TT,
-                                                              int64_t C, int64_t H, int64_t W, int64_t total) {
-  const int64_t e = thread_index();
-  if (e >= total) return;
-  const int64_t x = e % W, y = (e / W) % H, c = (e / (W * H)) % C, t = (e / (W * H * C)) % TT;
-  const int64_t r = e / (W * H * C * TT);
-  v[(r / HD) * s.b + (r % HD) * s.h + t * s.t + c * s.c + y * s.y + x * s.x] = T(0);
-}
-
+// Zeroes the output video before an atomic scatter (cuda/zero_video.cuh).
 template <class T>
 void zero_video(const PatchArgs& a, T* v, const detail::Strides6& s, cudaStream_t stream) {
-  const int64_t total = a.B * a.HD * a.T * a.C * a.H * a.W;
-  if (total == 0) return;
-  zero_video_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(v, s, a.HD, a.T, a.C, a.H, a.W, total);
-  check_launch("zero_video_kernel");
+  cuda::zero_video(v, s, a.B, a.HD, a.T, a.C, a.H, a.W, stream);
 }
 
 // Inverse lists in the workspace. start[l] .. start[l+1] are the positions in `entries` of

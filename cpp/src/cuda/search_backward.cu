@@ -1,6 +1,8 @@
-// CUDA backward of the non-local search (SPEC.md rule 8), always bitwise deterministic:
-// every gradient element is written by one thread that sums its contributions in a fixed
-// order (no float atomics), so SearchParams::deterministic = false changes nothing.
+// CUDA backward of the non-local search (SPEC.md rule 8), bitwise deterministic (the
+// default, SearchParams::deterministic = true): every gradient element is written by one
+// thread that sums its contributions in a fixed order (no float atomics).
+// deterministic = false takes the atomic scatter of search_backward_atomic.cu instead (no
+// workspace; faster when the lists' sort and copies dominate, i.e. small calls).
 //
 // grad_vid0 (gather over queries): a pixel p of vid0 was read by query q at tap
 // (pk, pi, pj) when bound(coordinate) == p on each axis; under one reflection each axis has
@@ -33,6 +35,7 @@
 #include "cuda/cuda_util.h"
 #include "cuda/inverse_lists.h"
 #include "cuda/pixel_major.cuh"
+#include "cuda/search_backward_atomic.h"
 
 namespace stnls {
 namespace cuda {
@@ -581,12 +584,14 @@ void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes,
 }  // namespace
 
 size_t search_backward_workspace_size(const SearchArgs& a) {
+  if (!a.p.deterministic) return 0;
   DeviceGuard guard(a.device.index);
   return chunking(a).bytes;
 }
 
 void search_backward(const SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {
   DeviceGuard guard(a.device.index);
+  if (!a.p.deterministic) return search_backward_atomic(a, as_stream(stream));
   STNLS_FLOAT_SWITCH(a.dtype, [&] {
     STNLS_DIST_SWITCH(a.p.dist_type, [&] {
       backward_impl<scalar_t, kL2>(a, workspace, workspace_bytes, as_stream(stream));

@@ -52,9 +52,9 @@ def _(vid0, vid1, fflow, bflow, ints, bools, dist_type):
 
 @torch.library.custom_op("stnls::search_backward", mutates_args=())
 def search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tensor, ints: List[int],
-                    bools: List[bool], dist_type: str, deterministic: bool) -> Tuple[Tensor, Tensor]:
+                    bools: List[bool], dist_type: str) -> Tuple[Tensor, Tensor]:
     """(grad_vid0, grad_vid1) of sum(grad_dists * dists)."""
-    params = core_of(tuple(ints), tuple(bools), dist_type, deterministic)
+    params = core_of(tuple(ints), tuple(bools), dist_type)
     grad_dists, vid0, vid1 = grad_dists.detach(), vid0.detach(), vid1.detach()
     grad0 = torch.empty_like(vid0, memory_format=torch.contiguous_format)
     grad1 = torch.empty_like(vid1, memory_format=torch.contiguous_format)
@@ -70,7 +70,7 @@ def search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tensor
 
 
 @search_backward.register_fake
-def _(grad_dists, inds, vid0, vid1, ints, bools, dist_type, deterministic):
+def _(grad_dists, inds, vid0, vid1, ints, bools, dist_type):
     return torch.empty_like(vid0), torch.empty_like(vid1)
 
 
@@ -85,7 +85,7 @@ def _backward(ctx, grad_dists, grad_inds):
     vid0, vid1, inds = ctx.saved_tensors
     ints, bools, dist_type = ctx.params
     grad0, grad1 = search_backward(grad_dists.contiguous(), inds, vid0, vid1, ints, bools,
-                                   dist_type, True)
+                                   dist_type)
     return (grad0 if ctx.needs_input_grad[0] else None,
             grad1 if ctx.needs_input_grad[1] else None, None, None, None, None, None)
 
@@ -104,10 +104,10 @@ def nls_torch(vid0, vid1, fflow, bflow, p: dict):
     return search_forward(vid0, vid1, _flow(fflow, vid0), _flow(bflow, vid0), ints, bools, dist_type)
 
 
-def nls_backward_torch(grad_dists, inds, vid0, vid1, p: dict, deterministic: bool = True):
+def nls_backward_torch(grad_dists, inds, vid0, vid1, p: dict):
     ints, bools, dist_type = pack(p)
     return search_backward(grad_dists.contiguous(), inds, vid0.detach(), vid1.detach(), ints,
-                           bools, dist_type, deterministic)
+                           bools, dist_type)
 
 
 class NonLocalSearch(torch.nn.Module):
@@ -115,19 +115,22 @@ class NonLocalSearch(torch.nn.Module):
 
     search = NonLocalSearch(ws, wt, ps, k, nheads)
     dists, inds = search(vid0, vid1, fflow, bflow)   # (B,HD,Q,K), (B,HD,Q,K,3)
+
+    deterministic=False lets the CUDA backward scatter with atomics: no workspace, faster on
+    small calls, gradients that vary in the last bits from run to run.
     """
 
     def __init__(self, ws, wt, ps, k, nheads=1, dist_type="prod", stride0=4, stride1=1,
                  dilation=1, pt=1, reflect_bounds=True, full_ws=True, anchor_self=False,
                  remove_self=False, use_adj=False, off_H0=0, off_W0=0, off_H1=0, off_W1=0,
-                 **tuning):
+                 deterministic=True, **tuning):
         super().__init__()
         self.params = normalize(ws, wt, ps, k, nheads=nheads, dist_type=dist_type,
                                 stride0=stride0, stride1=stride1, dilation=dilation, pt=pt,
                                 reflect_bounds=reflect_bounds, full_ws=full_ws,
                                 anchor_self=anchor_self, remove_self=remove_self,
                                 use_adj=use_adj, off_H0=off_H0, off_W0=off_W0, off_H1=off_H1,
-                                off_W1=off_W1, **tuning)
+                                off_W1=off_W1, deterministic=deterministic, **tuning)
         for name, value in self.params.items():
             setattr(self, name, value)
 
