@@ -324,6 +324,20 @@ TEST(SearchCuda, SevenCandidatesPerLane) {
   check_case<float>(c, 18);
 }
 
+TEST(SearchCuda, ThirtyTwoChannelsPerHead) {
+  // C = 32 per head: the fast path's 2-candidate segments (ws = 7: the last segment runs
+  // past the window), prod and l2, reflected and zero borders, channels-last videos.
+  REQUIRE_GPU();
+  Case c;
+  c.T = 3, c.H = 21, c.W = 26, c.C = 64;
+  c.p.ws = 7, c.p.wt = 1, c.p.ps = 3, c.p.k = 10, c.p.nheads = 2, c.p.stride0 = 2;
+  check_case<float>(c, 21);
+  c.p.dist_type = DistType::L2, c.p.reflect_bounds = false;
+  check_case<float>(c, 22);
+  c.C = 32, c.p.nheads = 1, c.p.ws = 6, c.p.ps = 1, c.channels_last = true, c.p.anchor_self = true;
+  check_case<float>(c, 23);
+}
+
 TEST(SearchCuda, BlockSharedWindows) {
   // Videos large enough for many blocks of queries, with small flows and with flows that
   // scatter neighbouring queries' windows across the frame (and clamp them at its edges),

@@ -1,8 +1,9 @@
 // CUDA backward of the non-local search (SPEC.md rule 8), bitwise deterministic (the
 // default, SearchParams::deterministic = true): every gradient element is written by one
 // thread that sums its contributions in a fixed order (no float atomics).
-// deterministic = false takes the atomic scatter of search_backward_atomic.cu instead (no
-// workspace; faster when the lists' sort and copies dominate, i.e. small calls).
+// deterministic = false allows the atomic scatter of search_backward_atomic.cu (no
+// workspace), taken where it is the faster of the two: calls of few terms, whose time the
+// gather's fixed steps (list sort, packs, copies) dominate (`use_atomic`).
 //
 // grad_vid0 (gather over queries): a pixel p of vid0 was read by query q at tap
 // (pk, pi, pj) when bound(coordinate) == p on each axis; under one reflection each axis has
@@ -581,17 +582,30 @@ void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes,
   });
 }
 
+// The atomic scatter costs about one L2 atomic per term (B*HD*Q*K*pt*ps^2*C of them;
+// H200: S1's 18M terms 0.145 ms against the gather's 0.405, S2's 118M terms 1.08 ms
+// against 0.64, S3 and S4 twice the gather's time), the gather a fixed ~0.25 ms plus far
+// less per term: break-even near 40M terms.
+constexpr double kAtomicMaxTerms = 40e6;
+
+bool use_atomic(const SearchArgs& a) {
+  if (a.p.deterministic) return false;
+  const SearchShape& sh = a.sh;
+  const double terms = static_cast<double>(sh.B * sh.HD * sh.Q) * sh.K * a.p.pt * a.p.ps * a.p.ps * sh.C;
+  return terms <= kAtomicMaxTerms;
+}
+
 }  // namespace
 
 size_t search_backward_workspace_size(const SearchArgs& a) {
-  if (!a.p.deterministic) return 0;
+  if (use_atomic(a)) return 0;
   DeviceGuard guard(a.device.index);
   return chunking(a).bytes;
 }
 
 void search_backward(const SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {
   DeviceGuard guard(a.device.index);
-  if (!a.p.deterministic) return search_backward_atomic(a, as_stream(stream));
+  if (use_atomic(a)) return search_backward_atomic(a, as_stream(stream));
   STNLS_FLOAT_SWITCH(a.dtype, [&] {
     STNLS_DIST_SWITCH(a.p.dist_type, [&] {
       backward_impl<scalar_t, kL2>(a, workspace, workspace_bytes, as_stream(stream));
