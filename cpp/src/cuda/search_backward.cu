@@ -36,6 +36,7 @@
 #include "cuda/cuda_util.h"
 #include "cuda/inverse_lists.h"
 #include "cuda/pixel_major.cuh"
+#include "cuda/search_backward_args.h"
 #include "cuda/search_backward_atomic.h"
 
 namespace stnls {
@@ -49,26 +50,6 @@ using pixel::load_cv;
 using pixel::patch_code;
 using pixel::tap_pixel;
 using pixel::to_pixel_major_kernel;
-
-template <class T>
-struct BwdArgs {
-  const T* vid0;
-  const T* vid1;
-  const T* gd;
-  const int32_t* inds;
-  T* g0;
-  T* g1;
-  detail::Strides6 s0, s1, w0, w1;  // reads (s) and gradient writes (w)
-  int64_t sd[4], si[5];
-  int B, HD, nT, C, H, W, nH, nW, Q, K;
-  int ps, pt, dil, str0;
-  bool reflect;
-  int offH0, offW0, offH1, offW1, o0;
-  int cgroups;  // channel groups of CG channels
-  // inverse lists (grad_vid1)
-  const int32_t* list_start;  // [B*HD*T*H*W + 1]
-  const int32_t* list_qk;     // (q, k) flat indices (b, hd, q, k) sorted by location
-};
 
 // The preimages of coordinate x under bound() on an axis of length L, in a fixed order.
 struct Pre {
@@ -492,33 +473,12 @@ void launch_fast(const BwdArgs<float>& ba, char* ws, const Layout& L, int64_t pi
 
 template <class T, bool L2>
 void backward_chunk(const SearchArgs& a, char* ws, cudaStream_t stream) {
-  const SearchParams& p = a.p;
   const SearchShape& sh = a.sh;
   const Layout L = workspace_layout(a);
   const Lists lists = build_lists(inds_view(a), L.lists, ws, stream);
-  const int32_t* start = lists.start;
-  const int32_t* list = lists.entries;
-
-  BwdArgs<T> ba{};
-  ba.vid0 = static_cast<const T*>(a.vid0);
-  ba.vid1 = static_cast<const T*>(a.vid1);
-  ba.gd = static_cast<const T*>(a.grad_dists);
-  ba.inds = static_cast<const int32_t*>(a.inds);
-  ba.g0 = static_cast<T*>(a.grad0);
-  ba.g1 = static_cast<T*>(a.grad1);
-  ba.s0 = a.s0, ba.s1 = a.s1, ba.w0 = a.g0, ba.w1 = a.g1;
-  for (int i = 0; i < 4; ++i) ba.sd[i] = a.sd[i];
-  for (int i = 0; i < 5; ++i) ba.si[i] = a.si[i];
-  ba.B = static_cast<int>(sh.B), ba.HD = static_cast<int>(sh.HD), ba.nT = static_cast<int>(sh.T);
-  ba.C = static_cast<int>(sh.C), ba.H = static_cast<int>(sh.H), ba.W = static_cast<int>(sh.W);
-  ba.nH = static_cast<int>(sh.nH), ba.nW = static_cast<int>(sh.nW), ba.Q = static_cast<int>(sh.Q);
-  ba.K = static_cast<int>(sh.K);
-  ba.ps = p.ps, ba.pt = p.pt, ba.dil = p.dilation, ba.str0 = p.stride0;
-  ba.reflect = p.reflect_bounds;
-  ba.offH0 = p.off_H0, ba.offW0 = p.off_W0, ba.offH1 = p.off_H1, ba.offW1 = p.off_W1;
-  ba.o0 = static_cast<int>(geo::patch_offset(0, p.ps, p.dilation, p.use_adj));
-  ba.list_start = start;
-  ba.list_qk = list;
+  BwdArgs<T> ba = backward_args<T>(a);
+  ba.list_start = lists.start;
+  ba.list_qk = lists.entries;
   const int64_t pixels = sh.B * sh.HD * sh.T * sh.H * sh.W;
   if constexpr (sizeof(T) == 4) {
     if (L.cv > 0) {

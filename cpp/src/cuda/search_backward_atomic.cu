@@ -17,6 +17,7 @@
 #include "common/dispatch.h"
 #include "common/geometry.h"
 #include "cuda/cuda_util.h"
+#include "cuda/search_backward_args.h"
 #include "cuda/search_backward_atomic.h"
 #include "cuda/zero_video.cuh"
 
@@ -25,33 +26,15 @@ namespace cuda {
 namespace {
 
 using detail::SearchArgs;
-using detail::Strides6;
 
 constexpr int kWarps = 8;  // warps (queries) per block
 
-template <class T>
-struct AtomicArgs {
-  const T* vid0;
-  const T* vid1;
-  const T* gd;
-  const int32_t* inds;
-  T* g0;
-  T* g1;
-  Strides6 s0, s1, w0, w1;  // reads (s) and gradient writes (w)
-  int64_t sd[4], si[5];
-  int64_t nq;  // B * HD * Q
-  int HD, nT, C, H, W, nH, nW, Q, K;
-  int ps, pt, dil, str0;
-  bool reflect;
-  bool c_fast;  // terms ordered with the channel fastest (channels-last gradients)
-  int offH0, offW0, offH1, offW1, o0;
-};
-
 template <class T, bool L2>
-__global__ void __launch_bounds__(kWarps * 32) search_backward_atomic_kernel(const AtomicArgs<T> a) {
+__global__ void __launch_bounds__(kWarps * 32) search_backward_atomic_kernel(const BwdArgs<T> a, int64_t nq, bool c_fast) {
+  // c_fast: terms ordered with the channel fastest (channels-last gradients)
   const int lane = threadIdx.x & 31;
   const int64_t wq = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (wq >= a.nq) return;  // whole warps leave together
+  if (wq >= nq) return;  // whole warps leave together
   const int q = static_cast<int>(wq % a.Q);
   const int64_t bh = wq / a.Q;
   const int hd = static_cast<int>(bh % a.HD);
@@ -74,7 +57,7 @@ __global__ void __launch_bounds__(kWarps * 32) search_backward_atomic_kernel(con
     int pk, pi, pj, c;
     {
       int r = live ? e : 0;
-      if (a.c_fast) {
+      if (c_fast) {
         c = r % a.C, r /= a.C;
         pj = r % a.ps, r /= a.ps;
       } else {
@@ -124,35 +107,15 @@ __global__ void __launch_bounds__(kWarps * 32) search_backward_atomic_kernel(con
 
 template <class T, bool L2>
 void backward_atomic_impl(const SearchArgs& a, cudaStream_t stream) {
-  const SearchParams& p = a.p;
   const SearchShape& sh = a.sh;
-  AtomicArgs<T> f{};
-  f.vid0 = static_cast<const T*>(a.vid0);
-  f.vid1 = static_cast<const T*>(a.vid1);
-  f.gd = static_cast<const T*>(a.grad_dists);
-  f.inds = static_cast<const int32_t*>(a.inds);
-  f.g0 = static_cast<T*>(a.grad0);
-  f.g1 = static_cast<T*>(a.grad1);
-  f.s0 = a.s0, f.s1 = a.s1, f.w0 = a.g0, f.w1 = a.g1;
-  for (int i = 0; i < 4; ++i) f.sd[i] = a.sd[i];
-  for (int i = 0; i < 5; ++i) f.si[i] = a.si[i];
-  f.nq = sh.B * sh.HD * sh.Q;
-  f.HD = static_cast<int>(sh.HD), f.nT = static_cast<int>(sh.T), f.C = static_cast<int>(sh.C);
-  f.H = static_cast<int>(sh.H), f.W = static_cast<int>(sh.W);
-  f.nH = static_cast<int>(sh.nH), f.nW = static_cast<int>(sh.nW), f.Q = static_cast<int>(sh.Q);
-  f.K = static_cast<int>(sh.K);
-  f.ps = p.ps, f.pt = p.pt, f.dil = p.dilation, f.str0 = p.stride0;
-  f.reflect = p.reflect_bounds;
-  f.c_fast = a.g1.c == 1;
-  f.offH0 = p.off_H0, f.offW0 = p.off_W0, f.offH1 = p.off_H1, f.offW1 = p.off_W1;
-  f.o0 = static_cast<int>(geo::patch_offset(0, p.ps, p.dilation, p.use_adj));
-
+  const BwdArgs<T> f = backward_args<T>(a);
+  const int64_t nq = sh.B * sh.HD * sh.Q;
   zero_video(f.g0, a.g0, sh.B, sh.HD, sh.T, sh.C, sh.H, sh.W, stream);
   zero_video(f.g1, a.g1, sh.B, sh.HD, sh.T, sh.C, sh.H, sh.W, stream);
-  if (f.nq == 0 || f.K == 0) return;
-  const int64_t blocks = ceil_div(f.nq, kWarps);
+  if (nq == 0 || f.K == 0) return;
+  const int64_t blocks = ceil_div(nq, kWarps);
   if (blocks > INT32_MAX) throw BackendError("search backward: too many queries for one launch");
-  search_backward_atomic_kernel<T, L2><<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(f);
+  search_backward_atomic_kernel<T, L2><<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(f, nq, a.g1.c == 1);
   check_launch("search_backward_atomic_kernel");
 }
 
