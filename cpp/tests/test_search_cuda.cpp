@@ -325,8 +325,8 @@ TEST(SearchCuda, SevenCandidatesPerLane) {
 }
 
 TEST(SearchCuda, ThirtyTwoChannelsPerHead) {
-  // C = 32 per head: the fast path's 2-candidate segments (ws = 7: the last segment runs
-  // past the window), prod and l2, reflected and zero borders, channels-last videos.
+  // C = 32 per head (S4's shape on the general path; a 2-candidate fast path was tried),
+  // prod and l2, reflected and zero borders, channels-last videos, the anchor slot.
   REQUIRE_GPU();
   Case c;
   c.T = 3, c.H = 21, c.W = 26, c.C = 64;

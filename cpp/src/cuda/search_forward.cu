@@ -11,7 +11,7 @@
 // per candidate. No distance volume ever reaches global memory.
 //
 // Two ways of computing the distances from the tile:
-// - fast path (float, stride1 = dilation = 1, C per head in {3, 4, 8, 16, 32}): the tile
+// - fast path (float, stride1 = dilation = 1, C per head in {3, 4, 8, 16}): the tile
 //   is [frame][pk][row][col][channel] and each lane computes R horizontally adjacent
 //   candidates of a window row; candidate j at tap pj reads the pixel that candidate j+1
 //   reads at tap pj-1, so a lane keeps R pixels (all channels) in registers and loads one
@@ -578,11 +578,11 @@ int fast_cs(int C) { return C % 4 != 0 ? C : ((C / 4) % 2 == 0 ? C + 4 : C); }
 
 // Fast-path variants: C per head and the R compiled for it (launch_fast): 3 and 5; 7 as
 // well for C <= 4 (7 pixels of up to 4 channels fit in registers; ws = 21 is then 3 full
-// segments instead of 5 partly idle); only 2 for C = 32 (2 x 32 channels of pixels in
-// registers; R = 3 needed 162 registers and was slower than the general path on S4).
-constexpr int kFastC[] = {3, 4, 8, 16, 32};
-constexpr int kFastMinR(int C) { return C >= 32 ? 2 : 3; }
-constexpr int kFastMaxR(int C) { return C >= 32 ? 2 : (C <= 4 ? 7 : 5); }
+// segments instead of 5 partly idle). C = 32 is left to the general path: R = 3 needed
+// 162 registers (S4 20.1 ms against 11.7, v4), R = 2 130 registers and was 2% slower
+// than the general path (S4 9.06 against 8.86 ms, v11).
+constexpr int kFastC[] = {3, 4, 8, 16};
+constexpr int kFastMaxR(int C) { return C <= 4 ? 7 : 5; }
 
 // Bytes of one staged frame's offset tables (pt + th + tw entries).
 size_t table_bytes(int64_t pt, int64_t th, int64_t tw) { return static_cast<size_t>(pt + th + tw) * sizeof(int64_t); }
@@ -605,10 +605,10 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
     // issue (2*R*C/4 per clock) and the shared-memory wavefronts ((R-1+ps)*C tile values
     // plus the broadcast query loads), times the rounds of every stage of F frames (a
     // round is paid in full however few lanes it keeps busy).
-    const int Rs[] = {2, 3, 5, 7};
+    const int Rs[] = {3, 5, 7};
     double best = 0;
     for (int R : Rs) {
-      if (R < kFastMinR(f.C) || R > kFastMaxR(f.C)) continue;
+      if (R > kFastMaxR(f.C)) continue;
       const int64_t nseg = ceil_div(f.ww, R);
       const int64_t tws = nseg * R + f.ps - 1;
       const size_t tb = static_cast<size_t>(f.pt) * th * tws * fast_cs(f.C) * sizeof(T) + table_bytes(f.pt, th, tws);
@@ -724,14 +724,10 @@ void launch(FwdArgs<T> f, const FwdPlan& p, cudaStream_t stream) {
 
 template <class T, bool L2, int CV>
 void launch_fast(const FwdArgs<T>& f, const FwdPlan& p, cudaStream_t stream) {
-  if constexpr (kFastMaxR(CV) == 2) {
-    return launch<T, L2, 2, true, CV>(f, p, stream);
-  } else {
-    if constexpr (kFastMaxR(CV) >= 7)
-      if (p.R == 7) return launch<T, L2, 7, true, CV>(f, p, stream);
-    if (p.R == 5) return launch<T, L2, 5, true, CV>(f, p, stream);
-    return launch<T, L2, 3, true, CV>(f, p, stream);
-  }
+  if constexpr (kFastMaxR(CV) >= 7)
+    if (p.R == 7) return launch<T, L2, 7, true, CV>(f, p, stream);
+  if (p.R == 5) return launch<T, L2, 5, true, CV>(f, p, stream);
+  return launch<T, L2, 3, true, CV>(f, p, stream);
 }
 
 template <class T, bool L2>
@@ -777,7 +773,6 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
       case 4: return launch_fast<T, L2, 4>(f, plan, stream);
       case 8: return launch_fast<T, L2, 8>(f, plan, stream);
       case 16: return launch_fast<T, L2, 16>(f, plan, stream);
-      case 32: return launch_fast<T, L2, 32>(f, plan, stream);
       default: break;
     }
   }
