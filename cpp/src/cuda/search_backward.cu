@@ -265,17 +265,46 @@ __global__ void pack_queries_kernel(const BwdArgs<T> a, int2* pp1, int64_t n) {
 template <bool L2, int CV>
 constexpr int kGatherBlocks = (CV == 4 || (CV == 8 && !L2)) ? 3 : ((CV == 32 && L2) ? 1 : 2);
 
+// The pixel (b, hd, t, y, x) of a fast gather's thread e; bh = b * HD + hd.
+struct GatherPixel {
+  int x, y, t, b, hd;
+  int64_t bh;
+};
+__device__ __forceinline__ GatherPixel gather_pixel(const BwdArgs<float>& a, int64_t e) {
+  GatherPixel p;
+  p.x = static_cast<int>(e % a.W);
+  p.y = static_cast<int>((e / a.W) % a.H);
+  p.t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
+  p.bh = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
+  p.b = static_cast<int>(p.bh / a.HD), p.hd = static_cast<int>(p.bh % a.HD);
+  return p;
+}
+
+// A record's grad_dists and the CV channels of its patch's pixel at the given tap in the
+// pixel-major copy pm (zeros when the tap falls outside the video).
+template <int CV>
+__device__ __forceinline__ float record_pixel(const BwdArgs<float>& a, int2 r, int64_t bh, int64_t tap, int pk,
+                                              int ddy, int ddx, const float* pm, float (&v)[CV]) {
+  const float g = __int_as_float(r.x);
+  const int64_t pix = tap_pixel(r.y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
+  if (pix < 0) {
+#pragma unroll
+    for (int c = 0; c < CV; ++c) v[c] = 0.f;
+  } else {
+    load_cv<CV>(v, pm + pix * CV);
+  }
+  return g;
+}
+
 // grad_vid0, thread per (b, hd, t, y, x), every channel; pm0/pm1: pixel-major copies.
 template <bool L2, int CV>
 __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid0_fast_kernel(const BwdArgs<float> a, const float* pm0,
                                                                 const float* pm1, const int2* pp0, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
-  const int x = static_cast<int>(e % a.W);
-  const int y = static_cast<int>((e / a.W) % a.H);
-  const int t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
-  const int64_t bh = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
-  const int b = static_cast<int>(bh / a.HD), hd = static_cast<int>(bh % a.HD);
+  const GatherPixel px_ = gather_pixel(a, e);
+  const int x = px_.x, y = px_.y, t = px_.t, b = px_.b, hd = px_.hd;
+  const int64_t bh = px_.bh;
   float va[CV], acc[CV];
   load_cv<CV>(va, pm0 + e * CV);
 #pragma unroll
@@ -308,15 +337,8 @@ __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid0_fast_ker
               for (int k = 0; k < a.K; ++k) {
                 const int2 r = __ldg(pq + k);
                 if (r.y == kNoPatch) continue;
-                const float g = __int_as_float(r.x);
-                const int64_t pix = tap_pixel(r.y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
                 float vb[CV];
-                if (pix < 0) {
-#pragma unroll
-                  for (int c = 0; c < CV; ++c) vb[c] = 0.f;
-                } else {
-                  load_cv<CV>(vb, pm1 + pix * CV);
-                }
+                const float g = record_pixel<CV>(a, r, bh, tap, pk, ddy, ddx, pm1, vb);
 #pragma unroll
                 for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_da<L2>(va[c], vb[c]);
               }
@@ -337,11 +359,9 @@ __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid1_fast_ker
                                                                 const float* pm1, const int2* pp1, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
-  const int x = static_cast<int>(e % a.W);
-  const int y = static_cast<int>((e / a.W) % a.H);
-  const int t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
-  const int64_t bh = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
-  const int b = static_cast<int>(bh / a.HD), hd = static_cast<int>(bh % a.HD);
+  const GatherPixel px_ = gather_pixel(a, e);
+  const int x = px_.x, y = px_.y, t = px_.t, b = px_.b, hd = px_.hd;
+  const int64_t bh = px_.bh;
   const int64_t plane = static_cast<int64_t>(a.H) * a.W;
   const int64_t loc_bh = bh * a.nT * plane;
   float vb[CV], acc[CV];
@@ -371,15 +391,8 @@ __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid1_fast_ker
               const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
               for (int32_t li = beg; li < end; ++li) {
                 const int2 r = __ldg(pp1 + li);
-                const float g = __int_as_float(r.x);
-                const int64_t pix = tap_pixel(r.y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
                 float va[CV];
-                if (pix < 0) {
-#pragma unroll
-                  for (int c = 0; c < CV; ++c) va[c] = 0.f;
-                } else {
-                  load_cv<CV>(va, pm0 + pix * CV);
-                }
+                const float g = record_pixel<CV>(a, r, bh, tap, pk, ddy, ddx, pm0, va);
 #pragma unroll
                 for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_db<L2>(va[c], vb[c]);
               }
