@@ -82,6 +82,66 @@ __device__ __forceinline__ GridTaps grid_taps(int z, int o0, int off, int dil, i
   return {r, str0, false};
 }
 
+// The taps through which pixel (t, y, x) of vid0 was read: f(pk, q, dy, dx) for every query
+// q on the query grid whose patch reads it at tap (pk, pi, pj), dy = o0 + dil*pi and
+// dx = o0 + dil*pj, in a fixed order (each gradient element sums in that order).
+template <class T, class F>
+__device__ __forceinline__ void for_each_query_tap(const BwdArgs<T>& a, int t, int y, int x, F f) {
+  const Pre pt_ = preimages(t, a.nT, a.reflect);
+  const Pre py = preimages(y, a.H, a.reflect);
+  const Pre px = preimages(x, a.W, a.reflect);
+  for (int it = 0; it < pt_.n; ++it)
+    for (int pk = 0; pk < a.pt; ++pk) {
+      const int tq = pt_.z[it] - pk;
+      if (tq < 0 || tq >= a.nT) continue;
+      for (int iy = 0; iy < py.n; ++iy) {
+        const GridTaps gy = grid_taps(py.z[iy], a.o0, a.offH0, a.dil, a.str0);
+        for (int pi = gy.i0; pi < a.ps; pi += gy.step) {
+          const int dy = a.o0 + a.dil * pi;
+          const int qh = py.z[iy] - dy + a.offH0;
+          if (qh < 0 || qh >= a.H || (gy.test && qh % a.str0)) continue;
+          for (int ix = 0; ix < px.n; ++ix) {
+            const GridTaps gx = grid_taps(px.z[ix], a.o0, a.offW0, a.dil, a.str0);
+            for (int pj = gx.i0; pj < a.ps; pj += gx.step) {
+              const int dx = a.o0 + a.dil * pj;
+              const int qw = px.z[ix] - dx + a.offW0;
+              if (qw < 0 || qw >= a.W || (gx.test && qw % a.str0)) continue;
+              f(pk, (static_cast<int64_t>(tq) * a.nH + qh / a.str0) * a.nW + qw / a.str0, dy, dx);
+            }
+          }
+        }
+      }
+    }
+}
+
+// The taps through which pixel (t, y, x) of vid1 was read: f(pk, u, yy, xx, dy, dx) for
+// every candidate location (u, yy, xx) whose patch reads it at tap (pk, pi, pj), in a
+// fixed order.
+template <class T, class F>
+__device__ __forceinline__ void for_each_candidate_tap(const BwdArgs<T>& a, int t, int y, int x, F f) {
+  const Pre pt_ = preimages(t, a.nT, a.reflect);
+  const Pre py = preimages(y, a.H, a.reflect);
+  const Pre px = preimages(x, a.W, a.reflect);
+  for (int it = 0; it < pt_.n; ++it)
+    for (int pk = 0; pk < a.pt; ++pk) {
+      const int u = pt_.z[it] - pk;
+      if (u < 0 || u >= a.nT) continue;
+      for (int iy = 0; iy < py.n; ++iy)
+        for (int pi = 0; pi < a.ps; ++pi) {
+          const int dy = a.o0 + a.dil * pi;
+          const int yy = py.z[iy] - dy + a.offH1;
+          if (yy < 0 || yy >= a.H) continue;
+          for (int ix = 0; ix < px.n; ++ix)
+            for (int pj = 0; pj < a.ps; ++pj) {
+              const int dx = a.o0 + a.dil * pj;
+              const int xx = px.z[ix] - dx + a.offW1;
+              if (xx < 0 || xx >= a.W) continue;
+              f(pk, u, yy, xx, dy, dx);
+            }
+        }
+    }
+}
+
 // Thread per (b, hd, channel group, t, y, x) of vid0.
 template <class T, bool L2, int CG>
 __global__ void __launch_bounds__(256, 1) grad_vid0_kernel(const BwdArgs<T> a, int64_t total) {
@@ -105,48 +165,25 @@ __global__ void __launch_bounds__(256, 1) grad_vid0_kernel(const BwdArgs<T> a, i
     va[c] = c < nc ? v0[t * a.s0.t + y * a.s0.y + x * a.s0.x + c * a.s0.c] : T(0);
     acc[c] = T(0);
   }
-  const Pre pt_ = preimages(t, a.nT, a.reflect);
-  const Pre py = preimages(y, a.H, a.reflect);
-  const Pre px = preimages(x, a.W, a.reflect);
-  for (int it = 0; it < pt_.n; ++it)
-    for (int pk = 0; pk < a.pt; ++pk) {
-      const int tq = pt_.z[it] - pk;
-      if (tq < 0 || tq >= a.nT) continue;
-      for (int iy = 0; iy < py.n; ++iy) {
-        const GridTaps gy = grid_taps(py.z[iy], a.o0, a.offH0, a.dil, a.str0);
-        for (int pi = gy.i0; pi < a.ps; pi += gy.step) {
-          const int dy = a.o0 + a.dil * pi;
-          const int qh = py.z[iy] - dy + a.offH0;
-          if (qh < 0 || qh >= a.H || (gy.test && qh % a.str0)) continue;
-          for (int ix = 0; ix < px.n; ++ix) {
-            const GridTaps gx = grid_taps(px.z[ix], a.o0, a.offW0, a.dil, a.str0);
-            for (int pj = gx.i0; pj < a.ps; pj += gx.step) {
-              const int dx = a.o0 + a.dil * pj;
-              const int qw = px.z[ix] - dx + a.offW0;
-              if (qw < 0 || qw >= a.W || (gx.test && qw % a.str0)) continue;
-              const int64_t q = (static_cast<int64_t>(tq) * a.nH + qh / a.str0) * a.nW + qw / a.str0;
-              const int32_t* ie = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
-              const T* ge = a.gd + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
-              for (int k = 0; k < a.K; ++k) {
-                const int32_t* e3 = ie + k * a.si[3];
-                const int u = e3[0], yy = e3[a.si[4]], xx = e3[2 * a.si[4]];
-                if (u < 0 || u >= a.nT || yy < 0 || yy >= a.H || xx < 0 || xx >= a.W) continue;
-                const T g = ge[k * a.sd[3]];
-                const int64_t off = geo::pixel_offset(u + pk, yy + dy - a.offH1, xx + dx - a.offW1, a.nT, a.H, a.W,
-                                                      a.reflect, a.s1.t, a.s1.y, a.s1.x);
+  for_each_query_tap(a, t, y, x, [&](int pk, int64_t q, int dy, int dx) {
+    const int32_t* ie = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
+    const T* ge = a.gd + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
+    for (int k = 0; k < a.K; ++k) {
+      const int32_t* e3 = ie + k * a.si[3];
+      const int u = e3[0], yy = e3[a.si[4]], xx = e3[2 * a.si[4]];
+      if (u < 0 || u >= a.nT || yy < 0 || yy >= a.H || xx < 0 || xx >= a.W) continue;
+      const T g = ge[k * a.sd[3]];
+      const int64_t off = geo::pixel_offset(u + pk, yy + dy - a.offH1, xx + dx - a.offW1, a.nT, a.H, a.W,
+                                            a.reflect, a.s1.t, a.s1.y, a.s1.x);
 #pragma unroll
-                for (int c = 0; c < CG; ++c) {
-                  if (c < nc) {
-                    const T vb = off < 0 ? T(0) : v1[off + c * a.s1.c];
-                    acc[c] += g * geo::dist_da<L2>(va[c], vb);
-                  }
-                }
-              }
-            }
-          }
+      for (int c = 0; c < CG; ++c) {
+        if (c < nc) {
+          const T vb = off < 0 ? T(0) : v1[off + c * a.s1.c];
+          acc[c] += g * geo::dist_da<L2>(va[c], vb);
         }
       }
     }
+  });
   T* out = a.g0 + b * a.w0.b + hd * a.w0.h + c0 * a.w0.c + t * a.w0.t + y * a.w0.y + x * a.w0.x;
 #pragma unroll
   for (int c = 0; c < CG; ++c)
@@ -178,45 +215,27 @@ __global__ void __launch_bounds__(256, 1) grad_vid1_kernel(const BwdArgs<T> a, i
     vb[c] = c < nc ? v1[t * a.s1.t + y * a.s1.y + x * a.s1.x + c * a.s1.c] : T(0);
     acc[c] = T(0);
   }
-  const Pre pt_ = preimages(t, a.nT, a.reflect);
-  const Pre py = preimages(y, a.H, a.reflect);
-  const Pre px = preimages(x, a.W, a.reflect);
-  for (int it = 0; it < pt_.n; ++it)
-    for (int pk = 0; pk < a.pt; ++pk) {
-      const int u = pt_.z[it] - pk;
-      if (u < 0 || u >= a.nT) continue;
-      for (int iy = 0; iy < py.n; ++iy)
-        for (int pi = 0; pi < a.ps; ++pi) {
-          const int dy = a.o0 + a.dil * pi;
-          const int yy = py.z[iy] - dy + a.offH1;
-          if (yy < 0 || yy >= a.H) continue;
-          for (int ix = 0; ix < px.n; ++ix)
-            for (int pj = 0; pj < a.ps; ++pj) {
-              const int dx = a.o0 + a.dil * pj;
-              const int xx = px.z[ix] - dx + a.offW1;
-              if (xx < 0 || xx >= a.W) continue;
-              const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
-              const int32_t beg = a.list_start[loc], end = a.list_start[loc + 1];
-              for (int32_t li = beg; li < end; ++li) {
-                const int32_t qk = a.list_qk[li];
-                const int k = qk % a.K;
-                const int q = (qk / a.K) % a.Q;
-                const int tq = q / (a.nH * a.nW);
-                const int qh = ((q / a.nW) % a.nH) * a.str0, qw = (q % a.nW) * a.str0;
-                const T g = a.gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]];
-                const int64_t off = geo::pixel_offset(tq + pk, qh + dy - a.offH0, qw + dx - a.offW0, a.nT, a.H, a.W,
-                                                      a.reflect, a.s0.t, a.s0.y, a.s0.x);
+  for_each_candidate_tap(a, t, y, x, [&](int pk, int u, int yy, int xx, int dy, int dx) {
+    const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
+    const int32_t beg = a.list_start[loc], end = a.list_start[loc + 1];
+    for (int32_t li = beg; li < end; ++li) {
+      const int32_t qk = a.list_qk[li];
+      const int k = qk % a.K;
+      const int q = (qk / a.K) % a.Q;
+      const int tq = q / (a.nH * a.nW);
+      const int qh = ((q / a.nW) % a.nH) * a.str0, qw = (q % a.nW) * a.str0;
+      const T g = a.gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]];
+      const int64_t off = geo::pixel_offset(tq + pk, qh + dy - a.offH0, qw + dx - a.offW0, a.nT, a.H, a.W,
+                                            a.reflect, a.s0.t, a.s0.y, a.s0.x);
 #pragma unroll
-                for (int c = 0; c < CG; ++c) {
-                  if (c < nc) {
-                    const T va = off < 0 ? T(0) : v0[off + c * a.s0.c];
-                    acc[c] += g * geo::dist_db<L2>(va, vb[c]);
-                  }
-                }
-              }
-            }
+      for (int c = 0; c < CG; ++c) {
+        if (c < nc) {
+          const T va = off < 0 ? T(0) : v0[off + c * a.s0.c];
+          acc[c] += g * geo::dist_db<L2>(va, vb[c]);
         }
+      }
     }
+  });
   T* out = a.g1 + b * a.w1.b + hd * a.w1.h + c0 * a.w1.c + t * a.w1.t + y * a.w1.y + x * a.w1.x;
 #pragma unroll
   for (int c = 0; c < CG; ++c)
@@ -311,42 +330,19 @@ __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid0_fast_ker
   for (int c = 0; c < CV; ++c) acc[c] = 0.f;
   const int2* pb = pp0 + bh * a.Q * a.K;
   const int64_t plane = static_cast<int64_t>(a.H) * a.W;
-  const Pre pt_ = preimages(t, a.nT, a.reflect);
-  const Pre py = preimages(y, a.H, a.reflect);
-  const Pre px = preimages(x, a.W, a.reflect);
-  for (int it = 0; it < pt_.n; ++it)
-    for (int pk = 0; pk < a.pt; ++pk) {
-      const int tq = pt_.z[it] - pk;
-      if (tq < 0 || tq >= a.nT) continue;
-      for (int iy = 0; iy < py.n; ++iy) {
-        const GridTaps gy = grid_taps(py.z[iy], a.o0, a.offH0, a.dil, a.str0);
-        for (int pi = gy.i0; pi < a.ps; pi += gy.step) {
-          const int dy = a.o0 + a.dil * pi;
-          const int qh = py.z[iy] - dy + a.offH0;
-          if (qh < 0 || qh >= a.H || (gy.test && qh % a.str0)) continue;
-          for (int ix = 0; ix < px.n; ++ix) {
-            const GridTaps gx = grid_taps(px.z[ix], a.o0, a.offW0, a.dil, a.str0);
-            for (int pj = gx.i0; pj < a.ps; pj += gx.step) {
-              const int dx = a.o0 + a.dil * pj;
-              const int qw = px.z[ix] - dx + a.offW0;
-              if (qw < 0 || qw >= a.W || (gx.test && qw % a.str0)) continue;
-              const int64_t q = (static_cast<int64_t>(tq) * a.nH + qh / a.str0) * a.nW + qw / a.str0;
-              const int2* pq = pb + q * a.K;
-              const int ddy = dy - a.offH1, ddx = dx - a.offW1;
-              const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
-              for (int k = 0; k < a.K; ++k) {
-                const int2 r = __ldg(pq + k);
-                if (r.y == kNoPatch) continue;
-                float vb[CV];
-                const float g = record_pixel<CV>(a, r, bh, tap, pk, ddy, ddx, pm1, vb);
+  for_each_query_tap(a, t, y, x, [&](int pk, int64_t q, int dy, int dx) {
+    const int2* pq = pb + q * a.K;
+    const int ddy = dy - a.offH1, ddx = dx - a.offW1;
+    const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
+    for (int k = 0; k < a.K; ++k) {
+      const int2 r = __ldg(pq + k);
+      if (r.y == kNoPatch) continue;
+      float vb[CV];
+      const float g = record_pixel<CV>(a, r, bh, tap, pk, ddy, ddx, pm1, vb);
 #pragma unroll
-                for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_da<L2>(va[c], vb[c]);
-              }
-            }
-          }
-        }
-      }
+      for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_da<L2>(va[c], vb[c]);
     }
+  });
   float* out = a.g0 + b * a.w0.b + hd * a.w0.h + t * a.w0.t + y * a.w0.y + x * a.w0.x;
 #pragma unroll
   for (int c = 0; c < CV; ++c)
@@ -368,37 +364,19 @@ __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid1_fast_ker
   load_cv<CV>(vb, pm1 + e * CV);
 #pragma unroll
   for (int c = 0; c < CV; ++c) acc[c] = 0.f;
-  const Pre pt_ = preimages(t, a.nT, a.reflect);
-  const Pre py = preimages(y, a.H, a.reflect);
-  const Pre px = preimages(x, a.W, a.reflect);
-  for (int it = 0; it < pt_.n; ++it)
-    for (int pk = 0; pk < a.pt; ++pk) {
-      const int u = pt_.z[it] - pk;
-      if (u < 0 || u >= a.nT) continue;
-      for (int iy = 0; iy < py.n; ++iy)
-        for (int pi = 0; pi < a.ps; ++pi) {
-          const int dy = a.o0 + a.dil * pi;
-          const int yy = py.z[iy] - dy + a.offH1;
-          if (yy < 0 || yy >= a.H) continue;
-          for (int ix = 0; ix < px.n; ++ix)
-            for (int pj = 0; pj < a.ps; ++pj) {
-              const int dx = a.o0 + a.dil * pj;
-              const int xx = px.z[ix] - dx + a.offW1;
-              if (xx < 0 || xx >= a.W) continue;
-              const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
-              const int32_t beg = __ldg(a.list_start + loc), end = __ldg(a.list_start + loc + 1);
-              const int ddy = dy - a.offH0, ddx = dx - a.offW0;
-              const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
-              for (int32_t li = beg; li < end; ++li) {
-                const int2 r = __ldg(pp1 + li);
-                float va[CV];
-                const float g = record_pixel<CV>(a, r, bh, tap, pk, ddy, ddx, pm0, va);
+  for_each_candidate_tap(a, t, y, x, [&](int pk, int u, int yy, int xx, int dy, int dx) {
+    const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
+    const int32_t beg = __ldg(a.list_start + loc), end = __ldg(a.list_start + loc + 1);
+    const int ddy = dy - a.offH0, ddx = dx - a.offW0;
+    const int64_t tap = pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
+    for (int32_t li = beg; li < end; ++li) {
+      const int2 r = __ldg(pp1 + li);
+      float va[CV];
+      const float g = record_pixel<CV>(a, r, bh, tap, pk, ddy, ddx, pm0, va);
 #pragma unroll
-                for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_db<L2>(va[c], vb[c]);
-              }
-            }
-        }
+      for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_db<L2>(va[c], vb[c]);
     }
+  });
   float* out = a.g1 + b * a.w1.b + hd * a.w1.h + t * a.w1.t + y * a.w1.y + x * a.w1.x;
 #pragma unroll
   for (int c = 0; c < CV; ++c)
