@@ -36,7 +36,10 @@ struct SearchParams {
   bool remove_self = false;
   bool use_adj = false;
   int off_H0 = 0, off_W0 = 0, off_H1 = 0, off_W1 = 0;
-  // Backward only: sum gradients in a fixed order so results are bitwise repeatable.
+  // Backward only. true: gradients summed in a fixed order, bitwise repeatable. false
+  // (CUDA): a small call (up to 40M query x neighbour x tap x channel terms) scatters with
+  // float atomics instead, needs no workspace, and varies in the last bits between runs;
+  // larger calls and the CPU are deterministic either way.
   bool deterministic = true;
 };
 
