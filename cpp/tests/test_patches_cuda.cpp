@@ -533,6 +533,35 @@ TEST(PatchesCudaSpecial, ChunkedWpsumBackward) {
   chunked_wpsum_backward<double>(22);
 }
 
+// fold_k with lists too large for one workspace (2 x 2 slices of 2.1M pairs: 134 MB of
+// lists for a 0.5 MB output) runs per (batch, head) slice within one slice's workspace,
+// with the CPU's result.
+TEST(PatchesCudaSpecial, ChunkedFoldK) {
+  REQUIRE_CUDA_DEVICE();
+  const int64_t B = 2, HD = 2, Tn = 2, C = 2, H = 128, W = 128, K = 64, Q = Tn * H * W;
+  TileParams tp;
+  const int64_t nv = B * Tn * C * H * W, np = B * HD * Q * K * C / HD;
+  std::mt19937 rng(23);
+  const std::vector<float> pk = random_vec<float>(rng, np);
+  const std::vector<int32_t> inds = random_inds(rng, B * HD * Q * K, Tn, H, W);
+  const std::vector<int64_t> vshape{B, Tn, C, H, W}, kshape{B, HD, Q, K, 1, C / HD, 1, 1}, ishape{B, HD, Q, K, 3};
+  std::vector<float> ref(nv);
+  fold_k(tp, contiguous<const void>(pk.data(), DType::Float32, kshape, kCpu),
+         contiguous<const void>(inds.data(), DType::Int32, ishape, kCpu),
+         contiguous<void>(ref.data(), DType::Float32, vshape, kCpu));
+  Dev<float> d_pk(pk), out(std::vector<float>(nv, -12345.f));
+  Dev<int32_t> d_inds(inds);
+  const ConstView p = contiguous<const void>(d_pk.p, DType::Float32, kshape, kGpu);
+  const ConstView i = contiguous<const void>(d_inds.p, DType::Int32, ishape, kGpu);
+  const View o = contiguous<void>(out.p, DType::Float32, vshape, kGpu);
+  const size_t wsb = fold_k_workspace_size(tp, p, i, as_const(o));
+  EXPECT_LE(wsb, size_t(40) << 20) << "one slice's lists (2.1M pairs), not the call's 8.4M";
+  Dev<char> ws(wsb);
+  fold_k(tp, p, i, o, ws.p, wsb);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  expect_close(ref, out.get(), "chunked fold_k");
+}
+
 // A workspace shorter than *_workspace_size asks for is refused before any kernel runs.
 TEST(PatchesCudaSpecial, ShortWorkspaceRejected) {
   REQUIRE_CUDA_DEVICE();

@@ -33,7 +33,10 @@ void unfold(const TileParams& p, const ConstView& vid, const View& patches, void
 void fold(const TileParams& p, const ConstView& patches, const View& vid, void* stream = nullptr);
 void unfold_k(const TileParams& p, const ConstView& vid, const ConstView& inds, const View& patches,
               void* stream = nullptr);
-// Bytes of scratch fold_k needs on the data's device (0 when none).
+// Bytes of scratch fold_k needs on the data's device (0 when none). On CUDA with
+// deterministic: the inverse lists, about 16 bytes per (query, neighbour) pair; a call
+// needing more than max(64 MiB, the output's size) runs in chunks of (batch, head) slices
+// and asks for one chunk's worth (as search_backward_workspace_size).
 size_t fold_k_workspace_size(const TileParams& p, const ConstView& patches, const ConstView& inds,
                              const ConstView& vid);
 void fold_k(const TileParams& p, const ConstView& patches, const ConstView& inds, const View& vid,

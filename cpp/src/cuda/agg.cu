@@ -286,30 +286,13 @@ void backward_chunk(const PatchArgs& a, char* ws, cudaStream_t stream) {
 // workspace holds the lists (16 bytes per pair) and, on the fast path, two pixel-major copies.
 using detail::Chunking;
 
-PatchArgs chunk_args(const PatchArgs& a, int64_t b, int64_t h0, int64_t nb, int64_t nh) {
-  PatchArgs c = a;
-  const int64_t es = a.dtype == DType::Float32 ? 4 : 8;
-  auto at = [&](const void* p, int64_t sb, int64_t sh, int64_t bytes) {
-    return static_cast<const char*>(p) + (b * sb + h0 * sh) * bytes;
-  };
-  c.vid = at(a.vid, a.sv.b, a.sv.h, es);
-  c.out = const_cast<char*>(at(a.out, a.so.b, a.so.h, es));
-  c.grad_out = at(a.grad_out, a.sg.b, a.sg.h, es);
-  c.weights = at(a.weights, a.sw[0], a.sw[1], es);
-  c.grad_weights = const_cast<char*>(at(a.grad_weights, a.sgw[0], a.sgw[1], es));
-  c.inds = reinterpret_cast<const int32_t*>(at(a.inds, a.si[0], a.si[1], sizeof(int32_t)));
-  c.B = nb;
-  c.HD = nh;
-  return c;
-}
-
 Chunking chunking(const PatchArgs& a) {
   if (!a.deterministic) return {a.HD, true, backward_layout(a).total};
   const size_t es = a.dtype == DType::Float32 ? 4 : 8;
   const size_t grads = static_cast<size_t>(a.B * a.HD * (a.T * a.C * a.H * a.W + a.Q * a.K)) * es;
   return detail::choose_chunking(
       a.B, a.HD, a.Q * a.K, a.T * a.H * a.W, grads, [&] { return backward_layout(a).total; },
-      [&](int64_t h) { return backward_layout(chunk_args(a, 0, 0, 1, h)).total; });
+      [&](int64_t h) { return backward_layout(patch::slice_args(a, 0, 0, h)).total; });
 }
 
 template <class T>
@@ -319,7 +302,7 @@ void backward_impl(const PatchArgs& a, void* workspace, size_t workspace_bytes, 
   char* ws = static_cast<char*>(workspace);
   if (ch.whole) return backward_chunk<T>(a, ws, stream);
   detail::for_each_chunk(a.B, a.HD, ch, [&](int64_t b, int64_t h0, int64_t nh) {
-    backward_chunk<T>(chunk_args(a, b, h0, 1, nh), ws, stream);
+    backward_chunk<T>(patch::slice_args(a, b, h0, nh), ws, stream);
   });
 }
 

@@ -177,6 +177,27 @@ void zero_video(const PatchArgs& a, T* v, const detail::Strides6& s, cudaStream_
   cuda::zero_video(v, s, a.B, a.HD, a.T, a.C, a.H, a.W, stream);
 }
 
+// The call restricted to batch entry b and heads h0 .. h0 + nh - 1 (a chunk of a large
+// deterministic call, common/chunking.h): every tensor the call names is shifted there.
+inline PatchArgs slice_args(const PatchArgs& a, int64_t b, int64_t h0, int64_t nh) {
+  PatchArgs c = a;
+  const int64_t es = a.dtype == DType::Float32 ? 4 : 8;
+  auto at = [&](const void* p, int64_t sb, int64_t sh, int64_t bytes) -> const char* {
+    return p ? static_cast<const char*>(p) + (b * sb + h0 * sh) * bytes : nullptr;
+  };
+  c.vid = at(a.vid, a.sv.b, a.sv.h, es);
+  c.out = const_cast<char*>(at(a.out, a.so.b, a.so.h, es));
+  c.grad_out = at(a.grad_out, a.sg.b, a.sg.h, es);
+  c.patches_in = at(a.patches_in, a.sp[0], a.sp[1], es);
+  c.patches_out = const_cast<char*>(at(a.patches_out, a.sp[0], a.sp[1], es));
+  c.weights = at(a.weights, a.sw[0], a.sw[1], es);
+  c.grad_weights = const_cast<char*>(at(a.grad_weights, a.sgw[0], a.sgw[1], es));
+  c.inds = reinterpret_cast<const int32_t*>(at(a.inds, a.si[0], a.si[1], sizeof(int32_t)));
+  c.B = 1;
+  c.HD = nh;
+  return c;
+}
+
 // Inverse lists in the workspace. start[l] .. start[l+1] are the positions in `entries` of
 // the entries whose location is l = ((b*HD + hd)*T + t)*H*W + h*W + w; entries hold the
 // flat index ((b*HD + hd)*Q + q)*K + k. Padding and out-of-range indices are in no list.

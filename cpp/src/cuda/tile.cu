@@ -4,13 +4,15 @@
 //  - fold (query grid): gather, one thread per output pixel and channel group; the pixel's
 //    preimages x taps name every query patch entry read from it (deterministic).
 //  - fold_k, deterministic: gather over the inverse lists of inds (entries sorted by
-//    neighbour location); otherwise a scatter with atomicAdd into a zeroed output.
+//    neighbour location), per chunk of (batch, head) slices for large calls; otherwise a
+//    scatter with atomicAdd into a zeroed output.
 // Everything runs on the caller's stream, on the device of the data.
 #include <cuda_runtime.h>
 
 #include <string>
 
 #include "common/backends.h"
+#include "common/chunking.h"
 #include "common/dispatch.h"
 #include "cuda/patch_common.cuh"
 
@@ -196,6 +198,25 @@ void launch_fold(const PatchArgs& a, cudaStream_t stream) {
   else launch_fold_cg<T, 1>(a, stream);
 }
 
+// Deterministic fold_k: the inverse lists (about 16 bytes per (query, neighbour) pair) in
+// the workspace, built and read per chunk of (batch, head) slices when the whole call's
+// would exceed max(64 MiB, the output's size) (common/chunking.h); same result either way.
+detail::Chunking fold_k_chunking(const PatchArgs& a) {
+  if (!a.deterministic) return {a.HD, true, 0};
+  const size_t out = static_cast<size_t>(a.B * a.HD * a.T * a.C * a.H * a.W) * (a.dtype == DType::Float32 ? 4 : 8);
+  return detail::choose_chunking(
+      a.B, a.HD, a.Q * a.K, a.T * a.H * a.W, out, [&] { return patch::list_layout(a, 0).end; },
+      [&](int64_t h) { return patch::list_layout(patch::slice_args(a, 0, 0, h), 0).end; });
+}
+
+template <class T>
+void fold_k_gather_chunk(const PatchArgs& a, char* ws, cudaStream_t stream) {
+  const patch::ListLayout L = patch::list_layout(a, 0);
+  const patch::Lists lists = patch::build_lists(a, L, ws, stream);
+  if (patch::channel_group(a) == 4) launch_fold_k_gather<T, 4>(a, lists, stream);
+  else launch_fold_k_gather<T, 1>(a, lists, stream);
+}
+
 template <class T>
 void launch_fold_k(const PatchArgs& a, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   if (!a.deterministic) {
@@ -206,11 +227,13 @@ void launch_fold_k(const PatchArgs& a, void* workspace, size_t workspace_bytes, 
     check_launch("fold_k_atomic_kernel");
     return;
   }
-  const patch::ListLayout L = patch::list_layout(a, 0);
-  patch::check_workspace("fold_k", L.end, workspace, workspace_bytes);
-  const patch::Lists lists = patch::build_lists(a, L, static_cast<char*>(workspace), stream);
-  if (patch::channel_group(a) == 4) launch_fold_k_gather<T, 4>(a, lists, stream);
-  else launch_fold_k_gather<T, 1>(a, lists, stream);
+  const detail::Chunking ch = fold_k_chunking(a);
+  patch::check_workspace("fold_k", ch.bytes, workspace, workspace_bytes);
+  char* ws = static_cast<char*>(workspace);
+  if (ch.whole) return fold_k_gather_chunk<T>(a, ws, stream);
+  detail::for_each_chunk(a.B, a.HD, ch, [&](int64_t b, int64_t h0, int64_t nh) {
+    fold_k_gather_chunk<T>(patch::slice_args(a, b, h0, nh), ws, stream);
+  });
 }
 
 }  // namespace
@@ -234,7 +257,7 @@ void unfold_k(const detail::PatchArgs& a, void* stream) {
 size_t fold_k_workspace_size(const detail::PatchArgs& a) {
   if (!a.deterministic) return 0;
   DeviceGuard guard(a.device.index);
-  return patch::list_layout(a, 0).end;
+  return fold_k_chunking(a).bytes;
 }
 
 void fold_k(const detail::PatchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {
