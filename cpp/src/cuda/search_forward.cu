@@ -37,7 +37,6 @@
 #include "common/geometry.h"
 #include "common/rank_key.h"
 #include "cuda/cuda_util.h"
-#include "cuda/launch_cache.h"
 
 namespace stnls {
 
@@ -703,9 +702,18 @@ void set_steps(FwdArgs<T>& f) {
 template <class T, bool L2, int R, bool TILE, int CV>
 void launch(FwdArgs<T> f, const FwdPlan& p, cudaStream_t stream) {
   auto kernel = search_forward_kernel<T, L2, R, TILE, CV>;
+  const size_t smem_max = p.warps * p.per_warp;
+  if (smem_max > 48 * 1024)
+    STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_max)));
   // Warps per block: the most resident warps per SM under this variant's registers and
-  // the call's shared memory (e.g. 7-warp blocks fit 3 per SM where 8-warp blocks fit 2).
-  const int warps = block_warps(reinterpret_cast<const void*>(kernel), p.warps, p.per_warp);
+  // the call's shared memory (e.g. 7-warp blocks fit 3 per SM where 8-warp blocks fit 2);
+  // a tie keeps the larger block.
+  int warps = p.warps, best = 0;
+  for (int w = p.warps; w >= 1 && w * 2 >= p.warps; --w) {
+    int blocks = 0;
+    STNLS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, w * 32, w * p.per_warp));
+    if (blocks * w > best) best = blocks * w, warps = w;
+  }
   f.warps = warps;
   const size_t smem = warps * p.per_warp;
   const int64_t blocks = ceil_div(f.nq, warps);
