@@ -86,6 +86,8 @@ NON_INTEGER = [
     ("ws-float", dict(ws=3.5), "ws"),
     ("k-float", dict(k=2.5), r"\bk\b"),
     ("stride0-float", dict(stride0=1.5), "stride0"),
+    ("deterministic-string", dict(deterministic="no"), "deterministic"),
+    ("reflect_bounds-2", dict(reflect_bounds=2), "reflect_bounds"),
 ]
 
 
