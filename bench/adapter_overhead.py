@@ -6,8 +6,9 @@ Rows, for the search forward/backward and wpsum forward/backward:
   public    stnls.search.nls / nls_backward / stnls.agg.wpsum / wpsum_backward
   module    NonLocalSearch / WeightedPatchSum (forward only)
   autograd  torch.autograd.grad through the op (backward only; retain_graph)
-  op        the torch.library custom op with prepacked arguments
-  impl      the op's Python implementation, without the dispatcher
+  op        the torch.library custom op with prepacked arguments (what torch.compile sees)
+  impl      the op's Python implementation, without the dispatcher (the eager path of
+            the public calls, python/stnls/torch/_op.py)
   _C        the binding alone (preallocated outputs and workspace), handed the tensors
   _C caps   the same, handed DLPack capsules made beforehand: the kernel's own cost
 
@@ -67,8 +68,8 @@ def setup(device):
     rows["search_fwd"] = {
         "public": lambda: stnls.search.nls(vid0, vid1, None, None, *args, **kw),
         "module": lambda: module(vid0, vid1),
-        "op": lambda: tsearch.search_forward(vid0, vid1, None, None, ints, bools, dist_type),
-        "impl": lambda: tsearch.search_forward._init_fn(vid0, vid1, None, None, ints, bools, dist_type),
+        "op": lambda: tsearch.search_forward.op(vid0, vid1, None, None, ints, bools, dist_type),
+        "impl": lambda: tsearch.search_forward.impl(vid0, vid1, None, None, ints, bools, dist_type),
         "_C": lambda: _C.search_forward(core, vid0, vid1, None, None, d_out, i_out, stream=stream),
         "_C caps": lambda c=caps(vid0, vid1, d_out, i_out): _C.search_forward(core, c[0], c[1], None, None,
                                                                               c[2], c[3], stream=stream),
@@ -76,9 +77,9 @@ def setup(device):
     rows["search_bwd"] = {
         "public": lambda: stnls.search.nls_backward(grad_dists, inds, vid0, vid1, *args, **kw),
         "autograd": lambda: torch.autograd.grad(dg, (v0g, v1g), grad_dists, retain_graph=True),
-        "op": lambda: tsearch.search_backward(grad_dists, inds, vid0, vid1, ints, bools, dist_type, True),
-        "impl": lambda: tsearch.search_backward._init_fn(grad_dists, inds, vid0, vid1, ints, bools,
-                                                          dist_type, True),
+        "op": lambda: tsearch.search_backward.op(grad_dists, inds, vid0, vid1, ints, bools, dist_type),
+        "impl": lambda: tsearch.search_backward.impl(grad_dists, inds, vid0, vid1, ints, bools,
+                                                          dist_type),
         "_C": lambda: _C.search_backward(core, grad_dists, inds, vid0, vid1, g0, g1, ws, stream=stream),
         "_C caps": lambda c=caps(grad_dists, inds, vid0, vid1, g0, g1, ws): _C.search_backward(core, *c,
                                                                                               stream=stream),
@@ -100,16 +101,16 @@ def setup(device):
     rows["wpsum_fwd"] = {
         "public": lambda: stnls.agg.wpsum(vid0, weights, inds, c["ps"]),
         "module": lambda: agg(vid0, weights, inds),
-        "op": lambda: tagg.wpsum_op(vid0, weights, inds, *pargs),
-        "impl": lambda: tagg.wpsum_op._init_fn(vid0, weights, inds, *pargs),
+        "op": lambda: tagg.wpsum_op.op(vid0, weights, inds, *pargs),
+        "impl": lambda: tagg.wpsum_op.impl(vid0, weights, inds, *pargs),
         "_C": lambda: _C.wpsum_forward(acore, vid0, weights, inds, out, stream=stream),
         "_C caps": lambda c=caps(vid0, weights, inds, out): _C.wpsum_forward(acore, *c, stream=stream),
     }
     rows["wpsum_bwd"] = {
         "public": lambda: stnls.agg.wpsum_backward(grad_out, vid0, weights, inds, c["ps"]),
         "autograd": lambda: torch.autograd.grad(og, (vg, wg), grad_out, retain_graph=True),
-        "op": lambda: tagg.wpsum_backward_op(grad_out, vid0, weights, inds, *pargs, True),
-        "impl": lambda: tagg.wpsum_backward_op._init_fn(grad_out, vid0, weights, inds, *pargs, True),
+        "op": lambda: tagg.wpsum_backward_op.op(grad_out, vid0, weights, inds, *pargs, True),
+        "impl": lambda: tagg.wpsum_backward_op.impl(grad_out, vid0, weights, inds, *pargs, True),
         "_C": lambda: _C.wpsum_backward(acore, grad_out, vid0, weights, inds, g0, gw, wws, stream=stream),
         "_C caps": lambda c=caps(grad_out, vid0, weights, inds, g0, gw, wws): _C.wpsum_backward(acore, *c,
                                                                                                stream=stream),

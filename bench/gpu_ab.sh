@@ -3,12 +3,15 @@
 # built side by side (CMake for sm_90 + a pip install each), then the chosen steps run for
 # base and new in turn, so the two are timed on the same GPU in the same call.
 #   locally:    bash bench/gpu_ab.sh prepare REV   # exports REV into .ab_base/ (git-ignored)
-#   on the GPU: OUT=$OUT bash bench/gpu_ab.sh run [tests] [timing] [attention] [breakdown] [profile]
+#   on the GPU: OUT=$OUT bash bench/gpu_ab.sh run [tests] [timing] [attention] [breakdown] [host] [profile]
 #               (device tool: carry [".ab_base", ".whl"])
 #   tests      ctest of the new build (all CUDA GoogleTests)
 #   timing     the search timing program (bench/search_cuda_timing.cpp), base and new
 #   attention  bench/attention.py --device cuda (stnls and torch-local), base and new
 #   breakdown  bench/attention_breakdown.py (kernel times and peak memory), base and new
+#   host       bench/torch_call_breakdown.py (event, kernel and host time of S1/S2 calls
+#              through torch and through the binding), base and new; then, new only, where
+#              the host time of S1's forward and backward goes (torch profiler, cProfile)
 #   profile    new build only: per-kernel times of one S1 and one S2 call (forward and
 #              backward), and ncu SASS counters of the S1/S2 forwards summarised by
 #              bench/sass_profile.py (instructions per query by opcode and by code stretch)
@@ -19,7 +22,7 @@ if [[ "$cmd" == prepare ]]; then
   rm -rf .ab_base && mkdir .ab_base && git archive "${1:-main}" | tar -x -C .ab_base
   echo "base $(git rev-parse --short "${1:-main}") in .ab_base"; exit 0
 fi
-[[ "$cmd" == run ]] || { echo "usage: $0 prepare REV | run [tests] [timing] [attention] [breakdown] [profile]"; exit 2; }
+[[ "$cmd" == run ]] || { echo "usage: $0 prepare REV | run [tests] [timing] [attention] [breakdown] [host] [profile]"; exit 2; }
 out="${OUT:-gpu_logs}"; mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 steps=" ${*:-tests timing attention breakdown} "
@@ -55,7 +58,16 @@ for v in base new; do
     echo "== breakdown $v"
     (cd /tmp && py "$v" "$root/bench/attention_breakdown.py") > "$out/breakdown_$v.log" 2>&1; tail -40 "$out/breakdown_$v.log"
   fi
+  if has host; then
+    echo "== host $v"
+    (cd /tmp && py "$v" "$root/bench/torch_call_breakdown.py") > "$out/host_$v.log" 2>&1; tail -16 "$out/host_$v.log"
+  fi
 done
+if has host; then
+  for c in "S1:forward (no_grad)" "S1:backward" "S1:_C backward"; do
+    (cd /tmp && py new "$root/bench/torch_call_breakdown.py" --configs S1 --profile "$c") > "$out/host_profile_${c//[^A-Za-z0-9]/_}.log" 2>&1
+  done
+fi
 if has profile; then
   timing="$(find /tmp/ab/new/build -name stnls_search_cuda_timing -type f | head -1)"
   declare -A queries=([S1]=12288 [S2]=163840)  # one warp per query: B*HD*Q

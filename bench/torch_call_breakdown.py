@@ -8,10 +8,17 @@ the kernels' time, the GPU waited for the host.
 
 Rows: forward without autograd (no_grad), forward recording autograd (inputs requiring
 grad), backward (deterministic, then deterministic=False), each as event ms / kernel ms /
-host ms per call.
+host ms per call; then the binding alone (`_C`, preallocated outputs and workspace, DLPack
+capsules made beforehand), whose host time is the C++ side's: the rest of a public call's
+host time is torch's and the adapter's.
+
+`--profile S1:backward` prints, for one of those cases, where its host time goes: torch's
+profiler (CPU ops, self time) and cProfile (Python functions, own time).
 """
 import argparse
+import cProfile
 import os
+import pstats
 import statistics
 import sys
 import time
@@ -60,10 +67,55 @@ def host_ms(fn, repeats):
     return host
 
 
+def binding_cases(cfg, args, kw, v0, v1, ff, bf, d, inds, grad):
+    """The binding alone, handed capsules made beforehand (the C++ side's own host time)."""
+    from torch.utils.dlpack import to_dlpack
+
+    from stnls import _C
+    from stnls._params import normalize, to_core
+
+    stream = torch.cuda.current_stream().cuda_stream
+    cases = []
+    for det in (True, False):
+        core = to_core(normalize(*args, deterministic=det, **kw))
+        g0, g1 = torch.empty_like(v0), torch.empty_like(v1)
+        nbytes = _C.search_backward_workspace_size(core, v0, v1, inds)
+        ws = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=v0.device)
+        c = [None if t is None else to_dlpack(t) for t in (v0, v1, ff, bf, d, inds, grad, g0, g1, ws)]
+        if det:
+            cases.append(("_C forward", lambda c=c, core=core: _C.search_forward(
+                core, c[0], c[1], c[2], c[3], c[4], c[5], stream=stream)))
+        label = "_C backward" if det else "_C backward nondet"
+        w = c[9] if nbytes else None
+        cases.append((label, lambda c=c, core=core, w=w: (
+            _C.search_backward_workspace_size(core, c[0], c[1], c[5]),
+            _C.search_backward(core, c[6], c[5], c[0], c[1], c[7], c[8], w, stream=stream))))
+    return cases
+
+
+def profile(fn, repeats):
+    """Where one case's host time goes: torch's CPU ops, then Python functions."""
+    from torch.profiler import ProfilerActivity, profile as tprofile
+
+    with tprofile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            fn()
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    cp = cProfile.Profile()
+    cp.enable()
+    for _ in range(repeats):
+        fn()
+    cp.disable()
+    torch.cuda.synchronize()
+    pstats.Stats(cp).sort_stats("tottime").print_stats(25)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--configs", default="S1,S2")
     p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--profile", metavar="CFG:CALL", help="e.g. S1:backward (a call label)")
     a = p.parse_args()
     if not torch.cuda.is_available():
         print("needs CUDA")
@@ -96,6 +148,18 @@ def main():
 
         cases = [("forward (no_grad)", fwd_nograd), ("forward (autograd)", fwd_grad),
                  ("backward", bwd(True)), ("backward nondet", bwd(False))]
+        with torch.no_grad():
+            d, inds = stnls.search.nls(v0, v1, ff, bf, *args, **kw)
+        cases += binding_cases(cfg, args, kw, v0, v1, ff, bf, d, inds, grad)
+        if a.profile:
+            pcfg, plabel = a.profile.split(":")
+            if pcfg == name:
+                fn = dict(cases)[plabel]
+                for _ in range(3):
+                    fn()
+                print(f"== {name} {plabel}")
+                profile(fn, a.repeats)
+            continue
         for label, fn in cases:
             for _ in range(3):
                 fn()

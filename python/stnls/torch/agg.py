@@ -1,5 +1,6 @@
 """Torch ops of the weighted patch sum (`stnls::wpsum`, `stnls::wpsum_backward`) with fake
-implementations and autograd, and the module `WeightedPatchSum`."""
+implementations and autograd (see _op.py for how they are called), and the module
+`WeightedPatchSum`."""
 from __future__ import annotations
 
 from typing import Tuple
@@ -10,6 +11,7 @@ from torch import Tensor
 from .. import _C
 from .._patch_params import normalize, to_core
 from ._common import check_tensor, dlpack, on_device, stream, workspace
+from ._op import Op
 
 
 def _core(ps, stride0, pt, dilation, reflect_bounds, deterministic=True):
@@ -17,9 +19,8 @@ def _core(ps, stride0, pt, dilation, reflect_bounds, deterministic=True):
                    "agg", deterministic)
 
 
-@torch.library.custom_op("stnls::wpsum", mutates_args=())
-def wpsum_op(vid: Tensor, weights: Tensor, inds: Tensor, ps: int, stride0: int, pt: int, dilation: int,
-             reflect_bounds: bool) -> Tensor:
+def _wpsum(vid: Tensor, weights: Tensor, inds: Tensor, ps: int, stride0: int, pt: int, dilation: int,
+           reflect_bounds: bool) -> Tensor:
     out = torch.empty_like(vid, memory_format=torch.contiguous_format)
     with on_device(vid):
         _C.wpsum_forward(_core(ps, stride0, pt, dilation, reflect_bounds), dlpack(vid.detach()),
@@ -27,14 +28,12 @@ def wpsum_op(vid: Tensor, weights: Tensor, inds: Tensor, ps: int, stride0: int, 
     return out
 
 
-@wpsum_op.register_fake
-def _(vid, weights, inds, ps, stride0, pt, dilation, reflect_bounds):
+def _wpsum_fake(vid, weights, inds, ps, stride0, pt, dilation, reflect_bounds):
     return torch.empty_like(vid, memory_format=torch.contiguous_format)
 
 
-@torch.library.custom_op("stnls::wpsum_backward", mutates_args=())
-def wpsum_backward_op(grad_out: Tensor, vid: Tensor, weights: Tensor, inds: Tensor, ps: int, stride0: int,
-                      pt: int, dilation: int, reflect_bounds: bool, deterministic: bool) -> Tuple[Tensor, Tensor]:
+def _wpsum_backward(grad_out: Tensor, vid: Tensor, weights: Tensor, inds: Tensor, ps: int, stride0: int,
+                    pt: int, dilation: int, reflect_bounds: bool, deterministic: bool) -> Tuple[Tensor, Tensor]:
     core = _core(ps, stride0, pt, dilation, reflect_bounds, deterministic)
     vid, weights, grad_out = vid.detach(), weights.detach(), grad_out.detach()
     grad_vid = torch.empty_like(vid, memory_format=torch.contiguous_format)
@@ -48,10 +47,12 @@ def wpsum_backward_op(grad_out: Tensor, vid: Tensor, weights: Tensor, inds: Tens
     return grad_vid, grad_weights
 
 
-@wpsum_backward_op.register_fake
-def _(grad_out, vid, weights, inds, ps, stride0, pt, dilation, reflect_bounds, deterministic):
+def _wpsum_backward_fake(grad_out, vid, weights, inds, ps, stride0, pt, dilation, reflect_bounds, deterministic):
     return (torch.empty_like(vid, memory_format=torch.contiguous_format),
             torch.empty_like(weights, memory_format=torch.contiguous_format))
+
+
+wpsum_backward_op = Op("stnls::wpsum_backward", _wpsum_backward, _wpsum_backward_fake)
 
 
 def _setup(ctx, inputs, output):
@@ -67,7 +68,7 @@ def _backward(ctx, grad):
             grad_weights if ctx.needs_input_grad[1] else None) + (None,) * 6
 
 
-wpsum_op.register_autograd(_backward, setup_context=_setup)
+wpsum_op = Op("stnls::wpsum", _wpsum, _wpsum_fake, _setup, _backward)
 
 
 def wpsum(vid, weights, inds, p):

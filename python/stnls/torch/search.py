@@ -1,6 +1,6 @@
-"""Torch adapter of the non-local search: the custom ops `stnls::search_forward` and
-`stnls::search_backward` (with fake implementations and autograd) and the module
-`NonLocalSearch` of the 2023 API."""
+"""Torch adapter of the non-local search: the ops `stnls::search_forward` and
+`stnls::search_backward` (with fake implementations and autograd; see _op.py for how they are
+called) and the module `NonLocalSearch` of the 2023 API."""
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -12,6 +12,7 @@ from .. import _C
 from .._params import core_of, normalize, output_sizes, pack, unpack
 from ._common import check_tensor as _check_tensor, dlpack as _dlpack, on_device, stream as _stream, \
     workspace as _workspace
+from ._op import Op
 
 
 def _flow(flow: Optional[Tensor], vid0: Tensor) -> Optional[Tensor]:
@@ -22,9 +23,8 @@ def _flow(flow: Optional[Tensor], vid0: Tensor) -> Optional[Tensor]:
     return flow
 
 
-@torch.library.custom_op("stnls::search_forward", mutates_args=())
-def search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: Optional[Tensor],
-                   ints: List[int], bools: List[bool], dist_type: str) -> Tuple[Tensor, Tensor]:
+def _search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: Optional[Tensor],
+                    ints: List[int], bools: List[bool], dist_type: str) -> Tuple[Tensor, Tensor]:
     """dists (B,HD,Q,K), inds (B,HD,Q,K,3) int32; see stnls.search.nls."""
     params = core_of(tuple(ints), tuple(bools), dist_type)
     # DLPack refuses tensors that require grad; autograd is handled around the op.
@@ -44,15 +44,13 @@ def search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: O
     return dists, inds
 
 
-@search_forward.register_fake
-def _(vid0, vid1, fflow, bflow, ints, bools, dist_type):
+def _search_forward_fake(vid0, vid1, fflow, bflow, ints, bools, dist_type):
     shape = output_sizes(tuple(vid0.shape), unpack(ints, bools, dist_type))
     return (vid0.new_empty(shape), vid0.new_empty(shape + (3,), dtype=torch.int32))
 
 
-@torch.library.custom_op("stnls::search_backward", mutates_args=())
-def search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tensor, ints: List[int],
-                    bools: List[bool], dist_type: str) -> Tuple[Tensor, Tensor]:
+def _search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tensor, ints: List[int],
+                     bools: List[bool], dist_type: str) -> Tuple[Tensor, Tensor]:
     """(grad_vid0, grad_vid1) of sum(grad_dists * dists)."""
     params = core_of(tuple(ints), tuple(bools), dist_type)
     grad_dists, vid0, vid1 = grad_dists.detach(), vid0.detach(), vid1.detach()
@@ -69,9 +67,11 @@ def search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tensor
     return grad0, grad1
 
 
-@search_backward.register_fake
-def _(grad_dists, inds, vid0, vid1, ints, bools, dist_type):
+def _search_backward_fake(grad_dists, inds, vid0, vid1, ints, bools, dist_type):
     return torch.empty_like(vid0), torch.empty_like(vid1)
+
+
+search_backward = Op("stnls::search_backward", _search_backward, _search_backward_fake)
 
 
 def _setup_context(ctx, inputs, output):
@@ -79,9 +79,13 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(vid0, vid1, output[1])
     ctx.params = (ints, bools, dist_type)
     ctx.mark_non_differentiable(output[1])
+    # inds gets no gradient: no zeros are made for it (grad_dists may be None too then).
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_dists, grad_inds):
+    if grad_dists is None:
+        return (None,) * 7
     vid0, vid1, inds = ctx.saved_tensors
     ints, bools, dist_type = ctx.params
     grad0, grad1 = search_backward(grad_dists.contiguous(), inds, vid0, vid1, ints, bools,
@@ -90,7 +94,7 @@ def _backward(ctx, grad_dists, grad_inds):
             grad1 if ctx.needs_input_grad[1] else None, None, None, None, None, None)
 
 
-search_forward.register_autograd(_backward, setup_context=_setup_context)
+search_forward = Op("stnls::search_forward", _search_forward, _search_forward_fake, _setup_context, _backward)
 
 
 def nls_torch(vid0, vid1, fflow, bflow, p: dict):

@@ -1,5 +1,6 @@
 """Torch ops of the patch functions (`stnls::unfold`, `fold`, `unfold_k`, `fold_k`) with
-fake implementations and autograd: each op's backward is its adjoint."""
+fake implementations and autograd (each op's backward is its adjoint; see _op.py for how the
+ops are called)."""
 from __future__ import annotations
 
 from typing import List
@@ -10,14 +11,14 @@ from torch import Tensor
 from .. import _C
 from .._patch_params import to_core, unfold_k_shape, unfold_shape
 from ._common import check_tensor, dlpack, on_device, stream, workspace
+from ._op import Op
 
 
 def _p(ps, stride0, pt, dilation, reflect_bounds):
     return dict(ps=ps, stride0=stride0, pt=pt, dilation=dilation, reflect_bounds=reflect_bounds)
 
 
-@torch.library.custom_op("stnls::unfold", mutates_args=())
-def unfold_op(vid: Tensor, ps: int, stride0: int, pt: int, dilation: int, reflect_bounds: bool) -> Tensor:
+def _unfold(vid: Tensor, ps: int, stride0: int, pt: int, dilation: int, reflect_bounds: bool) -> Tensor:
     p = _p(ps, stride0, pt, dilation, reflect_bounds)
     out = vid.new_empty(unfold_shape(tuple(vid.shape), p))
     with on_device(vid):
@@ -25,13 +26,11 @@ def unfold_op(vid: Tensor, ps: int, stride0: int, pt: int, dilation: int, reflec
     return out
 
 
-@unfold_op.register_fake
-def _(vid, ps, stride0, pt, dilation, reflect_bounds):
+def _unfold_fake(vid, ps, stride0, pt, dilation, reflect_bounds):
     return vid.new_empty(unfold_shape(tuple(vid.shape), _p(ps, stride0, pt, dilation, reflect_bounds)))
 
 
-@torch.library.custom_op("stnls::fold", mutates_args=())
-def fold_op(patches: Tensor, vid_shape: List[int], stride0: int, dilation: int, reflect_bounds: bool) -> Tensor:
+def _fold(patches: Tensor, vid_shape: List[int], stride0: int, dilation: int, reflect_bounds: bool) -> Tensor:
     p = _p(patches.shape[-1], stride0, patches.shape[-4], dilation, reflect_bounds)
     out = patches.new_empty(tuple(vid_shape))
     with on_device(patches):
@@ -39,13 +38,11 @@ def fold_op(patches: Tensor, vid_shape: List[int], stride0: int, dilation: int, 
     return out
 
 
-@fold_op.register_fake
-def _(patches, vid_shape, stride0, dilation, reflect_bounds):
+def _fold_fake(patches, vid_shape, stride0, dilation, reflect_bounds):
     return patches.new_empty(tuple(vid_shape))
 
 
-@torch.library.custom_op("stnls::unfold_k", mutates_args=())
-def unfold_k_op(vid: Tensor, inds: Tensor, ps: int, pt: int, dilation: int, reflect_bounds: bool) -> Tensor:
+def _unfold_k(vid: Tensor, inds: Tensor, ps: int, pt: int, dilation: int, reflect_bounds: bool) -> Tensor:
     p = _p(ps, 1, pt, dilation, reflect_bounds)
     out = vid.new_empty(unfold_k_shape(tuple(vid.shape), tuple(inds.shape), p))
     with on_device(vid):
@@ -53,15 +50,13 @@ def unfold_k_op(vid: Tensor, inds: Tensor, ps: int, pt: int, dilation: int, refl
     return out
 
 
-@unfold_k_op.register_fake
-def _(vid, inds, ps, pt, dilation, reflect_bounds):
+def _unfold_k_fake(vid, inds, ps, pt, dilation, reflect_bounds):
     p = _p(ps, 1, pt, dilation, reflect_bounds)
     return vid.new_empty(unfold_k_shape(tuple(vid.shape), tuple(inds.shape), p))
 
 
-@torch.library.custom_op("stnls::fold_k", mutates_args=())
-def fold_k_op(patches: Tensor, inds: Tensor, vid_shape: List[int], dilation: int, reflect_bounds: bool,
-              deterministic: bool) -> Tensor:
+def _fold_k(patches: Tensor, inds: Tensor, vid_shape: List[int], dilation: int, reflect_bounds: bool,
+             deterministic: bool) -> Tensor:
     p = _p(patches.shape[-1], 1, patches.shape[-4], dilation, reflect_bounds)
     core = to_core(p, deterministic=deterministic)
     out = patches.new_empty(tuple(vid_shape))
@@ -74,8 +69,7 @@ def fold_k_op(patches: Tensor, inds: Tensor, vid_shape: List[int], dilation: int
     return out
 
 
-@fold_k_op.register_fake
-def _(patches, inds, vid_shape, dilation, reflect_bounds, deterministic):
+def _fold_k_fake(patches, inds, vid_shape, dilation, reflect_bounds, deterministic):
     return patches.new_empty(tuple(vid_shape))
 
 
@@ -123,10 +117,10 @@ def _bwd_fold_k(ctx, grad):
     return unfold_k_op(grad.contiguous(), inds, *ctx.args), None, None, None, None, None
 
 
-unfold_op.register_autograd(_bwd_unfold, setup_context=_setup_unfold)
-fold_op.register_autograd(_bwd_fold, setup_context=_setup_fold)
-unfold_k_op.register_autograd(_bwd_unfold_k, setup_context=_setup_unfold_k)
-fold_k_op.register_autograd(_bwd_fold_k, setup_context=_setup_fold_k)
+unfold_op = Op("stnls::unfold", _unfold, _unfold_fake, _setup_unfold, _bwd_unfold)
+fold_op = Op("stnls::fold", _fold, _fold_fake, _setup_fold, _bwd_fold)
+unfold_k_op = Op("stnls::unfold_k", _unfold_k, _unfold_k_fake, _setup_unfold_k, _bwd_unfold_k)
+fold_k_op = Op("stnls::fold_k", _fold_k, _fold_k_fake, _setup_fold_k, _bwd_fold_k)
 
 
 # --- entry points used by stnls.tile -------------------------------------------------------

@@ -1,0 +1,71 @@
+"""How the torch ops are registered and called: a torch.library custom op per function (fake
+implementation, autograd), so that torch.compile and torch.export see it, plus a direct path
+for plain eager calls.
+
+Through the dispatcher, a custom op written in Python pays its hops (the custom op wrapper,
+the autograd kernel, a redispatch, the alias checks) on every call: 0.1-0.3 ms of host time
+per search call on the GPU machine (bench/torch_call_breakdown.py), as much as the kernels
+of a small search, and the GPU waits for it. `Op.__call__` runs the implementation straight
+instead, with an autograd.Function for the gradient, whenever only plain eager tensors are
+involved; anything torch must see goes through the custom op: torch.compile and
+torch.export tracing, functorch transforms (vmap, grad), torch function and dispatch modes
+(FakeTensor, a default-device context) and tensor subclasses. Both paths run the same
+implementation, setup_context and backward functions.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+
+def _direct(args) -> bool:
+    """True when nothing but torch's eager kernels would see this call."""
+    if torch.compiler.is_compiling():
+        return False
+    for a in args:
+        if isinstance(a, Tensor) and type(a) is not Tensor:  # subclasses, FakeTensor
+            return False
+    return (torch._C._len_torch_function_stack() == 0 and torch._C._len_torch_dispatch_stack() == 0
+            and not torch._C._are_functorch_transforms_active())
+
+
+class _EagerFunction(torch.autograd.Function):
+    """An op's autograd on the direct path: apply(*args, op). The op comes last so that
+    ctx.needs_input_grad[i] is the op's argument i, as under register_autograd."""
+
+    @staticmethod
+    def forward(ctx, *args_op):
+        *args, op = args_op
+        out = op.impl(*args)
+        ctx.stnls_op = op
+        op.setup_context(ctx, tuple(args), out)
+        return out
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return tuple(ctx.stnls_op.backward(ctx, *grads)) + (None,)
+
+
+class Op:
+    """A torch op: `torch.library.custom_op(name, impl)` with `fake` and, when `backward` is
+    given, `register_autograd(backward, setup_context=setup_context)`; called like impl.
+    `.op` is the custom op itself, `.impl` the Python implementation."""
+
+    def __init__(self, name: str, impl: Callable, fake: Callable, setup_context: Optional[Callable] = None,
+                 backward: Optional[Callable] = None):
+        self.impl, self.setup_context, self.backward = impl, setup_context, backward
+        self.op = torch.library.custom_op(name, impl, mutates_args=())
+        self.op.register_fake(fake)
+        if backward is not None:
+            self.op.register_autograd(backward, setup_context=setup_context)
+
+    def __call__(self, *args):
+        if not _direct(args):
+            return self.op(*args)
+        if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+            if self.backward is None:
+                return self.op(*args)  # torch's own handling of an op without a gradient
+            return _EagerFunction.apply(*args, self)
+        return self.impl(*args)
