@@ -14,7 +14,8 @@
 #              the host time of S1's forward and backward goes (torch profiler, cProfile)
 #   profile    new build only: per-kernel times of one S1 and one S2 call (forward and
 #              backward), and ncu SASS counters of the S1/S2 forwards summarised by
-#              bench/sass_profile.py (instructions per query by opcode and by code stretch)
+#              bench/sass_profile.py (instructions per query by opcode and by code stretch);
+#              PROFILE_CFGS="S2 S4" picks other configurations
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
 cmd="${1:-}"; shift || true
@@ -70,8 +71,8 @@ if has host; then
 fi
 if has profile; then
   timing="$(find /tmp/ab/new/build -name stnls_search_cuda_timing -type f | head -1)"
-  declare -A queries=([S1]=12288 [S2]=163840)  # one warp per query: B*HD*Q
-  for c in S1 S2; do
+  declare -A queries=([S1]=12288 [S2]=163840 [S3]=1310720 [S4]=409920)  # one warp per query: B*HD*Q
+  for c in ${PROFILE_CFGS:-S1 S2}; do
     echo "== profile $c"
     ncu --metrics gpu__time_duration.sum --launch-count 20 "$timing" 1 "$c" > "$out/kernels_$c.log" 2>&1
     python3 "$root/bench/ncu_kernels.py" "$out/kernels_$c.log"

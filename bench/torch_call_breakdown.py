@@ -165,6 +165,8 @@ def main():
                 fn()
             rows.append([name, label, event_ms(fn, a.repeats), kernel_ms(fn, a.repeats),
                          host_ms(fn, a.repeats)])
+    if a.profile:
+        return 0
     print(f"{torch.cuda.get_device_name()}: ms per call, median of {a.repeats} (event), "
           f"mean (kernels, host)")
     common.print_table(["cfg", "call", "event ms", "kernels ms", "host ms"], rows)
