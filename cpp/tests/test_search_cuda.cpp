@@ -325,7 +325,7 @@ TEST(SearchCuda, SevenCandidatesPerLane) {
 }
 
 TEST(SearchCuda, ThirtyTwoChannelsPerHead) {
-  // C = 32 per head (S4's shape on the general path; a 2-candidate fast path was tried),
+  // C = 32 per head (S4's shape on the interleaved general path; a 2-candidate fast path was tried),
   // prod and l2, reflected and zero borders, channels-last videos, the anchor slot.
   REQUIRE_GPU();
   Case c;
@@ -336,6 +336,26 @@ TEST(SearchCuda, ThirtyTwoChannelsPerHead) {
   check_case<float>(c, 22);
   c.C = 32, c.p.nheads = 1, c.p.ws = 6, c.p.ps = 1, c.channels_last = true, c.p.anchor_self = true;
   check_case<float>(c, 23);
+}
+
+TEST(SearchCuda, InterleavedGeneralTile) {
+  // The general path on a channel-interleaved tile (float, C % 4 == 0, not a fast-path
+  // shape): 12, 20 and 32 channels per head, stride1 and dilation 2 (which keep even 4 or
+  // 16 channels off the fast path), pt = 2, prod and l2, several candidates per lane (k = 0:
+  // every candidate, in passes), channels-last videos.
+  REQUIRE_GPU();
+  Case c;
+  c.T = 3, c.H = 19, c.W = 23, c.C = 24;
+  c.p.ws = 5, c.p.wt = 1, c.p.ps = 3, c.p.k = 8, c.p.nheads = 2, c.p.stride0 = 2;
+  check_case<float>(c, 31);  // 12 per head
+  c.C = 40, c.p.dist_type = DistType::L2, c.p.dilation = 2;
+  check_case<float>(c, 32);  // 20 per head
+  c.C = 32, c.p.nheads = 2, c.p.dilation = 1, c.p.stride1 = 2, c.p.pt = 2, c.p.k = 0;
+  check_case<float>(c, 33);  // 16 per head, stride1 = 2
+  c.C = 4, c.p.nheads = 1, c.p.stride1 = 1, c.p.dilation = 2, c.p.pt = 1, c.p.k = 12, c.channels_last = true;
+  check_case<float>(c, 34);  // 4 channels, dilation 2
+  c.C = 32, c.p.ws = 9, c.p.ps = 5, c.p.dilation = 1, c.p.dist_type = DistType::Prod, c.p.anchor_self = true;
+  check_case<float>(c, 35);  // 32 channels
 }
 
 TEST(SearchCuda, BlockSharedWindows) {
