@@ -325,7 +325,7 @@ TEST(SearchCuda, SevenCandidatesPerLane) {
 }
 
 TEST(SearchCuda, ThirtyTwoChannelsPerHead) {
-  // C = 32 per head (S4's shape on the interleaved general path; a 2-candidate fast path was tried),
+  // C = 32 per head (S4's shape on the general path; a 2-candidate fast path was tried),
   // prod and l2, reflected and zero borders, channels-last videos, the anchor slot.
   REQUIRE_GPU();
   Case c;
@@ -338,11 +338,11 @@ TEST(SearchCuda, ThirtyTwoChannelsPerHead) {
   check_case<float>(c, 23);
 }
 
-TEST(SearchCuda, InterleavedGeneralTile) {
-  // The general path on a channel-interleaved tile (float, C % 4 == 0, not a fast-path
-  // shape): 12, 20 and 32 channels per head, stride1 and dilation 2 (which keep even 4 or
-  // 16 channels off the fast path), pt = 2, prod and l2, several candidates per lane (k = 0:
-  // every candidate, in passes), channels-last videos.
+TEST(SearchCuda, GeneralPathChannelsInFours) {
+  // The general path for float with C % 4 == 0 (the query read 4 channels per load), not a
+  // fast-path shape: 12, 20 and 32 channels per head, stride1 and dilation 2 (which keep
+  // even 4 or 16 channels off the fast path), pt = 2, prod and l2, several candidates per
+  // lane (k = 0: every candidate, in passes), channels-last videos.
   REQUIRE_GPU();
   Case c;
   c.T = 3, c.H = 19, c.W = 23, c.C = 24;

@@ -17,12 +17,8 @@
 //   reads at tap pj-1, so a lane keeps R pixels (all channels) in registers and loads one
 //   new pixel per tap: each loaded value feeds R accumulators (the shared-memory loads
 //   no longer bound the arithmetic). Channels go through 16-byte loads when C % 4 == 0.
-// - general path: each lane computes R candidates anywhere in the window, one tile value
-//   per multiply-add. The tile is [frame][pk][c][row][col], or, for float videos with
-//   C % 4 == 0 (CV = kInterleaved), [frame][pk][row][col][channel] like the fast path's,
-//   so that a candidate's (and the query's) 4 channels come in one 16-byte load with
-//   constant offsets: on S4 (C = 32) the planar loop spent 96 shared loads and 74 address
-//   multiplies per 64 multiply-adds and kept the shared-memory pipe 87% busy.
+// - general path: the tile is [frame][pk][c][row][col] and each lane computes R
+//   candidates anywhere in the window, one tile load per multiply-add.
 //
 // K larger than 32 (k <= 0 = all, or a big k) is served by several passes: pass p
 // recomputes the distances and keeps only candidates ranked after the last one emitted,
@@ -52,7 +48,6 @@ namespace {
 using detail::SearchArgs;
 
 constexpr int32_t kEmpty = INT32_MAX;  // ordinal of an empty list entry (ranks last)
-constexpr int kInterleaved = -1;       // CV of the general path on a channel-interleaved tile
 constexpr unsigned kFull = 0xffffffffu;
 
 // Everything a forward kernel reads, passed by value.
@@ -73,7 +68,7 @@ struct FwdArgs {
   bool full_ws, reflect, anchor, remove_self;
   int offH0, offW0, offH1, offW1, o0;
   int th, tw;        // tile rows and columns (pixels) of one frame's window
-  int cs;            // fast path, interleaved general path: channel stride of a tile pixel (C padded against bank conflicts)
+  int cs;            // fast path: channel stride of a tile pixel (C padded against bank conflicts)
   int nseg;          // fast path: row segments of R candidates per window row
   int F;             // frames staged together
   int qelems;        // pt*ps*ps*C: query patch
@@ -242,8 +237,7 @@ __device__ __forceinline__ void load_px(float (&v)[CV], const float* p) {
 }
 
 // CV == 0: general path (any T, stride1, dilation, C), R candidates per lane anywhere in
-// the window; CV == kInterleaved: the same on an interleaved tile (float, C % 4 == 0).
-// CV > 0: fast path (float, stride1 = dilation = 1, C == CV), R adjacent
+// the window. CV > 0: fast path (float, stride1 = dilation = 1, C == CV), R adjacent
 // candidates of a window row per lane. TILE = false: no tile, global reads (R == 1).
 template <class T, bool L2, int R, bool TILE, int CV>
 __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T> a) {
@@ -404,10 +398,10 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
           const int f = d.v[0], pk = d.v[1], r = d.v[2], s = d.v[3];
           const int64_t* tf = tab + f * a.tabn;
           const int64_t off = tf[pk] + tf[pt + r] + tf[pt + a.th + s];
-          // fast path and interleaved: [f][pk][r][s][c] (channel stride cs); general: [f][pk][c][r][s]
+          // fast path: [f][pk][r][s][c] (channel stride cs); general: [f][pk][c][r][s]
           const int fp = f * pt + pk;
-          T* dst = CV != 0 ? tile + ((fp * a.th + r) * a.tw + s) * a.cs : tile + fp * C * P + r * a.tw + s;
-          const int cstep = CV != 0 ? 1 : P;
+          T* dst = CV > 0 ? tile + ((fp * a.th + r) * a.tw + s) * a.cs : tile + fp * C * P + r * a.tw + s;
+          const int cstep = CV > 0 ? 1 : P;
           if (off < 0) {
             for (int c = 0; c < C; ++c) dst[c * cstep] = T(0);
           } else {
@@ -485,32 +479,10 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
             fi[r] = live ? w.v[0] : -1;
             ii[r] = live ? w.v[1] : 0;
             ji[r] = live ? w.v[2] : 0;
-            offr[r] = (live ? w.v[0] : 0) * a.tile_elems + (ii[r] * a.str1 * a.tw + ji[r] * a.str1) * (CV != 0 ? a.cs : 1);
+            offr[r] = (live ? w.v[0] : 0) * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1;
             acc[r] = T(0);
           }
-          if constexpr (TILE && CV == kInterleaved) {
-            // Tap by tap, 4 channels per 16-byte load (the query's a broadcast); each
-            // accumulator still adds its terms in (pk, pi, pj, c) order.
-            for (int pk = 0; pk < pt; ++pk)
-              for (int pi = 0; pi < ps; ++pi)
-                for (int pj = 0; pj < ps; ++pj) {
-                  const float* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
-                  const float* trow = tile + ((pk * a.th + dil * pi) * a.tw + dil * pj) * a.cs;
-                  for (int c = 0; c < C; c += 4) {
-                    const float4 q4 = *reinterpret_cast<const float4*>(qrow + c);
-                    float4 x[R];
-#pragma unroll
-                    for (int r = 0; r < R; ++r) x[r] = *reinterpret_cast<const float4*>(trow + offr[r] + c);
-#pragma unroll
-                    for (int r = 0; r < R; ++r) {
-                      acc[r] = geo::dist_acc<L2>(acc[r], q4.x, x[r].x);
-                      acc[r] = geo::dist_acc<L2>(acc[r], q4.y, x[r].y);
-                      acc[r] = geo::dist_acc<L2>(acc[r], q4.z, x[r].z);
-                      acc[r] = geo::dist_acc<L2>(acc[r], q4.w, x[r].w);
-                    }
-                  }
-                }
-          } else if (TILE) {
+          if (TILE) {
             for (int pk = 0; pk < pt; ++pk)
               for (int pi = 0; pi < ps; ++pi)
                 for (int pj = 0; pj < ps; ++pj) {
@@ -519,6 +491,27 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
                   // before their arithmetic so the shared-memory latency overlaps.
                   const T* trow = tile + pk * C * P + dil * pi * a.tw + dil * pj;
                   int c = 0;
+                  if constexpr (sizeof(T) == 4) {
+                    // float, C % 4 == 0: the query's 4 channels in one broadcast 16-byte
+                    // load (qp is 16-byte aligned, a tap C floats) instead of 4 scalar
+                    // ones; the shared-memory pipe is what S4 (C = 32) waits on.
+                    if (C % 4 == 0) {
+                      for (; c < C; c += 4) {
+                        const float4 q4 = *reinterpret_cast<const float4*>(qrow + c);
+                        const float qc[4] = {q4.x, q4.y, q4.z, q4.w};
+                        const T* t0 = trow + c * P;
+                        T x[4][R];
+#pragma unroll
+                        for (int cc = 0; cc < 4; ++cc)
+#pragma unroll
+                          for (int r = 0; r < R; ++r) x[cc][r] = t0[cc * P + offr[r]];
+#pragma unroll
+                        for (int cc = 0; cc < 4; ++cc)
+#pragma unroll
+                          for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], qc[cc], x[cc][r]);
+                      }
+                    }
+                  }
                   for (; c + 2 <= C; c += 2) {
                     const T q0 = qrow[c], q1 = qrow[c + 1];
                     const T* t0 = trow + c * P;
@@ -591,7 +584,7 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
 // The launch configuration of one call.
 struct FwdPlan {
   bool tile;
-  int CV;  // fast path channels (0: general path; kInterleaved: general path, interleaved tile)
+  int CV;  // fast path channels (0: general path)
   int R, F;
   int warps;        // most warps per block (shared memory allows)
   size_t per_warp;  // shared memory bytes per warp
@@ -661,12 +654,9 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
   } else {
     f.th = static_cast<int>(std::min<int64_t>(th, INT32_MAX));
     f.tw = static_cast<int>(std::min<int64_t>(tw, INT32_MAX));
-    // Interleaved general tile for float when 16-byte loads fit the channels.
-    if (sizeof(T) == 4 && f.C % 4 == 0) p.CV = kInterleaved;
-    f.cs = p.CV == kInterleaved ? fast_cs(f.C) : 1;
+    f.cs = 1;
     f.nseg = 1;
-    const int64_t pixel_elems = p.CV == kInterleaved ? f.cs : f.C;  // one tile pixel's channels
-    f.tile_elems = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(f.pt) * pixel_elems * th * tw, INT32_MAX / 2));
+    f.tile_elems = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(f.pt) * f.C * th * tw, INT32_MAX / 2));
   }
   // One staged frame: its tile and its offset tables.
   const size_t tbytes = static_cast<size_t>(f.tile_elems) * sizeof(T) + table_bytes(f.pt, f.th, f.tw);
@@ -677,7 +667,6 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
     p.F = static_cast<int>(std::max<size_t>(1, std::min<size_t>(f.st, room / tbytes)));
   } else {
     f.tile_elems = 0, f.th = 0, f.tw = 0;
-    if (p.CV == kInterleaved) p.CV = 0, f.cs = 1;  // global reads: no tile layout
   }
   f.tabn = p.tile ? f.pt + f.th + f.tw : 0;
   // Scalars per warp rounded to 16 bytes: every warp's tile stays 16-byte aligned.
@@ -697,7 +686,7 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
   f.warp_elems = static_cast<int>(welems);
   // General path, candidates per lane: each lane-round costs R tile reads plus one query
   // read, and a partly filled round wastes its idle slots.
-  if (p.CV <= 0) {
+  if (p.CV == 0) {
     p.R = 1;
     if (p.tile) {
       const int Rs[] = {1, 2, 4};
@@ -806,15 +795,6 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
       case 8: return launch_fast<T, L2, 8>(f, plan, stream);
       case 16: return launch_fast<T, L2, 16>(f, plan, stream);
       default: break;
-    }
-  }
-  if constexpr (sizeof(T) == 4) {
-    if (plan.CV == kInterleaved) {
-      switch (plan.R) {
-        case 1: return launch<T, L2, 1, true, kInterleaved>(f, plan, stream);
-        case 2: return launch<T, L2, 2, true, kInterleaved>(f, plan, stream);
-        default: return launch<T, L2, 4, true, kInterleaved>(f, plan, stream);
-      }
     }
   }
   switch (plan.R) {
