@@ -2,8 +2,8 @@
 op that passes torch.library.opcheck (schema, fake implementation, autograd registration),
 torch.compile traces through the public calls without a graph break, and the direct eager
 path gives exactly what the custom op gives, gradients included. Which path a call takes
-is checked too: plain eager tensors go direct; FakeTensor, a default-device context and
-vmap go through the custom op."""
+is checked too: plain eager tensors and parameters go direct; FakeTensor, a default-device
+context, vmap and torch.jit.trace go through the custom op."""
 import pytest
 import torch
 
@@ -117,6 +117,28 @@ def test_which_path():
     seen = []
     torch.vmap(lambda v: seen.append(_direct((v,))) or v)(torch.zeros(2, 3))
     assert seen == [False]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
+def test_parameters_go_direct_and_jit_trace_sees_the_op():
+    x = torch.zeros(2)
+    assert _direct((torch.nn.Parameter(x),))
+    vid0, vid1, ff, bf = _videos("cpu", dtype=torch.float32)
+
+    def f(a, b):
+        return stnls.search.nls(a, b, ff, bf, *SEARCH.values(), **SEARCH_KW)[0]
+
+    # torch.jit.trace sees the custom op: either the trace records it (and replays it on new
+    # videos) or, where TorchScript cannot take its bool[] argument, tracing raises; it
+    # never records the implementation's inner calls instead.
+    try:
+        traced = torch.jit.trace(f, (vid0, vid1), check_trace=False)
+    except RuntimeError as e:
+        assert "bool" in str(e)
+        return
+    assert "stnls::search_forward" in str(traced.graph)
+    other = _videos("cpu", dtype=torch.float32, seed=1)
+    assert torch.equal(traced(other[0], other[1]), f(other[0], other[1]))
 
 
 def test_fake_tensor_goes_through_the_custom_op():

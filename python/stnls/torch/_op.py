@@ -8,9 +8,9 @@ per search call on the GPU machine (bench/torch_call_breakdown.py), as much as t
 of a small search, and the GPU waits for it. `Op.__call__` runs the implementation straight
 instead, with an autograd.Function for the gradient, whenever only plain eager tensors are
 involved; anything torch must see goes through the custom op: torch.compile and
-torch.export tracing, functorch transforms (vmap, grad), torch function and dispatch modes
-(FakeTensor, a default-device context) and tensor subclasses. Both paths run the same
-implementation, setup_context and backward functions.
+torch.export tracing, torch.jit.trace, functorch transforms (vmap, grad), torch function
+and dispatch modes (FakeTensor, a default-device context) and tensor subclasses other than
+nn.Parameter. Both paths run the same implementation, setup_context and backward functions.
 """
 from __future__ import annotations
 
@@ -20,15 +20,18 @@ import torch
 from torch import Tensor
 
 
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
 def _direct(args) -> bool:
     """True when nothing but torch's eager kernels would see this call."""
     if torch.compiler.is_compiling():
         return False
     for a in args:
-        if isinstance(a, Tensor) and type(a) is not Tensor:  # subclasses, FakeTensor
+        if isinstance(a, Tensor) and type(a) not in _PLAIN:  # other subclasses, FakeTensor
             return False
     return (torch._C._len_torch_function_stack() == 0 and torch._C._len_torch_dispatch_stack() == 0
-            and not torch._C._are_functorch_transforms_active())
+            and not torch._C._are_functorch_transforms_active() and torch._C._get_tracing_state() is None)
 
 
 class _EagerFunction(torch.autograd.Function):
