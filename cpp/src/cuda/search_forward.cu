@@ -68,12 +68,6 @@ struct FwdArgs {
   bool full_ws, reflect, anchor, remove_self;
   int offH0, offW0, offH1, offW1, o0;
   int th, tw;        // tile rows and columns (pixels) of one frame's window
-  // General path: column radix of the lanes' slot walk. ww walks the window's candidates
-  // row by row; tw walks the tile's offsets in order (columns ww..tw-1 idle), so the 32
-  // lanes of a round read 32 consecutive offsets, one per shared-memory bank, where ww
-  // packs rows tw apart into a round and offsets 32 apart collide (S4: 28% of the shared
-  // wavefronts were such conflicts).
-  int cw;
   int cs;            // fast path: channel stride of a tile pixel (C padded against bank conflicts)
   int nseg;          // fast path: row segments of R candidates per window row
   int F;             // frames staged together
@@ -472,8 +466,8 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
         }
       } else {
         const int nfs = TILE ? nf : a.st;  // frames of this sweep
-        const int nslots = nfs * a.wh * a.cw;
-        const int crad[3] = {0, a.wh, a.cw};
+        const int nslots = nfs * spf;
+        const int crad[3] = {0, a.wh, a.ww};
         Digits<3> w = digits_of<3>(lane, crad);  // slot sbase + r*32 + lane = (frame, row, column)
         for (int sbase = 0; sbase < nslots; sbase += 32 * R) {
           int fi[R], ii[R], ji[R];
@@ -481,7 +475,7 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
           int offr[R];  // tile offset of each candidate
 #pragma unroll
           for (int r = 0; r < R; ++r, advance<3>(w, a.cstep, crad)) {
-            const bool live = w.v[0] < nfs && w.v[2] < a.ww;  // idle slots compute slot 0 and offer nothing
+            const bool live = w.v[0] < nfs;  // idle slots compute slot 0 and offer nothing
             fi[r] = live ? w.v[0] : -1;
             ii[r] = live ? w.v[1] : 0;
             ji[r] = live ? w.v[2] : 0;
@@ -707,17 +701,6 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
       }
     }
   }
-  // The slot walk in tile-offset order when it takes no more rounds than row order.
-  f.cw = f.ww;
-  if (p.CV == 0 && p.tile && f.str1 == 1) {
-    int64_t rounds_ww = 0, rounds_tw = 0;
-    for (int f0 = 0; f0 < f.st; f0 += p.F) {
-      const int64_t rows = static_cast<int64_t>(std::min(p.F, f.st - f0)) * f.wh;
-      rounds_ww += ceil_div(rows * f.ww, 32 * p.R);
-      rounds_tw += ceil_div(rows * f.tw, 32 * p.R);
-    }
-    if (rounds_tw == rounds_ww) f.cw = f.tw;
-  }
   return p;
 }
 
@@ -728,7 +711,7 @@ void set_steps(FwdArgs<T>& f) {
   const int xrad[2] = {0, std::max(f.tabn, 1)};                          // no tile: unused
   const int srad[4] = {0, f.pt, std::max(f.th, 1), std::max(f.tw, 1)};  // no tile: unused
   const int trad[3] = {0, f.wh, std::max(f.nseg, 1)};
-  const int crad[3] = {0, f.wh, f.cw};
+  const int crad[3] = {0, f.wh, f.ww};
   const Digits<3> q = digits_of<3>(32, qrad), t = digits_of<3>(32, trad), c = digits_of<3>(32, crad);
   const Digits<2> x = digits_of<2>(32, xrad);
   const Digits<4> s = digits_of<4>(32, srad);
