@@ -141,6 +141,22 @@ def test_parameters_go_direct_and_jit_trace_sees_the_op():
     assert torch.equal(traced(other[0], other[1]), f(other[0], other[1]))
 
 
+def test_without_torch_probes_every_call_takes_the_custom_op(monkeypatch):
+    from stnls.torch import _op
+
+    monkeypatch.setattr(_op, "_HAVE_PROBES", False)
+    assert not _direct((torch.zeros(2),))
+    vid0, vid1, ff, bf = _videos("cpu", grad=True)
+    dists, _ = stnls.search.nls(vid0, vid1, ff, bf, *SEARCH.values(), **SEARCH_KW)
+    assert "stnls_search_forward" in type(dists.grad_fn).__name__  # the custom op's autograd
+    grads = torch.autograd.grad(dists.sum(), (vid0, vid1))
+    monkeypatch.setattr(_op, "_HAVE_PROBES", True)
+    dists2, _ = stnls.search.nls(vid0, vid1, ff, bf, *SEARCH.values(), **SEARCH_KW)
+    assert torch.equal(dists, dists2)
+    for a, b in zip(grads, torch.autograd.grad(dists2.sum(), (vid0, vid1))):
+        assert torch.equal(a, b)
+
+
 def test_fake_tensor_goes_through_the_custom_op():
     from torch._subclasses.fake_tensor import FakeTensorMode
 

@@ -22,16 +22,23 @@ from torch import Tensor
 
 _PLAIN = (Tensor, torch.nn.Parameter)
 
+# torch's own probes of what would see a call. A torch without one of them (older or newer
+# than the ones tested) gets the custom op on every call: slower, never wrong.
+_PROBES = tuple(getattr(torch._C, name, None) for name in (
+    "_len_torch_function_stack", "_len_torch_dispatch_stack", "_are_functorch_transforms_active",
+    "_get_tracing_state"))
+_HAVE_PROBES = all(_PROBES) and hasattr(torch, "compiler") and hasattr(torch.compiler, "is_compiling")
+
 
 def _direct(args) -> bool:
     """True when nothing but torch's eager kernels would see this call."""
-    if torch.compiler.is_compiling():
+    if not _HAVE_PROBES or torch.compiler.is_compiling():
         return False
     for a in args:
         if isinstance(a, Tensor) and type(a) not in _PLAIN:  # other subclasses, FakeTensor
             return False
-    return (torch._C._len_torch_function_stack() == 0 and torch._C._len_torch_dispatch_stack() == 0
-            and not torch._C._are_functorch_transforms_active() and torch._C._get_tracing_state() is None)
+    function_modes, dispatch_modes, functorch, tracing = _PROBES
+    return function_modes() == 0 and dispatch_modes() == 0 and not functorch() and tracing() is None
 
 
 class _EagerFunction(torch.autograd.Function):
