@@ -67,7 +67,7 @@ def host_ms(fn, repeats):
     return host
 
 
-def binding_cases(cfg, args, kw, v0, v1, ff, bf, d, inds, grad):
+def binding_cases(args, kw, v0, v1, ff, bf, d, inds, grad):
     """The binding alone, handed capsules made beforehand (the C++ side's own host time)."""
     from torch.utils.dlpack import to_dlpack
 
@@ -150,7 +150,7 @@ def main():
                  ("backward", bwd(True)), ("backward nondet", bwd(False))]
         with torch.no_grad():
             d, inds = stnls.search.nls(v0, v1, ff, bf, *args, **kw)
-        cases += binding_cases(cfg, args, kw, v0, v1, ff, bf, d, inds, grad)
+        cases += binding_cases(args, kw, v0, v1, ff, bf, d, inds, grad)
         if a.profile:
             pcfg, plabel = a.profile.split(":")
             if pcfg == name:
