@@ -1,7 +1,9 @@
 """Summarises an Nsight Compute SASS source page (per-instruction counters) of one kernel:
 warp instructions per work item by opcode, and the kernel's straight-line stretches (runs
 of consecutive instructions executed equally often, i.e. one loop body or one block of
-code) with their share of instructions and of stall samples. That is where a kernel's
+code) with their share of instructions and of stall samples; then shared-memory wavefronts
+by opcode (with the excess over conflict-free access: bank conflicts, or for LDGSTS the
+extra cache lines of scattered sources) and the stall reasons. That is where a kernel's
 instructions go, without a GUI.
 
     ncu --kernel-name regex:search_forward --launch-skip 2 --launch-count 1 \\
@@ -21,7 +23,9 @@ def read(path):
     header = next(i for i, r in enumerate(rows) if "Instructions Executed" in r)
     h = rows[header]
     col = {k: h.index(k) for k in ("Source", "Instructions Executed", "Warp Stall Sampling (All Samples)")}
-    out = []
+    wcol = [h.index(k) if k in h else None for k in ("L1 Wavefronts Shared", "L1 Wavefronts Shared Excessive")]
+    stall_cols = {k[len("stall_"):]: i for i, k in enumerate(h) if k.startswith("stall_") and "Not Issued" not in k}
+    out, waves, stalls = [], collections.defaultdict(lambda: [0.0, 0.0]), collections.Counter()
     for r in rows[header + 1:]:
         if len(r) <= max(col.values()):
             continue
@@ -31,7 +35,12 @@ def read(path):
             op = src[1] if src[0].startswith("@") and len(src) > 1 else src[0]
         out.append((op, float(r[col["Instructions Executed"]] or 0),
                     float(r[col["Warp Stall Sampling (All Samples)"]] or 0)))
-    return rows[0][1] if rows and len(rows[0]) > 1 else "", out
+        for k, c in enumerate(wcol):
+            if c is not None and r[c]:
+                waves[op.split(".")[0] if not op.startswith("LDS") else op][k] += float(r[c])
+        for k, c in stall_cols.items():
+            stalls[k] += float(r[c] or 0)
+    return rows[0][1] if rows and len(rows[0]) > 1 else "", out, waves, stalls
 
 
 def main():
@@ -41,7 +50,7 @@ def main():
     ap.add_argument("--min", type=float, default=25.0, help="smallest stretch to list (instructions per item)")
     ap.add_argument("--top", type=int, default=25, help="opcodes to list")
     a = ap.parse_args()
-    kernel, ins = read(a.csv)
+    kernel, ins, waves, stalls = read(a.csv)
     total = sum(n for _, n, _ in ins) / a.items
     samples = sum(s for _, _, s in ins) or 1.0
     print(kernel[:160])
@@ -67,6 +76,16 @@ def main():
         common = " ".join(f"{o}:{c}" for o, c in r["ops"].most_common(6))
         print(f"{r['first']:5d}-{r['last']:5d} {r['each'] / a.items:7.2f} {per:8.1f} {per / total:6.1%} "
               f"{r['stall'] / samples:6.1%}  {common}")
+    if waves:
+        w_all = sum(w for w, _ in waves.values()) / a.items
+        x_all = sum(x for _, x in waves.values()) / a.items
+        print(f"shared-memory wavefronts per item: {w_all:.0f}, of which excess {x_all:.0f} ({x_all / (w_all or 1):.0%})")
+        for op, (w, x) in sorted(waves.items(), key=lambda kv: -kv[1][0]):
+            if w > 0:
+                print(f"  {op:10s} {w / a.items:9.1f} excess {x / a.items:9.1f}")
+    if stalls:
+        n = sum(stalls.values()) or 1.0
+        print("stall reasons:", ", ".join(f"{k} {v / n:.0%}" for k, v in stalls.most_common(8)))
 
 
 if __name__ == "__main__":

@@ -356,6 +356,11 @@ TEST(SearchCuda, GeneralPathChannelsInFours) {
   check_case<float>(c, 34);  // 4 channels, dilation 2
   c.C = 32, c.p.ws = 9, c.p.ps = 5, c.p.dilation = 1, c.p.dist_type = DistType::Prod, c.p.anchor_self = true;
   check_case<float>(c, 35);  // 32 channels
+  // Tiny windows: several frames staged together, idle lanes past the last candidate.
+  c.T = 5, c.C = 24, c.p.ws = 2, c.p.wt = 2, c.p.ps = 1, c.p.k = 0, c.p.anchor_self = false, c.p.stride1 = 2;
+  check_case<float>(c, 36);  // 12 per head, 2 x 2 window
+  c.p.ws = 3, c.p.ps = 2, c.p.stride1 = 1, c.p.dilation = 2, c.p.k = 5, c.p.dist_type = DistType::L2;
+  check_case<float>(c, 37);  // even patch
 }
 
 TEST(SearchCuda, BlockSharedWindows) {

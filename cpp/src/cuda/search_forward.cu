@@ -17,8 +17,14 @@
 //   reads at tap pj-1, so a lane keeps R pixels (all channels) in registers and loads one
 //   new pixel per tap: each loaded value feeds R accumulators (the shared-memory loads
 //   no longer bound the arithmetic). Channels go through 16-byte loads when C % 4 == 0.
+//   For those, rows and frames of the tile are padded so that task t's pixel starts
+//   R * (cs / 4) * t 16-byte units into the tile (mod 8): the 8 lanes of each quarter of
+//   a 16-byte load then read 8 different bank groups. Unpadded, S3 (ws = 9, ps = 7, 16
+//   channels) spent 42% of its shared-memory wavefronts on such conflicts.
 // - general path: the tile is [frame][pk][c][row][col] and each lane computes R
-//   candidates anywhere in the window, one tile load per multiply-add.
+//   candidates anywhere in the window, one tile load per multiply-add. Its lanes walk
+//   consecutive tile offsets when that costs no extra round (idle lanes reading their own
+//   lane's offset), so a load's 32 lanes read 32 banks.
 //
 // K larger than 32 (k <= 0 = all, or a big k) is served by several passes: pass p
 // recomputes the distances and keeps only candidates ranked after the last one emitted,
@@ -68,11 +74,18 @@ struct FwdArgs {
   bool full_ws, reflect, anchor, remove_self;
   int offH0, offW0, offH1, offW1, o0;
   int th, tw;        // tile rows and columns (pixels) of one frame's window
+  // General path: column radix of the lanes' slot walk. ww walks the window's candidates
+  // row by row; tw walks the tile's offsets in order (columns ww..tw-1 idle), so the 32
+  // lanes of a round read 32 consecutive offsets, one per shared-memory bank, where ww
+  // packs rows tw apart into a round and offsets 32 apart collide (S4: 28% of the shared
+  // wavefronts were such conflicts).
+  int cw;
   int cs;            // fast path: channel stride of a tile pixel (C padded against bank conflicts)
+  int rs;            // fast path: scalars per tile row (tw * cs, padded against bank conflicts)
   int nseg;          // fast path: row segments of R candidates per window row
   int F;             // frames staged together
   int qelems;        // pt*ps*ps*C: query patch
-  int tile_elems;    // one frame's tile
+  int tile_elems;    // one frame's tile (fast path: padded against bank conflicts)
   int warp_elems;    // qelems + F*tile_elems: scalars of shared memory per warp
   int warps;         // warps (queries) per block
   int tabn;          // entries of one frame's offset tables (tile only): pt + th + tw
@@ -400,7 +413,7 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
           const int64_t off = tf[pk] + tf[pt + r] + tf[pt + a.th + s];
           // fast path: [f][pk][r][s][c] (channel stride cs); general: [f][pk][c][r][s]
           const int fp = f * pt + pk;
-          T* dst = CV > 0 ? tile + ((fp * a.th + r) * a.tw + s) * a.cs : tile + fp * C * P + r * a.tw + s;
+          T* dst = CV > 0 ? tile + f * a.tile_elems + (pk * a.th + r) * a.rs + s * a.cs : tile + fp * C * P + r * a.tw + s;
           const int cstep = CV > 0 ? 1 : P;
           if (off < 0) {
             for (int c = 0; c < C; ++c) dst[c * cstep] = T(0);
@@ -419,17 +432,21 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
         const int trad[3] = {0, a.wh, a.nseg};
         const int ntask = nf * a.wh * a.nseg;
         Digits<3> d = digits_of<3>(lane, trad);  // task tb + lane = (frame, row, segment)
+        // An idle lane computes task lane % 8 of the first frame (task 0 if that is past
+        // the window): the bank group its lane would have had.
+        const int idle_t = (lane & 7) < a.wh * a.nseg ? lane & 7 : 0;
+        const int idle_i = idle_t / a.nseg, idle_j0 = (idle_t - idle_i * a.nseg) * R;
         for (int tb = 0; tb < ntask; tb += 32, advance<3>(d, a.tstep, trad)) {
-          const bool live = d.v[0] < nf;  // idle lanes redo task 0, offer nothing
+          const bool live = d.v[0] < nf;  // idle lanes offer nothing
           const int f = live ? d.v[0] : 0;
-          const int i = live ? d.v[1] : 0;
-          const int j0 = (live ? d.v[2] : 0) * R;
+          const int i = live ? d.v[1] : idle_i;
+          const int j0 = live ? d.v[2] * R : idle_j0;
           float acc[R];
 #pragma unroll
           for (int r = 0; r < R; ++r) acc[r] = 0.f;
           for (int pk = 0; pk < pt; ++pk)
             for (int pi = 0; pi < ps; ++pi) {
-              const float* prow = tile + (static_cast<int64_t>(f * pt + pk) * P + (i + pi) * a.tw + j0) * a.cs;
+              const float* prow = tile + f * a.tile_elems + (pk * a.th + i + pi) * a.rs + j0 * a.cs;
               const float* qrow = qp + (pk * ps + pi) * ps * CV;
               // buf[(pj + r) % R] holds pixel j0 + pj + r (all channels) at tap pj.
               float buf[R][CV];
@@ -466,20 +483,23 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
         }
       } else {
         const int nfs = TILE ? nf : a.st;  // frames of this sweep
-        const int nslots = nfs * spf;
-        const int crad[3] = {0, a.wh, a.ww};
+        const int nslots = nfs * a.wh * a.cw;
+        const int crad[3] = {0, a.wh, a.cw};
         Digits<3> w = digits_of<3>(lane, crad);  // slot sbase + r*32 + lane = (frame, row, column)
+        // An idle lane reads the tile at its lane's offset (within the first frame's window,
+        // so every tap stays inside the tile): a bank no live lane of its load uses.
+        const int idle_off = min(lane, (a.wh - 1) * a.str1 * a.tw + (a.ww - 1) * a.str1);
         for (int sbase = 0; sbase < nslots; sbase += 32 * R) {
           int fi[R], ii[R], ji[R];
           T acc[R];
           int offr[R];  // tile offset of each candidate
 #pragma unroll
           for (int r = 0; r < R; ++r, advance<3>(w, a.cstep, crad)) {
-            const bool live = w.v[0] < nfs;  // idle slots compute slot 0 and offer nothing
+            const bool live = w.v[0] < nfs && w.v[2] < a.ww;  // idle slots compute slot 0 and offer nothing
             fi[r] = live ? w.v[0] : -1;
             ii[r] = live ? w.v[1] : 0;
             ji[r] = live ? w.v[2] : 0;
-            offr[r] = (live ? w.v[0] : 0) * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1;
+            offr[r] = live ? w.v[0] * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1 : idle_off;
             acc[r] = T(0);
           }
           if (TILE) {
@@ -632,7 +652,9 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
       if (R > kFastMaxR(f.C)) continue;
       const int64_t nseg = ceil_div(f.ww, R);
       const int64_t tws = nseg * R + f.ps - 1;
-      const size_t tb = static_cast<size_t>(f.pt) * th * tws * fast_cs(f.C) * sizeof(T) + table_bytes(f.pt, th, tws);
+      // (+ the most the bank padding below can add: 7 units of 16 bytes per row and frame)
+      const size_t padb = fast_cs(f.C) % 4 == 0 ? static_cast<size_t>(f.pt * th + 1) * 7 * 16 : 0;
+      const size_t tb = static_cast<size_t>(f.pt) * th * tws * fast_cs(f.C) * sizeof(T) + padb + table_bytes(f.pt, th, tws);
       if (qbytes + tb + bbytes > kWarpTileLimit || qbytes + tb + bbytes > static_cast<size_t>(smem_optin)) continue;
       const size_t room = kWarpStageBytes > qbytes + bbytes ? kWarpStageBytes - qbytes - bbytes : 0;
       const int F = static_cast<int>(std::max<size_t>(1, std::min<size_t>(f.st, room / tb)));
@@ -650,11 +672,22 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
     f.th = static_cast<int>(th);
     f.tw = f.nseg * p.R + f.ps - 1;
     f.cs = fast_cs(f.C);
-    f.tile_elems = f.pt * f.th * f.tw * f.cs;
+    f.rs = f.tw * f.cs;
+    f.tile_elems = f.pt * f.th * f.rs;
+    if (f.cs % 4 == 0) {
+      // Pad rows and frames (in 16-byte units, mod 8) so that task t = (frame, row, segment)
+      // starts at R * u * t with u = cs / 4 odd: 8 consecutive tasks, 8 bank groups.
+      const int u = f.cs / 4, step = p.R * u;
+      auto pad = [](int have, int want) { return ((want - have) % 8 + 8) % 8; };
+      f.rs += 4 * pad(f.tw * u, step * f.nseg);
+      f.tile_elems = f.pt * f.th * f.rs;
+      f.tile_elems += 4 * pad(f.tile_elems / 4, step * f.wh * f.nseg);
+    }
   } else {
     f.th = static_cast<int>(std::min<int64_t>(th, INT32_MAX));
     f.tw = static_cast<int>(std::min<int64_t>(tw, INT32_MAX));
     f.cs = 1;
+    f.rs = 0;
     f.nseg = 1;
     f.tile_elems = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(f.pt) * f.C * th * tw, INT32_MAX / 2));
   }
@@ -701,6 +734,17 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
       }
     }
   }
+  // The slot walk in tile-offset order when it takes no more rounds than row order.
+  f.cw = f.ww;
+  if (p.CV == 0 && p.tile && f.str1 == 1) {
+    int64_t rounds_ww = 0, rounds_tw = 0;
+    for (int f0 = 0; f0 < f.st; f0 += p.F) {
+      const int64_t rows = static_cast<int64_t>(std::min(p.F, f.st - f0)) * f.wh;
+      rounds_ww += ceil_div(rows * f.ww, 32 * p.R);
+      rounds_tw += ceil_div(rows * f.tw, 32 * p.R);
+    }
+    if (rounds_tw == rounds_ww) f.cw = f.tw;
+  }
   return p;
 }
 
@@ -711,7 +755,7 @@ void set_steps(FwdArgs<T>& f) {
   const int xrad[2] = {0, std::max(f.tabn, 1)};                          // no tile: unused
   const int srad[4] = {0, f.pt, std::max(f.th, 1), std::max(f.tw, 1)};  // no tile: unused
   const int trad[3] = {0, f.wh, std::max(f.nseg, 1)};
-  const int crad[3] = {0, f.wh, f.ww};
+  const int crad[3] = {0, f.wh, f.cw};
   const Digits<3> q = digits_of<3>(32, qrad), t = digits_of<3>(32, trad), c = digits_of<3>(32, crad);
   const Digits<2> x = digits_of<2>(32, xrad);
   const Digits<4> s = digits_of<4>(32, srad);
