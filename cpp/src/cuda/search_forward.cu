@@ -77,8 +77,8 @@ struct FwdArgs {
   // General path: column radix of the lanes' slot walk. ww walks the window's candidates
   // row by row; tw walks the tile's offsets in order (columns ww..tw-1 idle), so the 32
   // lanes of a round read 32 consecutive offsets, one per shared-memory bank, where ww
-  // packs rows tw apart into a round and offsets 32 apart collide (S4: 28% of the shared
-  // wavefronts were such conflicts).
+  // packs rows tw apart into a round and offsets 32 apart collide. (On S4 this and the
+  // idle lanes' offsets took the tile loads from 2 wavefronts to 1.)
   int cw;
   int cs;            // fast path: channel stride of a tile pixel (C padded against bank conflicts)
   int rs;            // fast path: scalars per tile row (tw * cs, padded against bank conflicts)
