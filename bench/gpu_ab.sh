@@ -81,4 +81,7 @@ if has profile; then
       ncu -i "/tmp/ab/$c.ncu-rep" --page source --csv --print-source sass > "$out/sass_$c.csv" 2>&1 &&
       python3 "$root/bench/sass_profile.py" "$out/sass_$c.csv" --items "${queries[$c]}" --min 100 | tee "$out/sass_$c.txt"
   done
+  # The raw logs and SASS tables in one archive: the device tool returns only a few files.
+  (cd "$out" && tar -czf profile_raw.tar.gz kernels_*.log ncu_*.log sass_*.csv 2>/dev/null &&
+    rm -f kernels_*.log ncu_*.log sass_*.csv)
 fi
