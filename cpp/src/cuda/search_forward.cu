@@ -54,7 +54,6 @@ namespace {
 using detail::SearchArgs;
 
 constexpr int32_t kEmpty = INT32_MAX;  // ordinal of an empty list entry (ranks last)
-constexpr int kInterleaved = -1;       // CV of the general path on a channel-interleaved tile
 constexpr unsigned kFull = 0xffffffffu;
 
 // Everything a forward kernel reads, passed by value.
@@ -414,21 +413,10 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
           const int64_t off = tf[pk] + tf[pt + r] + tf[pt + a.th + s];
           // fast path: [f][pk][r][s][c] (channel stride cs); general: [f][pk][c][r][s]
           const int fp = f * pt + pk;
-          T* dst = CV != 0 ? tile + f * a.tile_elems + (pk * a.th + r) * a.rs + s * a.cs : tile + fp * C * P + r * a.tw + s;
-          const int cstep = CV != 0 ? 1 : P;
+          T* dst = CV > 0 ? tile + f * a.tile_elems + (pk * a.th + r) * a.rs + s * a.cs : tile + fp * C * P + r * a.tw + s;
+          const int cstep = CV > 0 ? 1 : P;
           if (off < 0) {
             for (int c = 0; c < C; ++c) dst[c * cstep] = T(0);
-          } else if constexpr (CV == kInterleaved) {
-            // Pixels cs = 4u floats apart (u odd) fall in 8 bank classes, 4 of the 32 lanes
-            // each: lanes 8g..8g+7 copy channel 4q + (j + g) % 4 at step (j, q), so a step's
-            // stores hit 32 banks while its loads still read 8 consecutive pixels per plane.
-            const int rot = (lane >> 3) & 3;
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-              const int c0 = (j + rot) & 3;
-              const T* src = v1 + off + c0 * a.s1.c;
-              for (int c = 0; c < C; c += 4) __pipeline_memcpy_async(dst + c0 + c, src + c * a.s1.c, sizeof(T));
-            }
           } else {
             const T* src = v1 + off;
             for (int c = 0; c < C; ++c) __pipeline_memcpy_async(dst + c * cstep, src + c * a.s1.c, sizeof(T));
@@ -511,33 +499,10 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
             fi[r] = live ? w.v[0] : -1;
             ii[r] = live ? w.v[1] : 0;
             ji[r] = live ? w.v[2] : 0;
-            const int px = live ? ii[r] * a.str1 * a.tw + ji[r] * a.str1 : idle_off;  // pixel in the frame
-            offr[r] = (live ? w.v[0] * a.tile_elems : 0) + (CV == kInterleaved ? px * a.cs : px);
+            offr[r] = live ? w.v[0] * a.tile_elems + ii[r] * a.str1 * a.tw + ji[r] * a.str1 : idle_off;
             acc[r] = T(0);
           }
-          if constexpr (TILE && CV == kInterleaved) {
-            // Tap by tap, 4 channels per 16-byte load at constant offsets (the query's a
-            // broadcast); each accumulator still adds its terms in (pk, pi, pj, c) order.
-            for (int pk = 0; pk < pt; ++pk)
-              for (int pi = 0; pi < ps; ++pi)
-                for (int pj = 0; pj < ps; ++pj) {
-                  const float* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
-                  const float* trow = tile + (pk * a.th + dil * pi) * a.rs + dil * pj * a.cs;
-                  for (int c = 0; c < C; c += 4) {
-                    const float4 q4 = *reinterpret_cast<const float4*>(qrow + c);
-                    float4 x[R];
-#pragma unroll
-                    for (int r = 0; r < R; ++r) x[r] = *reinterpret_cast<const float4*>(trow + offr[r] + c);
-#pragma unroll
-                    for (int r = 0; r < R; ++r) {
-                      acc[r] = geo::dist_acc<L2>(acc[r], q4.x, x[r].x);
-                      acc[r] = geo::dist_acc<L2>(acc[r], q4.y, x[r].y);
-                      acc[r] = geo::dist_acc<L2>(acc[r], q4.z, x[r].z);
-                      acc[r] = geo::dist_acc<L2>(acc[r], q4.w, x[r].w);
-                    }
-                  }
-                }
-          } else if (TILE) {
+          if (TILE) {
             for (int pk = 0; pk < pt; ++pk)
               for (int pi = 0; pi < ps; ++pi)
                 for (int pj = 0; pj < ps; ++pj) {
@@ -725,15 +690,6 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
     f.rs = 0;
     f.nseg = 1;
     f.tile_elems = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(f.pt) * f.C * th * tw, INT32_MAX / 2));
-    if (sizeof(T) == 4 && f.C % 4 == 0 && f.tile_elems < (1 << 24)) {
-      // The interleaved tile: pixels cs = 4u floats apart (u odd), frames padded so that
-      // slot s of the offset-order walk starts at u * s 16-byte units (mod 8).
-      p.CV = kInterleaved;
-      f.cs = fast_cs(f.C);
-      f.rs = f.tw * f.cs;
-      const int u = f.cs / 4, te = f.pt * f.th * f.rs;
-      f.tile_elems = te + 4 * (((u * f.wh * f.tw - te / 4) % 8 + 8) % 8);
-    }
   }
   // One staged frame: its tile and its offset tables.
   const size_t tbytes = static_cast<size_t>(f.tile_elems) * sizeof(T) + table_bytes(f.pt, f.th, f.tw);
@@ -744,7 +700,6 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
     p.F = static_cast<int>(std::max<size_t>(1, std::min<size_t>(f.st, room / tbytes)));
   } else {
     f.tile_elems = 0, f.th = 0, f.tw = 0;
-    if (p.CV == kInterleaved) p.CV = 0, f.cs = 1, f.rs = 0;  // global reads: no tile layout
   }
   f.tabn = p.tile ? f.pt + f.th + f.tw : 0;
   // Scalars per warp rounded to 16 bytes: every warp's tile stays 16-byte aligned.
@@ -764,7 +719,7 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
   f.warp_elems = static_cast<int>(welems);
   // General path, candidates per lane: each lane-round costs R tile reads plus one query
   // read, and a partly filled round wastes its idle slots.
-  if (p.CV <= 0) {
+  if (p.CV == 0) {
     p.R = 1;
     if (p.tile) {
       const int Rs[] = {1, 2, 4};
@@ -781,7 +736,7 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
   }
   // The slot walk in tile-offset order when it takes no more rounds than row order.
   f.cw = f.ww;
-  if (p.CV <= 0 && p.tile && f.str1 == 1) {
+  if (p.CV == 0 && p.tile && f.str1 == 1) {
     int64_t rounds_ww = 0, rounds_tw = 0;
     for (int f0 = 0; f0 < f.st; f0 += p.F) {
       const int64_t rows = static_cast<int64_t>(std::min(p.F, f.st - f0)) * f.wh;
@@ -884,15 +839,6 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
       case 8: return launch_fast<T, L2, 8>(f, plan, stream);
       case 16: return launch_fast<T, L2, 16>(f, plan, stream);
       default: break;
-    }
-  }
-  if constexpr (sizeof(T) == 4) {
-    if (plan.CV == kInterleaved) {
-      switch (plan.R) {
-        case 1: return launch<T, L2, 1, true, kInterleaved>(f, plan, stream);
-        case 2: return launch<T, L2, 2, true, kInterleaved>(f, plan, stream);
-        default: return launch<T, L2, 4, true, kInterleaved>(f, plan, stream);
-      }
     }
   }
   switch (plan.R) {
