@@ -495,7 +495,7 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
           int offr[R];  // tile offset of each candidate
 #pragma unroll
           for (int r = 0; r < R; ++r, advance<3>(w, a.cstep, crad)) {
-            const bool live = w.v[0] < nfs && w.v[2] < a.ww;  // idle slots compute slot 0 and offer nothing
+            const bool live = w.v[0] < nfs && w.v[2] < a.ww;  // idle slots read idle_off, offer nothing
             fi[r] = live ? w.v[0] : -1;
             ii[r] = live ? w.v[1] : 0;
             ji[r] = live ? w.v[2] : 0;
