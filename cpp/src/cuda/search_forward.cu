@@ -17,10 +17,12 @@
 //   reads at tap pj-1, so a lane keeps R pixels (all channels) in registers and loads one
 //   new pixel per tap: each loaded value feeds R accumulators (the shared-memory loads
 //   no longer bound the arithmetic). Channels go through 16-byte loads when C % 4 == 0.
-//   For those, rows and frames of the tile are padded so that task t's pixel starts
-//   R * (cs / 4) * t 16-byte units into the tile (mod 8): the 8 lanes of each quarter of
-//   a 16-byte load then read 8 different bank groups. Unpadded, S3 (ws = 9, ps = 7, 16
-//   channels) spent 42% of its shared-memory wavefronts on such conflicts.
+//   Rows and frames of the tile are padded so that task t's pixel starts R * u * t units
+//   into the tile, mod M (16-byte loads, C % 4 == 0: units of 16 bytes, u = cs / 4, M = 8,
+//   the lanes of a quarter-warp; C = 3: units of one float, u = 3, M = 32): R and u are
+//   odd, so the lanes of a load read distinct banks. Unpadded, S3 (ws = 9, ps = 7, 16
+//   channels) spent 42% of its shared-memory wavefronts on such conflicts, S1 (ws = 21,
+//   3 channels) 56% (3-way).
 // - general path: the tile is [frame][pk][c][row][col] and each lane computes R
 //   candidates anywhere in the window, one tile load per multiply-add. Its lanes walk
 //   consecutive tile offsets when that costs no extra round (idle lanes reading their own
@@ -432,15 +434,28 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
         const int trad[3] = {0, a.wh, a.nseg};
         const int ntask = nf * a.wh * a.nseg;
         Digits<3> d = digits_of<3>(lane, trad);  // task tb + lane = (frame, row, segment)
-        // An idle lane computes task lane % 8 of the first frame (task 0 if that is past
-        // the window): the bank group its lane would have had.
-        const int idle_t = (lane & 7) < a.wh * a.nseg ? lane & 7 : 0;
-        const int idle_i = idle_t / a.nseg, idle_j0 = (idle_t - idle_i * a.nseg) * R;
+        // An idle lane (past the stage's last task) computes a staged task congruent to its
+        // lane mod M, the lanes that share a load's banks (8 for 16-byte loads, 32 for
+        // scalar ones): the banks its own task would have had. Task lane mod M of the first
+        // frame when the window has it, else the last such task of the stage (task 0 when
+        // the stage has none).
+        constexpr int M = CV % 4 == 0 ? 8 : 32;
+        const int nt0 = a.wh * a.nseg;
+        const int t0 = lane & (M - 1);
+        const bool first_frame = t0 < nt0;
+        const int idle_i = first_frame ? t0 / a.nseg : 0;
+        const int idle_j0 = first_frame ? (t0 - idle_i * a.nseg) * R : 0;
         for (int tb = 0; tb < ntask; tb += 32, advance<3>(d, a.tstep, trad)) {
           const bool live = d.v[0] < nf;  // idle lanes offer nothing
-          const int f = live ? d.v[0] : 0;
-          const int i = live ? d.v[1] : idle_i;
-          const int j0 = live ? d.v[2] * R : idle_j0;
+          int f = live ? d.v[0] : 0;
+          int i = live ? d.v[1] : idle_i;
+          int j0 = live ? d.v[2] * R : idle_j0;
+          if (!live && !first_frame) {  // tiny windows: several frames per stage
+            const int it = max(0, ntask - 1 - ((ntask - 1 - lane) & (M - 1)));
+            f = it / nt0;
+            i = (it - f * nt0) / a.nseg;
+            j0 = (it - f * nt0 - i * a.nseg) * R;
+          }
           float acc[R];
 #pragma unroll
           for (int r = 0; r < R; ++r) acc[r] = 0.f;
@@ -652,8 +667,8 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
       if (R > kFastMaxR(f.C)) continue;
       const int64_t nseg = ceil_div(f.ww, R);
       const int64_t tws = nseg * R + f.ps - 1;
-      // (+ the most the bank padding below can add: 7 units of 16 bytes per row and frame)
-      const size_t padb = fast_cs(f.C) % 4 == 0 ? static_cast<size_t>(f.pt * th + 1) * 7 * 16 : 0;
+      // (+ the most the bank padding below can add: M - 1 units per row and frame)
+      const size_t padb = static_cast<size_t>(f.pt * th + 1) * (fast_cs(f.C) % 4 == 0 ? 7 * 16 : 31 * sizeof(T));
       const size_t tb = static_cast<size_t>(f.pt) * th * tws * fast_cs(f.C) * sizeof(T) + padb + table_bytes(f.pt, th, tws);
       if (qbytes + tb + bbytes > kWarpTileLimit || qbytes + tb + bbytes > static_cast<size_t>(smem_optin)) continue;
       const size_t room = kWarpStageBytes > qbytes + bbytes ? kWarpStageBytes - qbytes - bbytes : 0;
@@ -674,15 +689,16 @@ FwdPlan plan_forward(FwdArgs<T>& f, int smem_optin) {
     f.cs = fast_cs(f.C);
     f.rs = f.tw * f.cs;
     f.tile_elems = f.pt * f.th * f.rs;
-    if (f.cs % 4 == 0) {
-      // Pad rows and frames (in 16-byte units, mod 8) so that task t = (frame, row, segment)
-      // starts at R * u * t with u = cs / 4 odd: 8 consecutive tasks, 8 bank groups.
-      const int u = f.cs / 4, step = p.R * u;
-      auto pad = [](int have, int want) { return ((want - have) % 8 + 8) % 8; };
-      f.rs += 4 * pad(f.tw * u, step * f.nseg);
-      f.tile_elems = f.pt * f.th * f.rs;
-      f.tile_elems += 4 * pad(f.tile_elems / 4, step * f.wh * f.nseg);
-    }
+    // Pad rows and frames (see the banks above) so that task t = (frame, row, segment)
+    // starts at R * u * t units, mod M; skipped where that would grow the tile by more
+    // than a quarter (narrow rows of 3 channels: up to 31 floats a row).
+    const int unit = f.cs % 4 == 0 ? 4 : 1, M = f.cs % 4 == 0 ? 8 : 32;
+    const int u = f.cs / unit, step = p.R * u;
+    auto pad = [M](int have, int want) { return ((want - have) % M + M) % M; };
+    const int rs = f.rs + unit * pad(f.tw * u, step * f.nseg);
+    int te = f.pt * f.th * rs;
+    te += unit * pad(te / unit, step * f.wh * f.nseg);
+    if (4 * te <= 5 * f.tile_elems) f.rs = rs, f.tile_elems = te;
   } else {
     f.th = static_cast<int>(std::min<int64_t>(th, INT32_MAX));
     f.tw = static_cast<int>(std::min<int64_t>(tw, INT32_MAX));
