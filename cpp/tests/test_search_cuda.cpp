@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/search_forward_thread.h"
 #include "stnls/error.h"
 #include "stnls/search.h"
 
@@ -361,6 +362,73 @@ TEST(SearchCuda, GeneralPathChannelsInFours) {
   check_case<float>(c, 36);  // 12 per head, 2 x 2 window
   c.p.ws = 3, c.p.ps = 2, c.p.stride1 = 1, c.p.dilation = 2, c.p.k = 5, c.p.dist_type = DistType::L2;
   check_case<float>(c, 37);  // even patch
+}
+
+// Both forward layouts on the same call: the thread-per-query path where it applies
+// (search_forward_thread.cu) and the warp-per-query kernels.
+template <class T>
+void check_both_layouts(const Case& c, uint32_t seed) {
+  check_case<T>(c, seed);
+  cuda::set_forward_thread_enabled(false);
+  check_case<T>(c, seed);
+  cuda::set_forward_thread_enabled(true);
+}
+
+TEST(SearchCuda, ThreadPerQueryPath) {
+  // Every compiled variant of the thread-per-query forward (channels per head and ps:
+  // 4 and 3, 8 and 3, 8 and 1, 16 and 1; window widths 5, 7, 9) against the CPU, with the
+  // other parameters drawn at random: query strides, frames, borders (reflected or zero,
+  // windows clamped or not, frames narrower than the window), use_adj and patch offsets,
+  // remove_self, k from 1 to 16 (padding where fewer candidates are valid), heads,
+  // channels-last videos, and flows of 1.5 px or of 40 px (windows scattered over the
+  // frame: boxes too large for shared memory, staged thread by thread).
+  REQUIRE_GPU();
+  std::mt19937 rng(4242);
+  auto pick = [&](std::initializer_list<int> v) { return *(v.begin() + rng() % v.size()); };
+  const int variants[4][2] = {{4, 3}, {8, 3}, {8, 1}, {16, 1}};
+  int n = 0;
+  for (const auto& cp : variants)
+    for (int ws : {5, 7, 9})
+      for (int rep = 0; rep < 3; ++rep, ++n) {
+        Case c;
+        SearchParams& p = c.p;
+        p.nheads = pick({1, 2});
+        c.C = p.nheads * cp[0];
+        p.ps = cp[1];
+        p.ws = ws;
+        c.B = pick({1, 2});
+        c.T = pick({1, 3, 5});
+        c.H = rep == 0 ? pick({6, 8}) : pick({19, 33, 48});
+        c.W = rep == 0 ? pick({7, 12}) : pick({21, 40, 64});
+        p.wt = pick({0, 1, 2});
+        p.stride0 = pick({1, 1, 2, 3});
+        p.dist_type = pick({0, 1}) ? DistType::L2 : DistType::Prod;
+        p.reflect_bounds = pick({0, 1, 1});
+        p.full_ws = pick({0, 1, 1});
+        p.remove_self = pick({0, 0, 1});
+        p.use_adj = pick({0, 0, 1});
+        if (pick({0, 0, 1})) p.off_H0 = pick({-1, 2}), p.off_W0 = pick({-2, 1}), p.off_H1 = pick({1, -1}), p.off_W1 = pick({0, 3});
+        c.flows = pick({0, 1, 1, 1});
+        c.flow_std = rep == 2 ? 40.0 : 1.5;
+        c.same_video = pick({0, 0, 1});
+        c.channels_last = pick({0, 0, 1});
+        p.k = pick({1, 7, 10, 16});
+        check_both_layouts<float>(c, 500 + n);
+      }
+}
+
+TEST(SearchCuda, ThreadPerQueryScatteredWindows) {
+  // Frames large enough that 40 px flows spread a block's windows past its shared-memory
+  // box (8 and 16 channels per head), next to small flows where one box serves the block.
+  REQUIRE_GPU();
+  for (double flow_std : {1.0, 40.0}) {
+    Case c;
+    c.T = 3, c.H = 72, c.W = 90, c.C = 16, c.flow_std = flow_std;
+    c.p.ws = 9, c.p.wt = 1, c.p.ps = 1, c.p.k = 16, c.p.stride0 = 1;
+    check_both_layouts<float>(c, 60);  // 16 channels, ps = 1
+    c.C = 8, c.p.ps = 3, c.p.ws = 5, c.p.k = 10, c.p.dist_type = DistType::L2;
+    check_both_layouts<float>(c, 61);  // 8 channels, ps = 3
+  }
 }
 
 TEST(SearchCuda, BlockSharedWindows) {

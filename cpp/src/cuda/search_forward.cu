@@ -32,6 +32,9 @@
 // recomputes the distances and keeps only candidates ranked after the last one emitted,
 // so every pass emits the next (up to) 32 in the same total order.
 // Windows whose tile does not fit in shared memory read vid1 straight from global memory.
+//
+// Small patches and windows (float, ps and channels of a compiled variant, k <= 16) take
+// the thread-per-query layout of search_forward_thread.cu instead, tried first below.
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
@@ -45,6 +48,7 @@
 #include "common/geometry.h"
 #include "common/rank_key.h"
 #include "cuda/cuda_util.h"
+#include "cuda/search_forward_thread.h"
 
 namespace stnls {
 
@@ -868,6 +872,7 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
 
 void search_forward(const SearchArgs& a, void* stream) {
   DeviceGuard guard(a.device.index);
+  if (search_forward_thread(a, as_stream(stream))) return;
   STNLS_FLOAT_SWITCH(a.dtype, [&] {
     STNLS_DIST_SWITCH(a.p.dist_type, [&] { forward_impl<scalar_t, kL2>(a, as_stream(stream)); });
   });

@@ -1,0 +1,414 @@
+// CUDA forward of the non-local search for small patches and windows: one thread per
+// query (SPEC.md rules 1-7, computing exactly what the CPU backend computes: same
+// geometry, same summation order (pi, pj, c; one fused multiply-add per term), same
+// selection order).
+//
+// Why a second layout: with a warp per query (search_forward.cu), a query of S2's shape
+// (ws = 5, ps = 3, 8 channels per head) spends about 3.6 k of its 3.9 k warp instructions
+// on per-query work spread over the lanes (staging, the flow chain, the warp top-k
+// merges) and only 281 on the distances. Here a thread owns a query:
+// - the query patch (ps * ps * C values) lives in its registers;
+// - it streams its window's pixels row by row, each pixel loaded once, into the
+//   accumulators of every candidate whose patch covers it (a window row's candidates are
+//   ps rows of ww accumulators, rotated as the rows pass). A candidate's terms still
+//   arrive in (pi, pj, c) order, so the sums are bitwise those of the CPU;
+// - its best KMAX candidates sit in a sorted register list (64-bit ranks of
+//   common/rank_key.h, so ties follow the canonical order), so no warp-wide selection.
+// A block owns a QH x QW tile of the query grid in one frame. Per searched frame it walks
+// its threads' flow chains, takes the union box of their windows (patch margins
+// included), and stages that box once in shared memory, pixel-major ([row][col][c]),
+// with the bounds rule already applied; every thread then reads its window from it. A
+// box larger than the shared memory reserved (flows that scatter the tile's windows far
+// apart) is read from global memory instead, with the same values in the same order.
+//
+// Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
+// wide (a compiled width), k in [1, KMAX], no anchor_self, and the channels per head and
+// ps of a compiled variant (kVariants). Everything else runs the warp-per-query kernels.
+#include "cuda/search_forward_thread.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <limits>
+
+#include "common/geometry.h"
+#include "common/rank_key.h"
+#include "cuda/cuda_util.h"
+
+namespace stnls {
+namespace cuda {
+namespace {
+
+using detail::SearchArgs;
+
+constexpr int32_t kEmpty = INT32_MAX;  // ordinal of an empty list entry (ranks last)
+constexpr int kQH = 8, kQW = 16;       // block tile of the query grid
+constexpr int kThreads = kQH * kQW;
+constexpr int kWarps = kThreads / 32;
+constexpr int kKMax = 16;                       // list capacity: k <= 16
+constexpr size_t kBoxBytes = 64 * 1024;         // shared memory for one frame's box
+
+struct ThrArgs {
+  const float* vid0;
+  const float* vid1;
+  const float* fflow;
+  const float* bflow;
+  float* dists;
+  int32_t* inds;
+  detail::Strides6 s0, s1;
+  detail::Strides5 sf, sb;
+  int64_t sd[4], si[5];
+  int HD, nT, H, W, nH, nW, st, wh, K, ws, wt, str0;
+  bool full_ws, reflect, remove_self;
+  int o0, offH0, offW0, offH1, offW1;
+  int tilesH, tilesW;  // block tiles per frame of the query grid
+  int cap_px;          // pixels the box may hold
+};
+
+template <bool L2>
+using Rank = rank::Rank<L2, float>;
+
+template <int CV>
+__device__ __forceinline__ void load_px(float (&v)[CV], const float* p) {
+#pragma unroll
+  for (int c = 0; c < CV; c += 4) {
+    const float4 x = *reinterpret_cast<const float4*>(p + c);
+    v[c] = x.x, v[c + 1] = x.y, v[c + 2] = x.z, v[c + 3] = x.w;
+  }
+}
+
+// The thread's best KMAX candidates, sorted ascending by rank.
+template <bool L2>
+struct ThreadList {
+  Rank<L2> r[kKMax];
+  __device__ __forceinline__ void reset() {
+#pragma unroll
+    for (int m = 0; m < kKMax; ++m) r[m] = Rank<L2>::make(std::numeric_limits<float>::quiet_NaN(), kEmpty);
+  }
+  __device__ __forceinline__ void offer(const Rank<L2>& c) {
+    if (!(c < r[kKMax - 1])) return;
+    // One pass of a bubble: x takes each entry's place where it ranks before it, and the
+    // displaced entry moves on (two live ranks at a time; a shift computed from all of the
+    // list's compares at once held about 160 more registers).
+    Rank<L2> x = c;
+#pragma unroll
+    for (int m = 0; m < kKMax; ++m) {
+      const bool lt = x < r[m];
+      const Rank<L2> y = lt ? r[m] : x;
+      r[m] = lt ? x : r[m];
+      x = y;
+    }
+  }
+};
+
+// Distances of one query's window in frame n (window start (y0, x0), wh x WW candidates)
+// from its pixel rectangle in shared memory (rows of `row` floats, pixels of CV floats),
+// offered to the list. Pixel row r of the rectangle feeds candidate rows r - pi, pi < PS,
+// whose accumulators rotate through acc[row % PS]; each pixel is loaded once and a
+// candidate's terms arrive in (pi, pj, c) order.
+template <bool L2, int CV, int PS, int WW>
+__device__ __forceinline__ void sweep_window(const float* base, int row, int n, int y0, int x0, int qh, int qw, int H,
+                                             int W, int wh, bool remove_self, const float (&qv)[PS * PS * CV],
+                                             ThreadList<L2>& list) {
+  // Which candidates are real ones (rule 4: inside the frame; remove_self in frame t).
+  unsigned xok = 0;
+#pragma unroll
+  for (int j = 0; j < WW; ++j) xok |= (x0 + j >= 0 && x0 + j < W) ? 1u << j : 0u;
+  const bool self_here = n == 0 && remove_self;
+  float acc[PS][WW];
+#pragma unroll
+  for (int p = 0; p < PS; ++p)
+#pragma unroll
+    for (int j = 0; j < WW; ++j) acc[p][j] = 0.f;
+  const int nrows = wh + PS - 1;
+  for (int r0 = 0; r0 < nrows; r0 += PS) {
+#pragma unroll
+    for (int ph = 0; ph < PS; ++ph) {
+      const int r = r0 + ph;
+      if (r >= nrows) break;
+      const float* rp = base + r * row;
+#pragma unroll
+      for (int s = 0; s < WW + PS - 1; ++s) {
+        float px[CV];
+        load_px<CV>(px, rp + s * CV);
+#pragma unroll
+        for (int pi = 0; pi < PS; ++pi) {
+          const int i = r - pi;
+          if (i < 0 || i >= wh) continue;
+#pragma unroll
+          for (int pj = 0; pj < PS; ++pj) {
+            const int j = s - pj;
+            if (j < 0 || j >= WW) continue;
+            float& ac = acc[(ph - pi + PS) % PS][j];
+#pragma unroll
+            for (int c = 0; c < CV; ++c) ac = geo::dist_acc<L2>(ac, qv[(pi * PS + pj) * CV + c], px[c]);
+          }
+        }
+      }
+      // Candidate row r - (PS - 1) has all its terms.
+      const int i = r - (PS - 1);
+      if (i >= 0) {
+        float(&done)[WW] = acc[(ph + 1) % PS];
+        const int y = y0 + i;
+        if (y >= 0 && y < H) {
+          const int ord0 = (n * wh + i) * WW;
+#pragma unroll
+          for (int j = 0; j < WW; ++j) {
+            const bool ok = ((xok >> j) & 1u) && !(self_here && y == qh && x0 + j == qw);
+            if (ok) list.offer(Rank<L2>::make(done[j], ord0 + j));
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < WW; ++j) done[j] = 0.f;
+      }
+    }
+  }
+}
+
+template <bool L2, int CV, int PS, int WW>
+__global__ void __launch_bounds__(kThreads, 3) search_forward_thread_kernel(const ThrArgs a) {
+  extern __shared__ __align__(16) float box[];
+  __shared__ int part[kWarps][4];  // per warp: min y0, max y0, min x0, max x0
+  __shared__ int wy[kThreads], wx[kThreads];  // each thread's window start in this frame
+
+  const int tid = threadIdx.x, lane = tid & 31, wib = tid >> 5;
+  int blk = blockIdx.x;
+  const int tj = blk % a.tilesW;
+  blk /= a.tilesW;
+  const int ti = blk % a.tilesH;
+  blk /= a.tilesH;
+  const int t = blk % a.nT;
+  blk /= a.nT;
+  const int hd = blk % a.HD, b = blk / a.HD;
+  const int gi = ti * kQH + tid / kQW, gj = tj * kQW + tid % kQW;
+  const bool mine = gi < a.nH && gj < a.nW;  // a query of the grid (others only stage)
+  const int qh = (mine ? gi : 0) * a.str0, qw = (mine ? gj : 0) * a.str0;
+  const int H = a.H, W = a.W, wh = a.wh;
+
+  // Query patch in registers, [pi][pj][c] (pt = 1).
+  float qv[PS * PS * CV];
+  {
+    const float* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + t * a.s0.t;
+#pragma unroll
+    for (int pi = 0; pi < PS; ++pi) {
+      const int yy = geo::bound32(qh + a.o0 + pi - a.offH0, H, a.reflect);
+#pragma unroll
+      for (int pj = 0; pj < PS; ++pj) {
+        const int xx = geo::bound32(qw + a.o0 + pj - a.offW0, W, a.reflect);
+        const bool in = yy >= 0 && xx >= 0;
+        const float* p = v0 + (in ? yy * a.s0.y + xx * a.s0.x : 0);
+#pragma unroll
+        for (int c = 0; c < CV; ++c) qv[(pi * PS + pj) * CV + c] = in ? p[c * a.s0.c] : 0.f;
+      }
+    }
+  }
+
+  const geo::Frames fr = geo::frames(t, a.nT, a.wt);
+  const int nfwd = static_cast<int>(fr.t_hi - t + 1);  // frames t .. t_hi come first
+  const float* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
+  ThreadList<L2> list;
+  list.reset();
+
+  // Window start of frame n, following the chain from frame n - 1 (rule 3): forward
+  // frames from t, backward frames restarting at the query.
+  auto step = [&](int n, int u, int& ch, int& cw) {
+    if (n == 0) return;
+    if (u == t - 1) ch = qh, cw = qw;
+    const int prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
+    const float* fl = u > t ? a.fflow : a.bflow;
+    const detail::Strides5& sf = u > t ? a.sf : a.sb;
+    if (fl) {
+      const float* f = fl + b * sf.b + prev * sf.t + ch * sf.y + cw * sf.x;
+      geo::flow_step32(ch, cw, f[0], f[sf.c], H, W);
+    }
+  };
+
+  int ch = qh, cw = qw;
+  for (int n = 0; n < a.st; ++n) {
+    const int u = n < nfwd ? t + n : t - (n - nfwd + 1);  // geo::frame_at
+    step(n, u, ch, cw);
+    const int y0 = geo::window_base32(ch, H, 1, a.ws, a.full_ws);
+    const int x0 = geo::window_base32(cw, W, 1, a.ws, a.full_ws);
+
+    // The block's union of window starts.
+    wy[tid] = y0, wx[tid] = x0;
+    int m4[4] = {mine ? y0 : INT_MAX, mine ? -y0 : INT_MAX, mine ? x0 : INT_MAX, mine ? -x0 : INT_MAX};
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) m4[k] = min(m4[k], __shfl_xor_sync(0xffffffffu, m4[k], o));
+    if (lane == 0)
+#pragma unroll
+      for (int k = 0; k < 4; ++k) part[wib][k] = m4[k];
+    __syncthreads();  // (A) part, wy and wx are written (the last frame's box reads are done)
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      m4[k] = part[0][k];
+#pragma unroll
+      for (int w = 1; w < kWarps; ++w) m4[k] = min(m4[k], part[w][k]);
+    }
+    const int miny = m4[0], maxy = -m4[1], minx = m4[2], maxx = -m4[3];
+    // The box: every pixel any of the block's candidate patches reads in frame u. When it
+    // does not fit, each thread's own window rectangle (RH x RW pixels) is staged instead,
+    // as many threads' at a time as fit (rounds).
+    const int BH = maxy - miny + wh + PS - 1, BW = maxx - minx + WW + PS - 1;
+    const bool shared_box = static_cast<int64_t>(BH) * BW <= a.cap_px;
+    const int RH = wh + PS - 1, RW = WW + PS - 1;
+    const int per_round = shared_box ? kThreads : a.cap_px / (RH * RW);  // the host ensures >= 1
+    const float* vf = v1 + u * a.s1.t;
+    // Element e (channels fastest) of a rectangle of rows x cols pixels whose first pixel is
+    // (y, x) in frame u (bounds rule applied), stored at dst[e].
+    auto stage = [&](float* dst, int e0, int estep, int rows, int cols, int y, int x) {
+      const int per_row = cols * CV;
+      int r = e0 / per_row, sc = e0 - r * per_row;
+      const int rstep = estep / per_row, scstep = estep - rstep * per_row;
+      while (r < rows) {
+        const int yy = geo::bound32(y + r, H, a.reflect);
+        const int px = sc / CV, c = sc - px * CV;
+        const int xx = geo::bound32(x + px, W, a.reflect);
+        dst[r * per_row + sc] = (yy < 0 || xx < 0) ? 0.f : vf[c * a.s1.c + yy * a.s1.y + xx * a.s1.x];
+        r += rstep, sc += scstep;
+        if (sc >= per_row) sc -= per_row, ++r;
+      }
+    };
+    for (int k0 = 0; k0 < kThreads; k0 += per_round) {
+      if (k0 > 0) __syncthreads();  // the previous round's reads are done
+      if (shared_box) {
+        stage(box, tid, kThreads, BH, BW, miny + a.o0 - a.offH1, minx + a.o0 - a.offW1);
+      } else {
+        // Thread k0 + k's rectangle at box + k * RH * RW * CV; warp w stages threads w, w + 4, ...
+        for (int k = wib; k < per_round && k0 + k < kThreads; k += kWarps)
+          stage(box + k * RH * RW * CV, lane, 32, RH, RW, wy[k0 + k] + a.o0 - a.offH1, wx[k0 + k] + a.o0 - a.offW1);
+      }
+      __syncthreads();  // (B) the box is staged
+      if (mine && tid >= k0 && tid < k0 + per_round) {
+        const float* base = shared_box ? box + ((y0 - miny) * BW + (x0 - minx)) * CV : box + (tid - k0) * RH * RW * CV;
+        sweep_window<L2, CV, PS, WW>(base, (shared_box ? BW : RW) * CV, n, y0, x0, qh, qw, H, W, wh, a.remove_self, qv, list);
+      }
+    }
+    // (A) of the next frame orders these reads before the next staging.
+  }
+  // Emit. The lists go through shared memory (the box is free now) so that the walk below
+  // indexes them at run time: kept in registers, the unrolled walk held about 100 more.
+  __syncthreads();  // every thread's last box reads are done
+  Rank<L2>* lists = reinterpret_cast<Rank<L2>*>(box);  // [m][thread]
+#pragma unroll
+  for (int m = 0; m < kKMax; ++m) lists[m * kThreads + tid] = list.r[m];
+  if (!mine) return;
+  const int q = (t * a.nH + gi) * a.nW + gj;
+  float* dq = a.dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
+  int32_t* iq = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
+  const int spf = wh * WW;
+  const float pad = L2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+  for (int m = 0; m < a.K; ++m) {
+    if (lists[m * kThreads + tid].ord() == kEmpty) {
+      dq[m * a.sd[3]] = pad;
+      int32_t* e = iq + m * a.si[3];
+      e[0] = e[a.si[4]] = e[2 * a.si[4]] = -1;
+    }
+  }
+  // Walk the chain again for the window starts of the listed frames.
+  ch = qh, cw = qw;
+  for (int n = 0; n < a.st; ++n) {
+    const int u = n < nfwd ? t + n : t - (n - nfwd + 1);
+    step(n, u, ch, cw);
+    const int y0 = geo::window_base32(ch, H, 1, a.ws, a.full_ws);
+    const int x0 = geo::window_base32(cw, W, 1, a.ws, a.full_ws);
+    for (int m = 0; m < a.K; ++m) {
+      const Rank<L2> r = lists[m * kThreads + tid];
+      const int32_t ord = r.ord();
+      if (ord == kEmpty || ord / spf != n) continue;
+      const int rem = ord - n * spf, i = rem / WW, j = rem - i * WW;
+      dq[m * a.sd[3]] = r.dist();
+      int32_t* e = iq + m * a.si[3];
+      e[0] = u;
+      e[a.si[4]] = y0 + i;
+      e[2 * a.si[4]] = x0 + j;
+    }
+  }
+}
+
+// Compiled variants: channels per head and patch side (the query patch, PS * PS * CV
+// floats, stays in registers), each for window widths 5, 7 and 9.
+template <bool L2, int CV, int PS>
+bool launch_ww(const ThrArgs& f, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
+  auto go = [&](auto kernel) {
+    if (smem > 48 * 1024)
+      STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    kernel<<<blocks, kThreads, smem, stream>>>(f);
+    check_launch("search_forward_thread_kernel");
+    return true;
+  };
+  switch (ww) {
+    case 5: return go(search_forward_thread_kernel<L2, CV, PS, 5>);
+    case 7: return go(search_forward_thread_kernel<L2, CV, PS, 7>);
+    case 9: return go(search_forward_thread_kernel<L2, CV, PS, 9>);
+    default: return false;
+  }
+}
+
+template <bool L2>
+bool launch_variant(const ThrArgs& f, int C, int ps, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
+  if (ps == 3 && C == 4) return launch_ww<L2, 4, 3>(f, ww, smem, blocks, stream);
+  if (ps == 3 && C == 8) return launch_ww<L2, 8, 3>(f, ww, smem, blocks, stream);
+  if (ps == 1 && C == 8) return launch_ww<L2, 8, 1>(f, ww, smem, blocks, stream);
+  if (ps == 1 && C == 16) return launch_ww<L2, 16, 1>(f, ww, smem, blocks, stream);
+  return false;
+}
+
+bool has_variant(int64_t C, int64_t ps, int64_t ww) {
+  const bool cp = (ps == 3 && (C == 4 || C == 8)) || (ps == 1 && (C == 8 || C == 16));
+  return cp && (ww == 5 || ww == 7 || ww == 9);
+}
+
+bool enabled = true;
+
+}  // namespace
+
+void set_forward_thread_enabled(bool on) { enabled = on; }
+
+bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
+  const SearchParams& p = a.p;
+  const SearchShape& sh = a.sh;
+  if (!enabled) return false;
+  if (a.dtype != DType::Float32 || p.stride1 != 1 || p.dilation != 1 || p.pt != 1 || p.ws <= 0 || p.anchor_self)
+    return false;
+  if (sh.K < 1 || sh.K > kKMax || !has_variant(sh.C, p.ps, sh.ww)) return false;
+  if (sh.H >= (1 << 28) || sh.W >= (1 << 28) || sh.slots() >= INT32_MAX) return false;
+  ThrArgs f{};
+  f.vid0 = static_cast<const float*>(a.vid0);
+  f.vid1 = static_cast<const float*>(a.vid1);
+  f.fflow = static_cast<const float*>(a.fflow);
+  f.bflow = static_cast<const float*>(a.bflow);
+  f.dists = static_cast<float*>(a.dists);
+  f.inds = static_cast<int32_t*>(a.inds);
+  f.s0 = a.s0, f.s1 = a.s1, f.sf = a.sf, f.sb = a.sb;
+  for (int i = 0; i < 4; ++i) f.sd[i] = a.sd[i];
+  for (int i = 0; i < 5; ++i) f.si[i] = a.si[i];
+  f.HD = static_cast<int>(sh.HD), f.nT = static_cast<int>(sh.T);
+  f.H = static_cast<int>(sh.H), f.W = static_cast<int>(sh.W);
+  f.nH = static_cast<int>(sh.nH), f.nW = static_cast<int>(sh.nW);
+  f.st = static_cast<int>(sh.st), f.wh = static_cast<int>(sh.wh), f.K = static_cast<int>(sh.K);
+  f.ws = p.ws, f.wt = p.wt, f.str0 = p.stride0;
+  f.full_ws = p.full_ws, f.reflect = p.reflect_bounds, f.remove_self = p.remove_self;
+  f.o0 = static_cast<int>(geo::patch_offset(0, p.ps, 1, p.use_adj));
+  f.offH0 = p.off_H0, f.offW0 = p.off_W0, f.offH1 = p.off_H1, f.offW1 = p.off_W1;
+  f.tilesH = static_cast<int>(ceil_div(sh.nH, kQH));
+  f.tilesW = static_cast<int>(ceil_div(sh.nW, kQW));
+  // The box never needs more than the tile's windows spread over the whole frame.
+  const int64_t need = (sh.H + sh.wh + p.ps) * (sh.W + sh.ww + p.ps);
+  const int64_t cap = std::min<int64_t>(static_cast<int64_t>(kBoxBytes / (sh.C * sizeof(float))), need);
+  f.cap_px = static_cast<int>(cap);
+  if (cap < (sh.wh + p.ps - 1) * (sh.ww + p.ps - 1)) return false;  // one window must fit
+  // (and at least the block's lists, which pass through it at the end)
+  const size_t smem = std::max(static_cast<size_t>(cap) * sh.C * sizeof(float), sizeof(uint64_t) * kKMax * kThreads);
+  const int64_t blocks = sh.B * sh.HD * sh.T * f.tilesH * f.tilesW;
+  if (blocks > INT32_MAX) return false;
+  const unsigned nb = static_cast<unsigned>(blocks);
+  if (p.dist_type == DistType::L2) return launch_variant<true>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), smem, nb, stream);
+  return launch_variant<false>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), smem, nb, stream);
+}
+
+}  // namespace cuda
+}  // namespace stnls
