@@ -46,8 +46,8 @@ constexpr int32_t kEmpty = INT32_MAX;  // ordinal of an empty list entry (ranks 
 constexpr int kQH = 8, kQW = 16;       // block tile of the query grid
 constexpr int kThreads = kQH * kQW;
 constexpr int kWarps = kThreads / 32;
-constexpr int kKMax = 16;                       // list capacity: k <= 16
-constexpr size_t kBoxBytes = 64 * 1024;         // shared memory for one frame's box
+constexpr int kKMax = 16;                       // largest list capacity: k <= 16
+constexpr size_t kBoxBytes = 48 * 1024;         // shared memory for one frame's box (4 blocks per SM)
 
 struct ThrArgs {
   const float* vid0;
@@ -66,9 +66,6 @@ struct ThrArgs {
   int cap_px;          // pixels the box may hold
 };
 
-template <bool L2>
-using Rank = rank::Rank<L2, float>;
-
 template <int CV>
 __device__ __forceinline__ void load_px(float (&v)[CV], const float* p) {
 #pragma unroll
@@ -78,28 +75,44 @@ __device__ __forceinline__ void load_px(float (&v)[CV], const float* p) {
   }
 }
 
-// The thread's best KMAX candidates, sorted ascending by rank.
-template <bool L2>
+// The thread's best KM candidates, sorted best first: order keys of the distances
+// (rank::dist_key) with their ordinals. A thread offers its candidates in increasing
+// ordinal order (frames, rows, columns in canonical order), so a tie in the key goes
+// after the entries already listed, and one 32-bit compare per entry orders the list
+// (rule 6). A NaN distance is listed with key kNaN, after every number and before the
+// empty entries (kNone).
+constexpr uint32_t kNaN = 0xfffffffeu, kNone = 0xffffffffu;
+
+template <bool L2, int KM>
 struct ThreadList {
-  Rank<L2> r[kKMax];
+  uint32_t key[KM];
+  int32_t ord[KM];
   __device__ __forceinline__ void reset() {
 #pragma unroll
-    for (int m = 0; m < kKMax; ++m) r[m] = Rank<L2>::make(std::numeric_limits<float>::quiet_NaN(), kEmpty);
+    for (int m = 0; m < KM; ++m) key[m] = kNone, ord[m] = kEmpty;
   }
-  __device__ __forceinline__ void offer(const Rank<L2>& c) {
-    if (!(c < r[kKMax - 1])) return;
-    // One pass of a bubble: x takes each entry's place where it ranks before it, and the
-    // displaced entry moves on (two live ranks at a time; a shift computed from all of the
-    // list's compares at once held about 160 more registers).
-    Rank<L2> x = c;
+  __device__ __forceinline__ void offer(float d, int32_t o) {
+    uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
+    k = k == kNone ? kNaN : k;
+    if (!(k < key[KM - 1])) return;
+    // One pass of a bubble: the new entry takes the first place whose entry it ranks
+    // before, and from there every entry moves down one (two live entries at a time). The
+    // move must not compare the displaced entry again: next to an equal key it would
+    // stop, and the two ties would swap.
+    bool moving = false;
 #pragma unroll
-    for (int m = 0; m < kKMax; ++m) {
-      const bool lt = x < r[m];
-      const Rank<L2> y = lt ? r[m] : x;
-      r[m] = lt ? x : r[m];
-      x = y;
+    for (int m = 0; m < KM; ++m) {
+      const bool lt = moving || k < key[m];
+      moving = lt;
+      const uint32_t yk = lt ? key[m] : k;
+      const int32_t yo = lt ? ord[m] : o;
+      key[m] = lt ? k : key[m];
+      ord[m] = lt ? o : ord[m];
+      k = yk, o = yo;
     }
   }
+  // The distance of a listed key.
+  __device__ __forceinline__ static float dist(uint32_t k) { return rank::key_dist<L2, float, uint32_t>(k == kNaN ? kNone : k); }
 };
 
 // Distances of one query's window in frame n (window start (y0, x0), wh x WW candidates)
@@ -107,10 +120,10 @@ struct ThreadList {
 // offered to the list. Pixel row r of the rectangle feeds candidate rows r - pi, pi < PS,
 // whose accumulators rotate through acc[row % PS]; each pixel is loaded once and a
 // candidate's terms arrive in (pi, pj, c) order.
-template <bool L2, int CV, int PS, int WW>
+template <bool L2, int CV, int PS, int WW, int KM>
 __device__ __forceinline__ void sweep_window(const float* base, int row, int n, int y0, int x0, int qh, int qw, int H,
                                              int W, int wh, bool remove_self, const float (&qv)[PS * PS * CV],
-                                             ThreadList<L2>& list) {
+                                             ThreadList<L2, KM>& list) {
   // Which candidates are real ones (rule 4: inside the frame; remove_self in frame t).
   unsigned xok = 0;
 #pragma unroll
@@ -156,7 +169,7 @@ __device__ __forceinline__ void sweep_window(const float* base, int row, int n, 
 #pragma unroll
           for (int j = 0; j < WW; ++j) {
             const bool ok = ((xok >> j) & 1u) && !(self_here && y == qh && x0 + j == qw);
-            if (ok) list.offer(Rank<L2>::make(done[j], ord0 + j));
+            if (ok) list.offer(done[j], ord0 + j);
           }
         }
 #pragma unroll
@@ -166,8 +179,12 @@ __device__ __forceinline__ void sweep_window(const float* base, int row, int n, 
   }
 }
 
-template <bool L2, int CV, int PS, int WW>
-__global__ void __launch_bounds__(kThreads, 3) search_forward_thread_kernel(const ThrArgs a) {
+// Blocks per SM the registers must allow: four (128 registers) unless the query patch
+// alone takes more than a quarter of them (ps = 3 with 8 channels: 72), then three.
+constexpr int kMinBlocks(int CV, int PS) { return PS * PS * CV > 36 ? 3 : 4; }
+
+template <bool L2, int CV, int PS, int WW, int KM>
+__global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS)) search_forward_thread_kernel(const ThrArgs a) {
   extern __shared__ __align__(16) float box[];
   __shared__ int part[kWarps][4];  // per warp: min y0, max y0, min x0, max x0
   __shared__ int wy[kThreads], wx[kThreads];  // each thread's window start in this frame
@@ -207,7 +224,7 @@ __global__ void __launch_bounds__(kThreads, 3) search_forward_thread_kernel(cons
   const geo::Frames fr = geo::frames(t, a.nT, a.wt);
   const int nfwd = static_cast<int>(fr.t_hi - t + 1);  // frames t .. t_hi come first
   const float* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
-  ThreadList<L2> list;
+  ThreadList<L2, KM> list;
   list.reset();
 
   // Window start of frame n, following the chain from frame n - 1 (rule 3): forward
@@ -257,19 +274,30 @@ __global__ void __launch_bounds__(kThreads, 3) search_forward_thread_kernel(cons
     const int RH = wh + PS - 1, RW = WW + PS - 1;
     const int per_round = shared_box ? kThreads : a.cap_px / (RH * RW);  // the host ensures >= 1
     const float* vf = v1 + u * a.s1.t;
-    // Element e (channels fastest) of a rectangle of rows x cols pixels whose first pixel is
-    // (y, x) in frame u (bounds rule applied), stored at dst[e].
-    auto stage = [&](float* dst, int e0, int estep, int rows, int cols, int y, int x) {
-      const int per_row = cols * CV;
-      int r = e0 / per_row, sc = e0 - r * per_row;
-      const int rstep = estep / per_row, scstep = estep - rstep * per_row;
+    // Pixels p = p0, p0 + pstep, ... of a rectangle of rows x cols pixels whose first pixel
+    // is (y, x) in frame u (bounds rule applied), all CV channels each, stored
+    // pixel-major at dst. Neighbouring lanes take neighbouring pixels: each channel's
+    // global load is coalesced, and the bounds rule is paid once per pixel.
+    auto stage = [&](float* dst, int p0, int pstep, int rows, int cols, int y, int x) {
+      int r = p0 / cols, s = p0 - r * cols;
+      const int rstep = pstep / cols, sstep = pstep - rstep * cols;
       while (r < rows) {
         const int yy = geo::bound32(y + r, H, a.reflect);
-        const int px = sc / CV, c = sc - px * CV;
-        const int xx = geo::bound32(x + px, W, a.reflect);
-        dst[r * per_row + sc] = (yy < 0 || xx < 0) ? 0.f : vf[c * a.s1.c + yy * a.s1.y + xx * a.s1.x];
-        r += rstep, sc += scstep;
-        if (sc >= per_row) sc -= per_row, ++r;
+        const int xx = geo::bound32(x + s, W, a.reflect);
+        float v[CV];
+        if (yy < 0 || xx < 0) {
+#pragma unroll
+          for (int c = 0; c < CV; ++c) v[c] = 0.f;
+        } else {
+          const float* src = vf + yy * a.s1.y + xx * a.s1.x;
+#pragma unroll
+          for (int c = 0; c < CV; ++c, src += a.s1.c) v[c] = *src;
+        }
+        float* d = dst + (r * cols + s) * CV;
+#pragma unroll
+        for (int c = 0; c < CV; c += 4) *reinterpret_cast<float4*>(d + c) = make_float4(v[c], v[c + 1], v[c + 2], v[c + 3]);
+        r += rstep, s += sstep;
+        if (s >= cols) s -= cols, ++r;
       }
     };
     for (int k0 = 0; k0 < kThreads; k0 += per_round) {
@@ -284,7 +312,7 @@ __global__ void __launch_bounds__(kThreads, 3) search_forward_thread_kernel(cons
       __syncthreads();  // (B) the box is staged
       if (mine && tid >= k0 && tid < k0 + per_round) {
         const float* base = shared_box ? box + ((y0 - miny) * BW + (x0 - minx)) * CV : box + (tid - k0) * RH * RW * CV;
-        sweep_window<L2, CV, PS, WW>(base, (shared_box ? BW : RW) * CV, n, y0, x0, qh, qw, H, W, wh, a.remove_self, qv, list);
+        sweep_window<L2, CV, PS, WW, KM>(base, (shared_box ? BW : RW) * CV, n, y0, x0, qh, qw, H, W, wh, a.remove_self, qv, list);
       }
     }
     // (A) of the next frame orders these reads before the next staging.
@@ -292,9 +320,9 @@ __global__ void __launch_bounds__(kThreads, 3) search_forward_thread_kernel(cons
   // Emit. The lists go through shared memory (the box is free now) so that the walk below
   // indexes them at run time: kept in registers, the unrolled walk held about 100 more.
   __syncthreads();  // every thread's last box reads are done
-  Rank<L2>* lists = reinterpret_cast<Rank<L2>*>(box);  // [m][thread]
+  uint2* lists = reinterpret_cast<uint2*>(box);  // [m][thread]: (key, ordinal)
 #pragma unroll
-  for (int m = 0; m < kKMax; ++m) lists[m * kThreads + tid] = list.r[m];
+  for (int m = 0; m < KM; ++m) lists[m * kThreads + tid] = make_uint2(list.key[m], static_cast<uint32_t>(list.ord[m]));
   if (!mine) return;
   const int q = (t * a.nH + gi) * a.nW + gj;
   float* dq = a.dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
@@ -302,7 +330,7 @@ __global__ void __launch_bounds__(kThreads, 3) search_forward_thread_kernel(cons
   const int spf = wh * WW;
   const float pad = L2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
   for (int m = 0; m < a.K; ++m) {
-    if (lists[m * kThreads + tid].ord() == kEmpty) {
+    if (lists[m * kThreads + tid].x == kNone) {
       dq[m * a.sd[3]] = pad;
       int32_t* e = iq + m * a.si[3];
       e[0] = e[a.si[4]] = e[2 * a.si[4]] = -1;
@@ -316,45 +344,54 @@ __global__ void __launch_bounds__(kThreads, 3) search_forward_thread_kernel(cons
     const int y0 = geo::window_base32(ch, H, 1, a.ws, a.full_ws);
     const int x0 = geo::window_base32(cw, W, 1, a.ws, a.full_ws);
     for (int m = 0; m < a.K; ++m) {
-      const Rank<L2> r = lists[m * kThreads + tid];
-      const int32_t ord = r.ord();
-      if (ord == kEmpty || ord / spf != n) continue;
+      const uint2 e = lists[m * kThreads + tid];
+      const int32_t ord = static_cast<int32_t>(e.y);
+      if (e.x == kNone || ord / spf != n) continue;
       const int rem = ord - n * spf, i = rem / WW, j = rem - i * WW;
-      dq[m * a.sd[3]] = r.dist();
-      int32_t* e = iq + m * a.si[3];
-      e[0] = u;
-      e[a.si[4]] = y0 + i;
-      e[2 * a.si[4]] = x0 + j;
+      dq[m * a.sd[3]] = ThreadList<L2, KM>::dist(e.x);
+      int32_t* ie = iq + m * a.si[3];
+      ie[0] = u;
+      ie[a.si[4]] = y0 + i;
+      ie[2 * a.si[4]] = x0 + j;
     }
   }
 }
 
 // Compiled variants: channels per head and patch side (the query patch, PS * PS * CV
 // floats, stays in registers), each for window widths 5, 7 and 9.
-template <bool L2, int CV, int PS>
+template <bool L2, int CV, int PS, int KM>
 bool launch_ww(const ThrArgs& f, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
   auto go = [&](auto kernel) {
-    if (smem > 48 * 1024)
+    // (the static shared memory, about 1 KB, counts against the 48 KB default too)
+    if (smem > 40 * 1024)
       STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     kernel<<<blocks, kThreads, smem, stream>>>(f);
     check_launch("search_forward_thread_kernel");
     return true;
   };
   switch (ww) {
-    case 5: return go(search_forward_thread_kernel<L2, CV, PS, 5>);
-    case 7: return go(search_forward_thread_kernel<L2, CV, PS, 7>);
-    case 9: return go(search_forward_thread_kernel<L2, CV, PS, 9>);
+    case 5: return go(search_forward_thread_kernel<L2, CV, PS, 5, KM>);
+    case 7: return go(search_forward_thread_kernel<L2, CV, PS, 7, KM>);
+    case 9: return go(search_forward_thread_kernel<L2, CV, PS, 9, KM>);
     default: return false;
   }
 }
 
-template <bool L2>
+template <bool L2, int KM>
 bool launch_variant(const ThrArgs& f, int C, int ps, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
-  if (ps == 3 && C == 4) return launch_ww<L2, 4, 3>(f, ww, smem, blocks, stream);
-  if (ps == 3 && C == 8) return launch_ww<L2, 8, 3>(f, ww, smem, blocks, stream);
-  if (ps == 1 && C == 8) return launch_ww<L2, 8, 1>(f, ww, smem, blocks, stream);
-  if (ps == 1 && C == 16) return launch_ww<L2, 16, 1>(f, ww, smem, blocks, stream);
+  if (ps == 3 && C == 4) return launch_ww<L2, 4, 3, KM>(f, ww, smem, blocks, stream);
+  if (ps == 3 && C == 8) return launch_ww<L2, 8, 3, KM>(f, ww, smem, blocks, stream);
+  if (ps == 1 && C == 8) return launch_ww<L2, 8, 1, KM>(f, ww, smem, blocks, stream);
+  if (ps == 1 && C == 16) return launch_ww<L2, 16, 1, KM>(f, ww, smem, blocks, stream);
   return false;
+}
+
+// List capacity: 10 (the benchmarks' and the 2023 API's usual k) or 16. A longer list
+// costs every offer that enters it a longer pass.
+template <bool L2>
+bool launch_list(const ThrArgs& f, int C, int ps, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
+  if (f.K <= 10) return launch_variant<L2, 10>(f, C, ps, ww, smem, blocks, stream);
+  return launch_variant<L2, kKMax>(f, C, ps, ww, smem, blocks, stream);
 }
 
 bool has_variant(int64_t C, int64_t ps, int64_t ww) {
@@ -406,8 +443,8 @@ bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   const int64_t blocks = sh.B * sh.HD * sh.T * f.tilesH * f.tilesW;
   if (blocks > INT32_MAX) return false;
   const unsigned nb = static_cast<unsigned>(blocks);
-  if (p.dist_type == DistType::L2) return launch_variant<true>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), smem, nb, stream);
-  return launch_variant<false>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), smem, nb, stream);
+  if (p.dist_type == DistType::L2) return launch_list<true>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), smem, nb, stream);
+  return launch_list<false>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), smem, nb, stream);
 }
 
 }  // namespace cuda
