@@ -179,12 +179,15 @@ __device__ __forceinline__ void sweep_window(const float* base, int row, int n, 
   }
 }
 
-// Blocks per SM the registers must allow: four (128 registers) unless the query patch
-// alone takes more than a quarter of them (ps = 3 with 8 channels: 72), then three.
-constexpr int kMinBlocks(int CV, int PS) { return PS * PS * CV > 36 ? 3 : 4; }
+// Blocks per SM the registers must allow: four (128 registers each) while the values a
+// thread keeps live (query patch, accumulators, list) stay within 107 registers, else
+// three (168). S2's variant (8 channels, ps = 3, ws = 5, k <= 10: 72 + 15 + 20) spills 68
+// bytes at four blocks and runs 0.320 -> 0.297 ms; with a 16-entry list or ws = 7 it spilt
+// 0.5-1.3 KB, hence the cut.
+constexpr int kMinBlocks(int CV, int PS, int WW, int KM) { return PS * PS * CV + PS * WW + 2 * KM <= 107 ? 4 : 3; }
 
 template <bool L2, int CV, int PS, int WW, int KM>
-__global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS)) search_forward_thread_kernel(const ThrArgs a) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_forward_thread_kernel(const ThrArgs a) {
   extern __shared__ __align__(16) float box[];
   __shared__ int part[kWarps][4];  // per warp: min y0, max y0, min x0, max x0
   __shared__ int wy[kThreads], wx[kThreads];  // each thread's window start in this frame
