@@ -384,12 +384,17 @@ bool launch_ww(const ThrArgs& f, int ww, size_t smem, unsigned blocks, cudaStrea
   }
 }
 
+// Channels per head and ps (has_variant lists the same). Not 16 channels with ps = 1, the
+// attention layer's shape: its 48 KB box holds 768 pixels of 16 channels, less than the
+// union of a block's 9 x 9 windows under the benchmarks' random 2 px flows (about 950
+// pixels one frame away, 1300 two frames away), so most frames fell back to per-thread
+// rounds; with a 64 KB box the 256^2 attention layer measured 28.3 -> 29.4 ms. It stays on
+// the warp kernels until a finer fallback (per-warp boxes) is measured.
 template <bool L2, int KM>
 bool launch_variant(const ThrArgs& f, int C, int ps, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
   if (ps == 3 && C == 4) return launch_ww<L2, 4, 3, KM>(f, ww, smem, blocks, stream);
   if (ps == 3 && C == 8) return launch_ww<L2, 8, 3, KM>(f, ww, smem, blocks, stream);
   if (ps == 1 && C == 8) return launch_ww<L2, 8, 1, KM>(f, ww, smem, blocks, stream);
-  if (ps == 1 && C == 16) return launch_ww<L2, 16, 1, KM>(f, ww, smem, blocks, stream);
   return false;
 }
 
@@ -402,7 +407,7 @@ bool launch_list(const ThrArgs& f, int C, int ps, int ww, size_t smem, unsigned 
 }
 
 bool has_variant(int64_t C, int64_t ps, int64_t ww) {
-  const bool cp = (ps == 3 && (C == 4 || C == 8)) || (ps == 1 && (C == 8 || C == 16));
+  const bool cp = (ps == 3 && (C == 4 || C == 8)) || (ps == 1 && C == 8);
   return cp && (ww == 5 || ww == 7 || ww == 9);
 }
 
@@ -419,7 +424,9 @@ bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   if (a.dtype != DType::Float32 || p.stride1 != 1 || p.dilation != 1 || p.pt != 1 || p.ws <= 0 || p.anchor_self)
     return false;
   if (sh.K < 1 || sh.K > kKMax || !has_variant(sh.C, p.ps, sh.ww)) return false;
-  if (sh.H >= (1 << 28) || sh.W >= (1 << 28) || sh.slots() >= INT32_MAX) return false;
+  // 32-bit pixel, query and ordinal arithmetic (larger calls go to search_forward.cu, which
+  // reports them)
+  if (sh.H * sh.W >= INT32_MAX || sh.T * sh.nH * sh.nW >= INT32_MAX || sh.slots() >= INT32_MAX) return false;
   ThrArgs f{};
   f.vid0 = static_cast<const float*>(a.vid0);
   f.vid1 = static_cast<const float*>(a.vid1);
