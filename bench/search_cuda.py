@@ -3,7 +3,9 @@ plain-PyTorch baseline bench/torch_search.py on the same GPU.
 
 Per config (S1..S4, prod, random flows) it reports forward and backward time (CUDA events,
 warm-up, median of --repeats; the backward twice: the default deterministic one and
-deterministic=False, which takes the atomic scatter on small calls), the forward's peak extra GPU memory (max_memory_allocated
+deterministic=False, which takes the atomic scatter on small calls), the forward's time per
+call when --repeats calls are queued back to back ("fwd stream": the host's time per call
+hidden behind the GPU's, as in a model), the forward's peak extra GPU memory (max_memory_allocated
 after reset_peak_memory_stats, minus the memory held before the call), achieved TFLOP/s
 with FLOPs = 2*B*Q*st*ws^2*ps^2*pt*C, the targets and pass/fail. Before timing, stnls's
 indices are checked against the baseline on a few query ranges (mismatch = fraction of
