@@ -48,6 +48,7 @@
 #include "common/geometry.h"
 #include "common/rank_key.h"
 #include "cuda/cuda_util.h"
+#include "cuda/search_forward_common.cuh"
 #include "cuda/search_forward_thread.h"
 
 namespace stnls {
@@ -59,7 +60,6 @@ namespace {
 
 using detail::SearchArgs;
 
-constexpr int32_t kEmpty = INT32_MAX;  // ordinal of an empty list entry (ranks last)
 constexpr unsigned kFull = 0xffffffffu;
 
 // Everything a forward kernel reads, passed by value.
@@ -238,22 +238,6 @@ struct WarpList {
     last = shfl(r, cap - 1);
   }
 };
-
-// Loads the CV channels of one tile pixel / query tap into registers (16-byte loads when
-// CV % 4 == 0; the caller keeps those addresses 16-byte aligned).
-template <int CV>
-__device__ __forceinline__ void load_px(float (&v)[CV], const float* p) {
-  if constexpr (CV % 4 == 0) {
-#pragma unroll
-    for (int c = 0; c < CV; c += 4) {
-      const float4 x = *reinterpret_cast<const float4*>(p + c);
-      v[c] = x.x, v[c + 1] = x.y, v[c + 2] = x.z, v[c + 3] = x.w;
-    }
-  } else {
-#pragma unroll
-    for (int c = 0; c < CV; ++c) v[c] = p[c];
-  }
-}
 
 // CV == 0: general path (any T, stride1, dilation, C), R candidates per lane anywhere in
 // the window. CV > 0: fast path (float, stride1 = dilation = 1, C == CV), R adjacent

@@ -39,6 +39,7 @@
 #include "common/geometry.h"
 #include "common/rank_key.h"
 #include "cuda/cuda_util.h"
+#include "cuda/search_forward_common.cuh"
 
 namespace stnls {
 namespace cuda {
@@ -46,7 +47,6 @@ namespace {
 
 using detail::SearchArgs;
 
-constexpr int32_t kEmpty = INT32_MAX;  // ordinal of an empty list entry (ranks last)
 constexpr int kQH = 8, kQW = 16;       // block tile of the query grid
 constexpr int kThreads = kQH * kQW;
 constexpr int kWarps = kThreads / 32;
@@ -69,15 +69,6 @@ struct ThrArgs {
   int tilesH, tilesW;  // block tiles per frame of the query grid
   int cap_px;          // pixels the box may hold
 };
-
-template <int CV>
-__device__ __forceinline__ void load_px(float (&v)[CV], const float* p) {
-#pragma unroll
-  for (int c = 0; c < CV; c += 4) {
-    const float4 x = *reinterpret_cast<const float4*>(p + c);
-    v[c] = x.x, v[c + 1] = x.y, v[c + 2] = x.z, v[c + 3] = x.w;
-  }
-}
 
 // The thread's best KM candidates, sorted best first: order keys of the distances
 // (rank::dist_key) with their ordinals. A thread offers its candidates in increasing
@@ -234,8 +225,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
   ThreadList<L2, KM> list;
   list.reset();
 
-  // Window start of frame n, following the chain from frame n - 1 (rule 3): forward
-  // frames from t, backward frames restarting at the query.
+  // One step of the flow chain (rule 3) to frame u, the n-th searched frame: forward
+  // frames chain from t, backward frames restart at the query. search_forward.cu walks the
+  // same chain; a helper shared with it compiled this kernel differently from the code the
+  // GPU tested, so the few lines stay here.
   auto step = [&](int n, int u, int& ch, int& cw) {
     if (n == 0) return;
     if (u == t - 1) ch = qh, cw = qw;
@@ -380,11 +373,11 @@ bool launch_ww(const ThrArgs& f, int ww, size_t smem, unsigned blocks, cudaStrea
     case 5: return go(search_forward_thread_kernel<L2, CV, PS, 5, KM>);
     case 7: return go(search_forward_thread_kernel<L2, CV, PS, 7, KM>);
     case 9: return go(search_forward_thread_kernel<L2, CV, PS, 9, KM>);
-    default: return false;
+    default: return false;  // no compiled width: the warp kernels take the call
   }
 }
 
-// Channels per head and ps (has_variant lists the same). Not 16 channels with ps = 1, the
+// Channels per head and ps; false (nothing launched) for any other. Not 16 channels with ps = 1, the
 // attention layer's shape: its 48 KB box holds 768 pixels of 16 channels, less than the
 // union of a block's 9 x 9 windows under the benchmarks' random 2 px flows (about 950
 // pixels one frame away, 1300 two frames away), so most frames fell back to per-thread
@@ -406,11 +399,6 @@ bool launch_list(const ThrArgs& f, int C, int ps, int ww, size_t smem, unsigned 
   return launch_variant<L2, kKMax>(f, C, ps, ww, smem, blocks, stream);
 }
 
-bool has_variant(int64_t C, int64_t ps, int64_t ww) {
-  const bool cp = (ps == 3 && (C == 4 || C == 8)) || (ps == 1 && C == 8);
-  return cp && (ww == 5 || ww == 7 || ww == 9);
-}
-
 std::atomic<bool> enabled{true};  // set_forward_thread_enabled
 
 }  // namespace
@@ -423,7 +411,7 @@ bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   if (!enabled) return false;
   if (a.dtype != DType::Float32 || p.stride1 != 1 || p.dilation != 1 || p.pt != 1 || p.ws <= 0 || p.anchor_self)
     return false;
-  if (sh.K < 1 || sh.K > kKMax || !has_variant(sh.C, p.ps, sh.ww)) return false;
+  if (sh.K < 1 || sh.K > kKMax) return false;  // (the compiled variants: launch_variant)
   // 32-bit pixel, query and ordinal arithmetic (larger calls go to search_forward.cu, which
   // reports them)
   if (sh.H * sh.W >= INT32_MAX || sh.T * sh.nH * sh.nW >= INT32_MAX || sh.slots() >= INT32_MAX) return false;
