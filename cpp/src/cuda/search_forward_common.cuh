@@ -1,10 +1,15 @@
-// Pieces both CUDA forward layouts share: search_forward.cu (a warp per query) and
-// search_forward_thread.cu (a thread per query).
+// Pieces the CUDA forward layouts share: search_forward.cu (a warp per query),
+// search_forward_thread.cu (a thread per query) and search_forward_rows.cu (a few threads
+// per query, one patch row each).
 #pragma once
 #include <cuda_runtime.h>
 
 #include <climits>
 #include <cstdint>
+
+#include "common/geometry.h"
+#include "common/rank_key.h"
+#include "common/search_args.h"
 
 namespace stnls {
 namespace cuda {
@@ -26,6 +31,93 @@ __device__ __forceinline__ void load_px(float (&v)[CV], const float* p) {
     for (int c = 0; c < CV; ++c) v[c] = p[c];
   }
 }
+
+// Arguments of the kernels that keep query patches in registers (float32, pt = 1,
+// stride1 = dilation = 1): search_forward_thread.cu and search_forward_rows.cu.
+struct ThrArgs {
+  const float* vid0;
+  const float* vid1;
+  const float* fflow;
+  const float* bflow;
+  float* dists;
+  int32_t* inds;
+  detail::Strides6 s0, s1;
+  detail::Strides5 sf, sb;
+  int64_t sd[4], si[5];
+  int HD, nT, H, W, nH, nW, st, wh, K, ws, wt, str0;
+  bool full_ws, reflect, remove_self;
+  int o0, offH0, offW0, offH1, offW1;
+  int tilesH, tilesW;  // thread layout: block tiles per frame of the query grid
+  int cap_px;          // thread layout: pixels the box may hold
+  int64_t nq;          // rows layout: queries (B * HD * Q)
+  int Q;               // rows layout: queries per frame sequence (T * nH * nW)
+  int qs;              // rows layout: floats of one query's staged rows in shared memory
+};
+
+// The fields every such kernel reads, from the call.
+inline ThrArgs thread_args(const detail::SearchArgs& a) {
+  const SearchParams& p = a.p;
+  const SearchShape& sh = a.sh;
+  ThrArgs f{};
+  f.vid0 = static_cast<const float*>(a.vid0);
+  f.vid1 = static_cast<const float*>(a.vid1);
+  f.fflow = static_cast<const float*>(a.fflow);
+  f.bflow = static_cast<const float*>(a.bflow);
+  f.dists = static_cast<float*>(a.dists);
+  f.inds = static_cast<int32_t*>(a.inds);
+  f.s0 = a.s0, f.s1 = a.s1, f.sf = a.sf, f.sb = a.sb;
+  for (int i = 0; i < 4; ++i) f.sd[i] = a.sd[i];
+  for (int i = 0; i < 5; ++i) f.si[i] = a.si[i];
+  f.HD = static_cast<int>(sh.HD), f.nT = static_cast<int>(sh.T);
+  f.H = static_cast<int>(sh.H), f.W = static_cast<int>(sh.W);
+  f.nH = static_cast<int>(sh.nH), f.nW = static_cast<int>(sh.nW);
+  f.st = static_cast<int>(sh.st), f.wh = static_cast<int>(sh.wh), f.K = static_cast<int>(sh.K);
+  f.ws = p.ws, f.wt = p.wt, f.str0 = p.stride0;
+  f.full_ws = p.full_ws, f.reflect = p.reflect_bounds, f.remove_self = p.remove_self;
+  f.o0 = static_cast<int>(geo::patch_offset(0, p.ps, 1, p.use_adj));
+  f.offH0 = p.off_H0, f.offW0 = p.off_W0, f.offH1 = p.off_H1, f.offW1 = p.off_W1;
+  return f;
+}
+
+// A thread's best KM candidates, sorted best first: order keys of the distances
+// (rank::dist_key) with their ordinals. A thread offers its candidates in increasing
+// ordinal order (frames, rows, columns in canonical order), so a tie in the key goes
+// after the entries already listed, and one 32-bit compare per entry orders the list
+// (rule 6). A NaN distance is listed with key kNaN, after every number and before the
+// empty entries (kNone).
+constexpr uint32_t kNaN = 0xfffffffeu, kNone = 0xffffffffu;
+
+template <bool L2, int KM>
+struct ThreadList {
+  uint32_t key[KM];
+  int32_t ord[KM];
+  __device__ __forceinline__ void reset() {
+#pragma unroll
+    for (int m = 0; m < KM; ++m) key[m] = kNone, ord[m] = kEmpty;
+  }
+  __device__ __forceinline__ void offer(float d, int32_t o) {
+    uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
+    k = k == kNone ? kNaN : k;
+    if (!(k < key[KM - 1])) return;
+    // One pass of a bubble: the new entry takes the first place whose entry it ranks
+    // before, and from there every entry moves down one (two live entries at a time). The
+    // move must not compare the displaced entry again: next to an equal key it would
+    // stop, and the two ties would swap.
+    bool moving = false;
+#pragma unroll
+    for (int m = 0; m < KM; ++m) {
+      const bool lt = moving || k < key[m];
+      moving = lt;
+      const uint32_t yk = lt ? key[m] : k;
+      const int32_t yo = lt ? ord[m] : o;
+      key[m] = lt ? k : key[m];
+      ord[m] = lt ? o : ord[m];
+      k = yk, o = yo;
+    }
+  }
+  // The distance of a listed key.
+  __device__ __forceinline__ static float dist(uint32_t k) { return rank::key_dist<L2, float, uint32_t>(k == kNaN ? kNone : k); }
+};
 
 }  // namespace cuda
 }  // namespace stnls

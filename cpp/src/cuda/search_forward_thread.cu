@@ -53,63 +53,6 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kKMax = 16;                       // largest list capacity: k <= 16
 constexpr size_t kBoxBytes = 48 * 1024;         // shared memory for one frame's box (4 blocks per SM)
 
-struct ThrArgs {
-  const float* vid0;
-  const float* vid1;
-  const float* fflow;
-  const float* bflow;
-  float* dists;
-  int32_t* inds;
-  detail::Strides6 s0, s1;
-  detail::Strides5 sf, sb;
-  int64_t sd[4], si[5];
-  int HD, nT, H, W, nH, nW, st, wh, K, ws, wt, str0;
-  bool full_ws, reflect, remove_self;
-  int o0, offH0, offW0, offH1, offW1;
-  int tilesH, tilesW;  // block tiles per frame of the query grid
-  int cap_px;          // pixels the box may hold
-};
-
-// The thread's best KM candidates, sorted best first: order keys of the distances
-// (rank::dist_key) with their ordinals. A thread offers its candidates in increasing
-// ordinal order (frames, rows, columns in canonical order), so a tie in the key goes
-// after the entries already listed, and one 32-bit compare per entry orders the list
-// (rule 6). A NaN distance is listed with key kNaN, after every number and before the
-// empty entries (kNone).
-constexpr uint32_t kNaN = 0xfffffffeu, kNone = 0xffffffffu;
-
-template <bool L2, int KM>
-struct ThreadList {
-  uint32_t key[KM];
-  int32_t ord[KM];
-  __device__ __forceinline__ void reset() {
-#pragma unroll
-    for (int m = 0; m < KM; ++m) key[m] = kNone, ord[m] = kEmpty;
-  }
-  __device__ __forceinline__ void offer(float d, int32_t o) {
-    uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
-    k = k == kNone ? kNaN : k;
-    if (!(k < key[KM - 1])) return;
-    // One pass of a bubble: the new entry takes the first place whose entry it ranks
-    // before, and from there every entry moves down one (two live entries at a time). The
-    // move must not compare the displaced entry again: next to an equal key it would
-    // stop, and the two ties would swap.
-    bool moving = false;
-#pragma unroll
-    for (int m = 0; m < KM; ++m) {
-      const bool lt = moving || k < key[m];
-      moving = lt;
-      const uint32_t yk = lt ? key[m] : k;
-      const int32_t yo = lt ? ord[m] : o;
-      key[m] = lt ? k : key[m];
-      ord[m] = lt ? o : ord[m];
-      k = yk, o = yo;
-    }
-  }
-  // The distance of a listed key.
-  __device__ __forceinline__ static float dist(uint32_t k) { return rank::key_dist<L2, float, uint32_t>(k == kNaN ? kNone : k); }
-};
-
 // Distances of one query's window in frame n (window start (y0, x0), wh x WW candidates)
 // from its pixel rectangle in shared memory (rows of `row` floats, pixels of CV floats),
 // offered to the list. Pixel row r of the rectangle feeds candidate rows r - pi, pi < PS,
@@ -415,24 +358,7 @@ bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   // 32-bit pixel, query and ordinal arithmetic (larger calls go to search_forward.cu, which
   // reports them)
   if (sh.H * sh.W >= INT32_MAX || sh.T * sh.nH * sh.nW >= INT32_MAX || sh.slots() >= INT32_MAX) return false;
-  ThrArgs f{};
-  f.vid0 = static_cast<const float*>(a.vid0);
-  f.vid1 = static_cast<const float*>(a.vid1);
-  f.fflow = static_cast<const float*>(a.fflow);
-  f.bflow = static_cast<const float*>(a.bflow);
-  f.dists = static_cast<float*>(a.dists);
-  f.inds = static_cast<int32_t*>(a.inds);
-  f.s0 = a.s0, f.s1 = a.s1, f.sf = a.sf, f.sb = a.sb;
-  for (int i = 0; i < 4; ++i) f.sd[i] = a.sd[i];
-  for (int i = 0; i < 5; ++i) f.si[i] = a.si[i];
-  f.HD = static_cast<int>(sh.HD), f.nT = static_cast<int>(sh.T);
-  f.H = static_cast<int>(sh.H), f.W = static_cast<int>(sh.W);
-  f.nH = static_cast<int>(sh.nH), f.nW = static_cast<int>(sh.nW);
-  f.st = static_cast<int>(sh.st), f.wh = static_cast<int>(sh.wh), f.K = static_cast<int>(sh.K);
-  f.ws = p.ws, f.wt = p.wt, f.str0 = p.stride0;
-  f.full_ws = p.full_ws, f.reflect = p.reflect_bounds, f.remove_self = p.remove_self;
-  f.o0 = static_cast<int>(geo::patch_offset(0, p.ps, 1, p.use_adj));
-  f.offH0 = p.off_H0, f.offW0 = p.off_W0, f.offH1 = p.off_H1, f.offW1 = p.off_W1;
+  ThrArgs f = thread_args(a);
   f.tilesH = static_cast<int>(ceil_div(sh.nH, kQH));
   f.tilesW = static_cast<int>(ceil_div(sh.nW, kQW));
   // The box never needs more than the tile's windows spread over the whole frame.
