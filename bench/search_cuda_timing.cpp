@@ -20,6 +20,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_thread.h"
 #include "stnls/search.h"
 
@@ -227,8 +228,10 @@ int main(int argc, char** argv) {
     size_t free1 = 0;
     CK(cudaMemGetInfo(&free1, &total));
     stnls::cuda::set_forward_thread_enabled(false);
+    stnls::cuda::set_forward_rows_enabled(false);
     const double fwd_warp = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div); }, reps);
     stnls::cuda::set_forward_thread_enabled(true);
+    stnls::cuda::set_forward_rows_enabled(true);
     float* gd = random_device(no, 5, 1.f);
     float *g0 = nullptr, *g1 = nullptr;
     CK(cudaMalloc(&g0, nv * sizeof(float)));

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_thread.h"
 #include "stnls/error.h"
 #include "stnls/search.h"
@@ -364,14 +365,16 @@ TEST(SearchCuda, GeneralPathChannelsInFours) {
   check_case<float>(c, 37);  // even patch
 }
 
-// Both forward layouts on the same call: the thread-per-query path where it applies
-// (search_forward_thread.cu) and the warp-per-query kernels.
+// Both forward layouts on the same call: the thread-per-query or row-split path where it
+// applies (search_forward_thread.cu, search_forward_rows.cu) and the warp-per-query kernels.
 template <class T>
 void check_both_layouts(const Case& c, uint32_t seed) {
   check_case<T>(c, seed);
   cuda::set_forward_thread_enabled(false);
+  cuda::set_forward_rows_enabled(false);
   check_case<T>(c, seed);
   cuda::set_forward_thread_enabled(true);
+  cuda::set_forward_rows_enabled(true);
 }
 
 TEST(SearchCuda, ThreadPerQueryPath) {
@@ -429,6 +432,48 @@ TEST(SearchCuda, ThreadPerQueryScatteredWindows) {
     c.C = 8, c.p.ps = 3, c.p.ws = 5, c.p.k = 10, c.p.dist_type = DistType::L2;
     check_both_layouts<float>(c, 61);  // ps = 3
   }
+}
+
+TEST(SearchCuda, RowSplitPath) {
+  // Every compiled variant of the row-split forward (channels per head and ps: 32 and 3,
+  // 16 and 7; window widths 5, 7, 9) against the CPU, with the other parameters drawn at
+  // random as in ThreadPerQueryPath: query strides, frames (1 to 5: the frame changes
+  // inside a step's rows), borders, use_adj and offsets, remove_self, k from 1 to 16,
+  // heads, channels-last videos, flows of 1.5 or 40 px; the query count is rarely a
+  // multiple of a warp's queries (10 or 4), so the last warp has lanes without a query.
+  REQUIRE_GPU();
+  std::mt19937 rng(5151);
+  auto pick = [&](std::initializer_list<int> v) { return *(v.begin() + rng() % v.size()); };
+  const int variants[2][2] = {{32, 3}, {16, 7}};
+  int n = 0;
+  for (const auto& cp : variants)
+    for (int ws : {5, 7, 9})
+      for (int rep = 0; rep < 3; ++rep, ++n) {
+        Case c;
+        SearchParams& p = c.p;
+        p.nheads = pick({1, 2});
+        c.C = p.nheads * cp[0];
+        p.ps = cp[1];
+        p.ws = ws;
+        c.B = pick({1, 2});
+        c.T = pick({1, 3, 5});
+        c.H = rep == 0 ? pick({6, 8}) : pick({19, 33});
+        c.W = rep == 0 ? pick({7, 12}) : pick({21, 40});
+        p.wt = pick({0, 1, 2});
+        p.stride0 = pick({1, 2, 3});
+        p.dist_type = pick({0, 1}) ? DistType::L2 : DistType::Prod;
+        p.reflect_bounds = pick({0, 1, 1});
+        p.full_ws = pick({0, 1, 1});
+        p.remove_self = pick({0, 0, 1});
+        p.use_adj = pick({0, 0, 1});
+        if (pick({0, 0, 1})) p.off_H0 = pick({-1, 2}), p.off_W0 = pick({-2, 1}), p.off_H1 = pick({1, -1}), p.off_W1 = pick({0, 3});
+        c.flows = pick({0, 1, 1, 1});
+        c.flow_std = rep == 2 ? 40.0 : 1.5;
+        c.same_video = pick({0, 0, 1});
+        c.channels_last = pick({0, 0, 1});
+        p.k = pick({1, 7, 10, 16});
+        check_both_layouts<float>(c, 700 + n);
+      }
 }
 
 TEST(SearchCuda, BlockSharedWindows) {

@@ -34,7 +34,9 @@
 // Windows whose tile does not fit in shared memory read vid1 straight from global memory.
 //
 // Small patches and windows (float, ps and channels of a compiled variant, k <= 16) take
-// the thread-per-query layout of search_forward_thread.cu instead, tried first below.
+// the thread-per-query layout of search_forward_thread.cu instead, tried first below;
+// then the row-split layout of search_forward_rows.cu (PS lanes per query) for the larger
+// patches of its compiled variants.
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
@@ -49,6 +51,7 @@
 #include "common/rank_key.h"
 #include "cuda/cuda_util.h"
 #include "cuda/search_forward_common.cuh"
+#include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_thread.h"
 
 namespace stnls {
@@ -857,6 +860,7 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
 void search_forward(const SearchArgs& a, void* stream) {
   DeviceGuard guard(a.device.index);
   if (search_forward_thread(a, as_stream(stream))) return;
+  if (search_forward_rows(a, as_stream(stream))) return;
   STNLS_FLOAT_SWITCH(a.dtype, [&] {
     STNLS_DIST_SWITCH(a.p.dist_type, [&] { forward_impl<scalar_t, kL2>(a, as_stream(stream)); });
   });

@@ -1,0 +1,300 @@
+// CUDA forward of the non-local search for patches too large for one thread's registers
+// but not for PS threads' (SPEC.md rules 1-7, computing exactly what the CPU backend
+// computes: same geometry, same summation order (pi, pj, c; one fused multiply-add per
+// term), same selection order).
+//
+// Why a third layout: with a warp per query (search_forward.cu), S4's shape (ps = 3, 32
+// channels, ws = 7) ran the general path at about 12.4 k warp instructions per query for
+// 2.6 k of distance arithmetic, and S3's (ps = 7, 16 channels, ws = 9) spent 19 other
+// instructions per 48 FFMA plus its staging. The thread-per-query layout cannot hold their
+// query patches (288 and 784 floats) in registers. Here PS neighbouring lanes own a query,
+// lane pi holding row pi of its patch (PS * CV floats):
+// - the candidates of one window row (WW of them) pass down the lanes: lane pi adds the
+//   terms of patch row pi (window row i + pi) to candidate row i's WW sums, then hands
+//   them to lane pi + 1 (a shuffle), which adds row pi + 1 at the next step. A candidate's
+//   terms therefore still arrive in (pi, pj, c) order, and its sum is bitwise the CPU's;
+// - at step s, lane pi works on candidate row n = s - pi (rows counted over the searched
+//   frames in canonical order), so all lanes of a query read window row s of the current
+//   frame, or, in the first PS - 1 steps of a frame, one of the last rows of the previous
+//   frame: two staged rows (slots) per query and step;
+// - each pixel a lane reads feeds every candidate of its row whose patch covers it (up to
+//   PS), one shared-memory load per value;
+// - lane PS - 1 completes a candidate row per step and offers it to its sorted register
+//   list (ThreadList), in increasing ordinal order (rule 6).
+// Each warp (32 / PS queries, consecutive in the query grid) stages its own rows with
+// asynchronous copies, channel-major per row ([c][col]); a query's rows start PS floats
+// (mod 32) after the previous query's, so the lanes' loads and stores hit distinct banks.
+//
+// Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
+// wide (a compiled width: 5, 7, 9) and at least PS - 1 rows high, k in [1, 16], no
+// anchor_self, the channels per head and ps of a compiled variant (launch_variant), and the
+// thread-per-query layout does not take the call.
+#include "cuda/search_forward_rows.h"
+
+#include <cuda_pipeline.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <limits>
+
+#include "common/geometry.h"
+#include "cuda/cuda_util.h"
+#include "cuda/search_forward_common.cuh"
+
+namespace stnls {
+namespace cuda {
+namespace {
+
+using detail::SearchArgs;
+
+constexpr int kRowWarps = 2;  // warps per block (each independent)
+constexpr int kRowThreads = 32 * kRowWarps;
+constexpr int kKMax = 16;  // largest list capacity: k <= 16
+
+// Floats of one warp's shared memory: QPW queries' staged rows (qs floats each), then
+// their window starts (QPW * st int2).
+__host__ __device__ constexpr int wins_offset(int qpw, int qs) { return (qpw * qs + 1) / 2 * 2; }
+__host__ __device__ constexpr int warp_floats(int qpw, int qs, int st) { return (wins_offset(qpw, qs) + 2 * qpw * st + 3) / 4 * 4; }
+
+template <bool L2, int CV, int PS, int WW, int KM>
+__global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const ThrArgs a) {
+  extern __shared__ __align__(16) float smem[];
+  constexpr int QPW = 32 / PS;       // queries per warp
+  constexpr int RW = WW + PS - 1;    // pixels of a window row
+  constexpr int SS = CV * RW;        // floats of one staged row (slot)
+  const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
+  const bool live = lane < QPW * PS;  // lanes past the warp's last query stage nothing
+  const int qi = live ? lane / PS : 0, pi = lane - (lane / PS) * PS;
+  const int64_t g0 = (static_cast<int64_t>(blockIdx.x) * kRowWarps + wib) * QPW;
+  if (g0 >= a.nq) return;  // whole warps only; no block-wide barrier below
+  const bool mine = live && g0 + qi < a.nq;               // a query of the call (the others never emit)
+  const int64_t g = mine ? g0 + qi : a.nq - 1;            // lanes without one repeat the last query
+  float* rows = smem + static_cast<int64_t>(wib) * warp_floats(QPW, a.qs, a.st);
+  int2* wins = reinterpret_cast<int2*>(rows + wins_offset(QPW, a.qs)) + qi * a.st;  // window start per frame
+  float* myrows = rows + qi * a.qs;  // [slot][c][col]
+
+  const int b = static_cast<int>(g / (static_cast<int64_t>(a.HD) * a.Q));
+  const int hd = static_cast<int>((g / a.Q) % a.HD);
+  const int q = static_cast<int>(g % a.Q);
+  const int t = q / (a.nH * a.nW);
+  const int qh = ((q / a.nW) % a.nH) * a.str0, qw = (q % a.nW) * a.str0;
+  const int H = a.H, W = a.W, wh = a.wh, st = a.st;
+
+  // Row pi of the query patch in registers, [pj][c] (pt = 1).
+  float qv[PS * CV];
+  {
+    const float* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + t * a.s0.t;
+    const int yy = geo::bound32(qh + a.o0 + pi - a.offH0, H, a.reflect);
+#pragma unroll
+    for (int pj = 0; pj < PS; ++pj) {
+      const int xx = geo::bound32(qw + a.o0 + pj - a.offW0, W, a.reflect);
+      const bool in = yy >= 0 && xx >= 0;
+      const float* p = v0 + (in ? yy * a.s0.y + xx * a.s0.x : 0);
+#pragma unroll
+      for (int c = 0; c < CV; ++c) qv[pj * CV + c] = in ? p[c * a.s0.c] : 0.f;
+    }
+  }
+
+  // Window starts of every searched frame (rules 2-4): lane 0 of each query walks the flow
+  // chain as search_forward_thread.cu does (forward frames chain from t, backward frames
+  // restart at the query).
+  const geo::Frames fr = geo::frames(t, a.nT, a.wt);
+  const int nfwd = static_cast<int>(fr.t_hi - t + 1);  // frames t .. t_hi come first
+  auto frame_at = [&](int n) { return n < nfwd ? t + n : t - (n - nfwd + 1); };  // geo::frame_at
+  if (live && pi == 0) {
+    int ch = qh, cw = qw;
+    for (int n = 0; n < st; ++n) {
+      const int u = frame_at(n);
+      if (n > 0) {
+        if (u == t - 1) ch = qh, cw = qw;
+        const int prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
+        const float* fl = u > t ? a.fflow : a.bflow;
+        const detail::Strides5& sf = u > t ? a.sf : a.sb;
+        if (fl) {
+          const float* f = fl + b * sf.b + prev * sf.t + ch * sf.y + cw * sf.x;
+          geo::flow_step32(ch, cw, f[0], f[sf.c], H, W);
+        }
+      }
+      wins[n] = make_int2(geo::window_base32(ch, H, 1, a.ws, a.full_ws), geo::window_base32(cw, W, 1, a.ws, a.full_ws));
+    }
+  }
+  __syncwarp();
+
+  const float* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
+  ThreadList<L2, KM> list;
+  list.reset();
+  float acc[WW];
+#pragma unroll
+  for (int j = 0; j < WW; ++j) acc[j] = 0.f;
+  const int ncr = st * wh;  // candidate rows of all searched frames
+  for (int s = 0; s < ncr + PS - 1; ++s) {
+    const int F = s / wh, r = s - F * wh;
+    // Stage window row r of frame F (slot 0) and, in a frame's first PS - 1 steps, row
+    // r + wh of frame F - 1 (slot 1). Lane pi copies pixels pi, pi + PS, ... (neighbouring
+    // lanes, neighbouring pixels: one global sector per query and channel).
+    if (live) {
+#pragma unroll
+      for (int slot = 0; slot < 2; ++slot) {
+        const int f = F - slot;
+        if (slot == 0 ? F >= st : (F < 1 || r >= PS - 1)) continue;
+        const int2 w0 = wins[f];
+        const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + r + slot * wh, H, a.reflect);
+        const float* rowp = v1 + frame_at(f) * a.s1.t + (yy < 0 ? 0 : yy) * a.s1.y;
+        float* dst = myrows + slot * SS;
+        for (int px = pi; px < RW; px += PS) {
+          const int xx = geo::bound32(w0.y + a.o0 - a.offW1 + px, W, a.reflect);
+          float* d = dst + px;
+          if (yy < 0 || xx < 0) {
+#pragma unroll
+            for (int c = 0; c < CV; ++c) d[c * RW] = 0.f;
+          } else {
+            const float* src = rowp + xx * a.s1.x;
+#pragma unroll
+            for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RW, src + c * a.s1.c, sizeof(float));
+          }
+        }
+      }
+    }
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
+    __syncwarp();
+
+    // Patch row pi's terms of candidate row n = s - pi (a lane outside 0 <= n < ncr
+    // computes on whatever slot 0 holds and its sums are never offered).
+    const int n = s - pi;
+    const bool valid = live && n >= 0 && n < ncr;
+    const int fn = valid ? n / wh : F;
+    const float* base = myrows + (fn == F ? 0 : SS);
+    if (pi == 0) {
+#pragma unroll
+      for (int j = 0; j < WW; ++j) acc[j] = 0.f;
+    }
+#pragma unroll
+    for (int px = 0; px < RW; ++px)
+#pragma unroll
+      for (int c = 0; c < CV; ++c) {
+        const float x = base[c * RW + px];
+#pragma unroll
+        for (int pj = 0; pj < PS; ++pj) {
+          const int j = px - pj;
+          if (j >= 0 && j < WW) acc[j] = geo::dist_acc<L2>(acc[j], qv[pj * CV + c], x);
+        }
+      }
+    __syncwarp();  // the slots' reads are done before the next step stages over them
+
+    if (valid && pi == PS - 1) {
+      // Candidate row n is complete: offer its real candidates (rule 4; remove_self in t).
+      const int i = n - fn * wh;
+      const int2 w0 = wins[fn];
+      const int y = w0.x + i;
+      if (y >= 0 && y < H) {
+#pragma unroll
+        for (int j = 0; j < WW; ++j) {
+          const int x = w0.y + j;
+          const bool ok = x >= 0 && x < W && !(a.remove_self && fn == 0 && y == qh && x == qw);
+          if (ok) list.offer(acc[j], n * WW + j);
+        }
+      }
+    }
+    // Hand the sums down: lane pi + 1 adds patch row pi + 1 to them at the next step.
+#pragma unroll
+    for (int j = 0; j < WW; ++j) acc[j] = __shfl_up_sync(0xffffffffu, acc[j], 1);
+  }
+
+  if (!mine || pi != PS - 1) return;
+  float* dq = a.dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
+  int32_t* iq = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
+  const int spf = wh * WW;
+  const float pad = L2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+#pragma unroll
+  for (int m = 0; m < KM; ++m) {
+    if (m >= a.K) break;
+    int32_t* e = iq + m * a.si[3];
+    if (list.key[m] == kNone) {
+      dq[m * a.sd[3]] = pad;
+      e[0] = e[a.si[4]] = e[2 * a.si[4]] = -1;
+    } else {
+      const int ord = list.ord[m];
+      const int fo = ord / spf, rem = ord - fo * spf, i = rem / WW, j = rem - i * WW;
+      const int2 w0 = wins[fo];
+      dq[m * a.sd[3]] = ThreadList<L2, KM>::dist(list.key[m]);
+      e[0] = frame_at(fo);
+      e[a.si[4]] = w0.x + i;
+      e[2 * a.si[4]] = w0.y + j;
+    }
+  }
+}
+
+// Compiled variants: channels per head and patch side (a patch row, PS * CV floats, stays
+// in registers), each for window widths 5, 7 and 9.
+template <bool L2, int CV, int PS, int KM>
+bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
+  auto go = [&](auto kernel) {
+    constexpr int QPW = 32 / PS;
+    ThrArgs g = f;
+    // A query's floats: its two slots, rounded up to PS mod 32 (banks, see the top).
+    const int two = 2 * CV * (ww + PS - 1);
+    g.qs = two + ((PS - two) % 32 + 32) % 32;
+    const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(QPW, g.qs, g.st) * sizeof(float);
+    int optin = 0, dev = 0;
+    STNLS_CUDA_CHECK(cudaGetDevice(&dev));
+    STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    if (smem > static_cast<size_t>(optin)) return false;  // very many frames: the warp kernels take it
+    if (smem > 48 * 1024)
+      STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    const int64_t blocks = ceil_div(g.nq, static_cast<int64_t>(kRowWarps) * QPW);
+    if (blocks > INT32_MAX) return false;
+    kernel<<<static_cast<unsigned>(blocks), kRowThreads, smem, stream>>>(g);
+    check_launch("search_forward_rows_kernel");
+    return true;
+  };
+  switch (ww) {
+    case 5: return go(search_forward_rows_kernel<L2, CV, PS, 5, KM>);
+    case 7: return go(search_forward_rows_kernel<L2, CV, PS, 7, KM>);
+    case 9: return go(search_forward_rows_kernel<L2, CV, PS, 9, KM>);
+    default: return false;  // no compiled width: the warp kernels take the call
+  }
+}
+
+// Channels per head and ps; false (nothing launched) for any other.
+template <bool L2, int KM>
+bool launch_variant(const ThrArgs& f, int C, int ps, int ww, cudaStream_t stream) {
+  if (ps == 3 && C == 32) return launch_ww<L2, 32, 3, KM>(f, ww, stream);
+  if (ps == 7 && C == 16) return launch_ww<L2, 16, 7, KM>(f, ww, stream);
+  return false;
+}
+
+// List capacity: 10 (the benchmarks' and the 2023 API's usual k) or 16.
+template <bool L2>
+bool launch_list(const ThrArgs& f, int C, int ps, int ww, cudaStream_t stream) {
+  if (f.K <= 10) return launch_variant<L2, 10>(f, C, ps, ww, stream);
+  return launch_variant<L2, kKMax>(f, C, ps, ww, stream);
+}
+
+std::atomic<bool> enabled{true};  // set_forward_rows_enabled
+
+}  // namespace
+
+void set_forward_rows_enabled(bool on) { enabled = on; }
+
+bool search_forward_rows(const SearchArgs& a, cudaStream_t stream) {
+  const SearchParams& p = a.p;
+  const SearchShape& sh = a.sh;
+  if (!enabled) return false;
+  if (a.dtype != DType::Float32 || p.stride1 != 1 || p.dilation != 1 || p.pt != 1 || p.ws <= 0 || p.anchor_self)
+    return false;
+  if (sh.K < 1 || sh.K > kKMax) return false;
+  if (sh.wh < p.ps - 1) return false;  // a step would need rows of three frames
+  // 32-bit pixel, query and ordinal arithmetic (larger calls go to search_forward.cu, which
+  // reports them)
+  if (sh.H * sh.W >= INT32_MAX || sh.Q >= INT32_MAX || sh.slots() >= INT32_MAX) return false;
+  ThrArgs f = thread_args(a);
+  f.nq = sh.B * sh.HD * sh.Q;
+  f.Q = static_cast<int>(sh.Q);
+  if (p.dist_type == DistType::L2) return launch_list<true>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), stream);
+  return launch_list<false>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), stream);
+}
+
+}  // namespace cuda
+}  // namespace stnls
