@@ -58,14 +58,15 @@ def random_case(seed):
     return c
 
 
-def small_patch_case(seed):
-    """A configuration of the CUDA backend's thread-per-query forward (float32, ps = 3 with
-    4 or 8 channels per head or ps = 1 with 8, ws in 5, 7, 9, stride1 = dilation = pt = 1, k
-    in [1, 16], no anchor_self); the rest drawn as in random_case. On the CPU it is just
-    one more random case."""
+def small_patch_case(seed, variants=((4, 3), (8, 3), (8, 1))):
+    """A configuration of the CUDA backend's register-patch forwards (float32, channels per
+    head and ps of a compiled variant, ws in 5, 7, 9, stride1 = dilation = pt = 1, k in
+    [1, 16], no anchor_self): by default the thread-per-query variants; ROW_VARIANTS are the
+    row-split ones. The rest is drawn as in random_case. On the CPU it is just one more
+    random case."""
     c = random_case(seed)
     r = np.random.default_rng(50_000 + seed)
-    ch, ps = [(4, 3), (8, 3), (8, 1)][int(r.integers(0, 3))]
+    ch, ps = variants[int(r.integers(0, len(variants)))]
     c.update(C=c["nheads"] * ch, ps=ps, ws=int(r.choice([5, 7, 9])), stride1=1, dilation=1, pt=1,
              dtype="float32", anchor_self=False, H=int(r.integers(3, 15)), W=int(r.integers(3, 15)))
     if c["nheads"] == 3:
@@ -73,6 +74,9 @@ def small_patch_case(seed):
     slots = ref.num_slots(ref.Params(c["ws"], c["wt"], ps, 0, stride1=1), c["T"], c["H"], c["W"])
     c["k"] = int(r.integers(1, min(16, slots) + 1))
     return c
+
+
+ROW_VARIANTS = ((32, 3), (16, 7))  # the row-split forward's (channels per head, ps)
 
 
 def describe(c):

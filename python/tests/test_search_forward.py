@@ -58,6 +58,19 @@ def test_small_patches_match_reference(case, device):
     sc.check_result(case, dists, inds, ref_d, ref_i, arrays[0], arrays[1])
 
 
+ROW_PATCH_CASES = [sc.small_patch_case(300_000 + s, sc.ROW_VARIANTS) for s in range(40)]
+
+
+@pytest.mark.parametrize("case", ROW_PATCH_CASES, ids=sc.describe)
+def test_row_split_patches_match_reference(case, device):
+    """Shapes of the CUDA row-split forward (ps lanes per query, one patch row each, the
+    candidates' sums handed down the lanes), grid data included (exact ties)."""
+    arrays = sc.make_inputs(case)
+    ref_d, ref_i = run_ref(case, *arrays)
+    dists, inds = run_lib(case, *to_torch(arrays, device))
+    sc.check_result(case, dists, inds, ref_d, ref_i, arrays[0], arrays[1])
+
+
 @pytest.mark.parametrize("case", NUMPY_CASES, ids=sc.describe)
 def test_numpy_matches_reference(case):
     arrays = sc.make_inputs(case)
