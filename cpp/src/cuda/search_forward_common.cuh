@@ -6,6 +6,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/geometry.h"
 #include "common/rank_key.h"
@@ -77,6 +78,43 @@ inline ThrArgs thread_args(const detail::SearchArgs& a) {
   f.o0 = static_cast<int>(geo::patch_offset(0, p.ps, 1, p.use_adj));
   f.offH0 = p.off_H0, f.offW0 = p.off_W0, f.offH1 = p.off_H1, f.offW1 = p.off_W1;
   return f;
+}
+
+constexpr int kRegListMax = 16;  // the register lists' largest capacity: k <= 16
+
+// Whether a call suits the kernels that keep query patches in registers, before their own
+// variant checks: float32, stride1 = dilation = pt = 1, a finite ws, no anchor_self, k in
+// [1, kRegListMax], and sizes within their 32-bit pixel, query and ordinal arithmetic
+// (larger calls go to search_forward.cu, which reports them).
+inline bool register_layouts_apply(const detail::SearchArgs& a) {
+  const SearchParams& p = a.p;
+  const SearchShape& sh = a.sh;
+  if (a.dtype != DType::Float32 || p.stride1 != 1 || p.dilation != 1 || p.pt != 1 || p.ws <= 0 || p.anchor_self)
+    return false;
+  if (sh.K < 1 || sh.K > kRegListMax) return false;
+  return sh.H * sh.W < INT32_MAX && sh.Q < INT32_MAX && sh.slots() < INT32_MAX;
+}
+
+// The compile-time choices of those kernels' variants: go(std::integral_constant) with
+// the distance (L2 or not), the list capacity for k (10, the benchmarks' and the 2023 API's
+// usual k, or 16: a longer list costs every offer that enters it a longer pass) and the
+// window width (5, 7 or 9; false, nothing launched, for any other width).
+template <class Go>
+bool by_dist(DistType d, Go&& go) {
+  return d == DistType::L2 ? go(std::true_type{}) : go(std::false_type{});
+}
+template <class Go>
+bool by_list(int64_t k, Go&& go) {
+  return k <= 10 ? go(std::integral_constant<int, 10>{}) : go(std::integral_constant<int, kRegListMax>{});
+}
+template <class Go>
+bool by_width(int64_t ww, Go&& go) {
+  switch (ww) {
+    case 5: return go(std::integral_constant<int, 5>{});
+    case 7: return go(std::integral_constant<int, 7>{});
+    case 9: return go(std::integral_constant<int, 9>{});
+    default: return false;  // no compiled width: the warp kernels take the call
+  }
 }
 
 // A thread's best KM candidates, sorted best first: order keys of the distances

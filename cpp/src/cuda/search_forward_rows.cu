@@ -50,7 +50,6 @@ using detail::SearchArgs;
 
 constexpr int kRowWarps = 2;  // warps per block (each independent)
 constexpr int kRowThreads = 32 * kRowWarps;
-constexpr int kKMax = 16;  // largest list capacity: k <= 16
 
 // Floats of one warp's shared memory: QPW queries' staged rows (qs floats each), then
 // their window starts (QPW * st int2).
@@ -249,12 +248,7 @@ bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
     check_launch("search_forward_rows_kernel");
     return true;
   };
-  switch (ww) {
-    case 5: return go(search_forward_rows_kernel<L2, CV, PS, 5, KM>);
-    case 7: return go(search_forward_rows_kernel<L2, CV, PS, 7, KM>);
-    case 9: return go(search_forward_rows_kernel<L2, CV, PS, 9, KM>);
-    default: return false;  // no compiled width: the warp kernels take the call
-  }
+  return by_width(ww, [&](auto w) { return go(search_forward_rows_kernel<L2, CV, PS, decltype(w)::value, KM>); });
 }
 
 // Channels per head and ps; false (nothing launched) for any other.
@@ -265,13 +259,6 @@ bool launch_variant(const ThrArgs& f, int C, int ps, int ww, cudaStream_t stream
   return false;
 }
 
-// List capacity: 10 (the benchmarks' and the 2023 API's usual k) or 16.
-template <bool L2>
-bool launch_list(const ThrArgs& f, int C, int ps, int ww, cudaStream_t stream) {
-  if (f.K <= 10) return launch_variant<L2, 10>(f, C, ps, ww, stream);
-  return launch_variant<L2, kKMax>(f, C, ps, ww, stream);
-}
-
 std::atomic<bool> enabled{true};  // set_forward_rows_enabled
 
 }  // namespace
@@ -279,21 +266,16 @@ std::atomic<bool> enabled{true};  // set_forward_rows_enabled
 void set_forward_rows_enabled(bool on) { enabled = on; }
 
 bool search_forward_rows(const SearchArgs& a, cudaStream_t stream) {
-  const SearchParams& p = a.p;
   const SearchShape& sh = a.sh;
-  if (!enabled) return false;
-  if (a.dtype != DType::Float32 || p.stride1 != 1 || p.dilation != 1 || p.pt != 1 || p.ws <= 0 || p.anchor_self)
-    return false;
-  if (sh.K < 1 || sh.K > kKMax) return false;
-  if (sh.wh < p.ps - 1) return false;  // a step would need rows of three frames
-  // 32-bit pixel, query and ordinal arithmetic (larger calls go to search_forward.cu, which
-  // reports them)
-  if (sh.H * sh.W >= INT32_MAX || sh.Q >= INT32_MAX || sh.slots() >= INT32_MAX) return false;
+  if (!enabled || !register_layouts_apply(a)) return false;
+  if (sh.wh < a.p.ps - 1) return false;  // a step would need rows of three frames
   ThrArgs f = thread_args(a);
   f.nq = sh.B * sh.HD * sh.Q;
   f.Q = static_cast<int>(sh.Q);
-  if (p.dist_type == DistType::L2) return launch_list<true>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), stream);
-  return launch_list<false>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), stream);
+  const int C = static_cast<int>(sh.C), ps = a.p.ps, ww = static_cast<int>(sh.ww);
+  return by_dist(a.p.dist_type, [&](auto l2) {
+    return by_list(sh.K, [&](auto km) { return launch_variant<decltype(l2)::value, decltype(km)::value>(f, C, ps, ww, stream); });
+  });
 }
 
 }  // namespace cuda

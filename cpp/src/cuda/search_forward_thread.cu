@@ -50,7 +50,6 @@ using detail::SearchArgs;
 constexpr int kQH = 8, kQW = 16;       // block tile of the query grid
 constexpr int kThreads = kQH * kQW;
 constexpr int kWarps = kThreads / 32;
-constexpr int kKMax = 16;                       // largest list capacity: k <= 16
 constexpr size_t kBoxBytes = 48 * 1024;         // shared memory for one frame's box (4 blocks per SM)
 
 // Distances of one query's window in frame n (window start (y0, x0), wh x WW candidates)
@@ -312,12 +311,7 @@ bool launch_ww(const ThrArgs& f, int ww, size_t smem, unsigned blocks, cudaStrea
     check_launch("search_forward_thread_kernel");
     return true;
   };
-  switch (ww) {
-    case 5: return go(search_forward_thread_kernel<L2, CV, PS, 5, KM>);
-    case 7: return go(search_forward_thread_kernel<L2, CV, PS, 7, KM>);
-    case 9: return go(search_forward_thread_kernel<L2, CV, PS, 9, KM>);
-    default: return false;  // no compiled width: the warp kernels take the call
-  }
+  return by_width(ww, [&](auto w) { return go(search_forward_thread_kernel<L2, CV, PS, decltype(w)::value, KM>); });
 }
 
 // Channels per head and ps; false (nothing launched) for any other. Not 16 channels with ps = 1, the
@@ -334,14 +328,6 @@ bool launch_variant(const ThrArgs& f, int C, int ps, int ww, size_t smem, unsign
   return false;
 }
 
-// List capacity: 10 (the benchmarks' and the 2023 API's usual k) or 16. A longer list
-// costs every offer that enters it a longer pass.
-template <bool L2>
-bool launch_list(const ThrArgs& f, int C, int ps, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
-  if (f.K <= 10) return launch_variant<L2, 10>(f, C, ps, ww, smem, blocks, stream);
-  return launch_variant<L2, kKMax>(f, C, ps, ww, smem, blocks, stream);
-}
-
 std::atomic<bool> enabled{true};  // set_forward_thread_enabled
 
 }  // namespace
@@ -351,13 +337,7 @@ void set_forward_thread_enabled(bool on) { enabled = on; }
 bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   const SearchParams& p = a.p;
   const SearchShape& sh = a.sh;
-  if (!enabled) return false;
-  if (a.dtype != DType::Float32 || p.stride1 != 1 || p.dilation != 1 || p.pt != 1 || p.ws <= 0 || p.anchor_self)
-    return false;
-  if (sh.K < 1 || sh.K > kKMax) return false;  // (the compiled variants: launch_variant)
-  // 32-bit pixel, query and ordinal arithmetic (larger calls go to search_forward.cu, which
-  // reports them)
-  if (sh.H * sh.W >= INT32_MAX || sh.T * sh.nH * sh.nW >= INT32_MAX || sh.slots() >= INT32_MAX) return false;
+  if (!enabled || !register_layouts_apply(a)) return false;
   ThrArgs f = thread_args(a);
   f.tilesH = static_cast<int>(ceil_div(sh.nH, kQH));
   f.tilesW = static_cast<int>(ceil_div(sh.nW, kQW));
@@ -367,12 +347,16 @@ bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   f.cap_px = static_cast<int>(cap);
   if (cap < (sh.wh + p.ps - 1) * (sh.ww + p.ps - 1)) return false;  // one window must fit
   // (and at least the block's lists, which pass through it at the end)
-  const size_t smem = std::max(static_cast<size_t>(cap) * sh.C * sizeof(float), sizeof(uint64_t) * kKMax * kThreads);
+  const size_t smem = std::max(static_cast<size_t>(cap) * sh.C * sizeof(float), sizeof(uint64_t) * kRegListMax * kThreads);
   const int64_t blocks = sh.B * sh.HD * sh.T * f.tilesH * f.tilesW;
   if (blocks > INT32_MAX) return false;
   const unsigned nb = static_cast<unsigned>(blocks);
-  if (p.dist_type == DistType::L2) return launch_list<true>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), smem, nb, stream);
-  return launch_list<false>(f, static_cast<int>(sh.C), p.ps, static_cast<int>(sh.ww), smem, nb, stream);
+  const int C = static_cast<int>(sh.C), ww = static_cast<int>(sh.ww);
+  return by_dist(p.dist_type, [&](auto l2) {
+    return by_list(sh.K, [&](auto km) {
+      return launch_variant<decltype(l2)::value, decltype(km)::value>(f, C, p.ps, ww, smem, nb, stream);
+    });
+  });
 }
 
 }  // namespace cuda
