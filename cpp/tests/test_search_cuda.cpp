@@ -377,47 +377,54 @@ void check_both_layouts(const Case& c, uint32_t seed) {
   cuda::set_forward_rows_enabled(true);
 }
 
+// A random call for one variant of a register-patch forward (cv channels per head, patch
+// side ps, window ws): rep 0 draws small frames, others frames of big_h x big_w; rep 2 has
+// 40 px flows. The other parameters: query strides, frames, borders (reflected or zero,
+// windows clamped or not), use_adj and patch offsets, remove_self, k from 1 to 16, heads,
+// channels-last videos, flows or none, vid1 equal to vid0.
+Case register_case(std::mt19937& rng, int cv, int ps, int ws, int rep, std::initializer_list<int> big_h,
+                   std::initializer_list<int> big_w, std::initializer_list<int> strides) {
+  auto pick = [&](std::initializer_list<int> v) { return *(v.begin() + rng() % v.size()); };
+  Case c;
+  SearchParams& p = c.p;
+  p.nheads = pick({1, 2});
+  c.C = p.nheads * cv;
+  p.ps = ps;
+  p.ws = ws;
+  c.B = pick({1, 2});
+  c.T = pick({1, 3, 5});
+  c.H = rep == 0 ? pick({6, 8}) : pick(big_h);
+  c.W = rep == 0 ? pick({7, 12}) : pick(big_w);
+  p.wt = pick({0, 1, 2});
+  p.stride0 = pick(strides);
+  p.dist_type = pick({0, 1}) ? DistType::L2 : DistType::Prod;
+  p.reflect_bounds = pick({0, 1, 1});
+  p.full_ws = pick({0, 1, 1});
+  p.remove_self = pick({0, 0, 1});
+  p.use_adj = pick({0, 0, 1});
+  if (pick({0, 0, 1})) p.off_H0 = pick({-1, 2}), p.off_W0 = pick({-2, 1}), p.off_H1 = pick({1, -1}), p.off_W1 = pick({0, 3});
+  c.flows = pick({0, 1, 1, 1});
+  c.flow_std = rep == 2 ? 40.0 : 1.5;
+  c.same_video = pick({0, 0, 1});
+  c.channels_last = pick({0, 0, 1});
+  p.k = pick({1, 7, 10, 16});
+  return c;
+}
+
 TEST(SearchCuda, ThreadPerQueryPath) {
   // Every compiled variant of the thread-per-query forward (channels per head and ps:
-  // 4 and 3, 8 and 3, 8 and 1; window widths 5, 7, 9) against the CPU, with the
-  // other parameters drawn at random: query strides, frames, borders (reflected or zero,
-  // windows clamped or not, frames narrower than the window), use_adj and patch offsets,
-  // remove_self, k from 1 to 16 (padding where fewer candidates are valid), heads,
-  // channels-last videos, and flows of 1.5 px or of 40 px (windows scattered over the
-  // frame: boxes too large for shared memory, staged thread by thread).
+  // 4 and 3, 8 and 3, 8 and 1; window widths 5, 7, 9) against the CPU, three random calls
+  // each (register_case): frames narrower than the window, and 40 px flows that scatter
+  // the windows over the frame (boxes too large for shared memory, staged thread by
+  // thread).
   REQUIRE_GPU();
   std::mt19937 rng(4242);
-  auto pick = [&](std::initializer_list<int> v) { return *(v.begin() + rng() % v.size()); };
   const int variants[3][2] = {{4, 3}, {8, 3}, {8, 1}};
   int n = 0;
   for (const auto& cp : variants)
     for (int ws : {5, 7, 9})
-      for (int rep = 0; rep < 3; ++rep, ++n) {
-        Case c;
-        SearchParams& p = c.p;
-        p.nheads = pick({1, 2});
-        c.C = p.nheads * cp[0];
-        p.ps = cp[1];
-        p.ws = ws;
-        c.B = pick({1, 2});
-        c.T = pick({1, 3, 5});
-        c.H = rep == 0 ? pick({6, 8}) : pick({19, 33, 48});
-        c.W = rep == 0 ? pick({7, 12}) : pick({21, 40, 64});
-        p.wt = pick({0, 1, 2});
-        p.stride0 = pick({1, 1, 2, 3});
-        p.dist_type = pick({0, 1}) ? DistType::L2 : DistType::Prod;
-        p.reflect_bounds = pick({0, 1, 1});
-        p.full_ws = pick({0, 1, 1});
-        p.remove_self = pick({0, 0, 1});
-        p.use_adj = pick({0, 0, 1});
-        if (pick({0, 0, 1})) p.off_H0 = pick({-1, 2}), p.off_W0 = pick({-2, 1}), p.off_H1 = pick({1, -1}), p.off_W1 = pick({0, 3});
-        c.flows = pick({0, 1, 1, 1});
-        c.flow_std = rep == 2 ? 40.0 : 1.5;
-        c.same_video = pick({0, 0, 1});
-        c.channels_last = pick({0, 0, 1});
-        p.k = pick({1, 7, 10, 16});
-        check_both_layouts<float>(c, 500 + n);
-      }
+      for (int rep = 0; rep < 3; ++rep, ++n)
+        check_both_layouts<float>(register_case(rng, cp[0], cp[1], ws, rep, {19, 33, 48}, {21, 40, 64}, {1, 1, 2, 3}), 500 + n);
 }
 
 TEST(SearchCuda, ThreadPerQueryScatteredWindows) {
@@ -436,44 +443,18 @@ TEST(SearchCuda, ThreadPerQueryScatteredWindows) {
 
 TEST(SearchCuda, RowSplitPath) {
   // Every compiled variant of the row-split forward (channels per head and ps: 32 and 3,
-  // 16 and 7; window widths 5, 7, 9) against the CPU, with the other parameters drawn at
-  // random as in ThreadPerQueryPath: query strides, frames (1 to 5: the frame changes
-  // inside a step's rows), borders, use_adj and offsets, remove_self, k from 1 to 16,
-  // heads, channels-last videos, flows of 1.5 or 40 px; the query count is rarely a
-  // multiple of a warp's queries (10 or 4), so the last warp has lanes without a query.
+  // 16 and 7; window widths 5, 7, 9) against the CPU, three random calls each
+  // (register_case): frames 1 to 5 (the frame changes inside a step's rows), and query
+  // counts rarely a multiple of a warp's queries (10 or 4), so the last warp has lanes
+  // without a query.
   REQUIRE_GPU();
   std::mt19937 rng(5151);
-  auto pick = [&](std::initializer_list<int> v) { return *(v.begin() + rng() % v.size()); };
   const int variants[2][2] = {{32, 3}, {16, 7}};
   int n = 0;
   for (const auto& cp : variants)
     for (int ws : {5, 7, 9})
-      for (int rep = 0; rep < 3; ++rep, ++n) {
-        Case c;
-        SearchParams& p = c.p;
-        p.nheads = pick({1, 2});
-        c.C = p.nheads * cp[0];
-        p.ps = cp[1];
-        p.ws = ws;
-        c.B = pick({1, 2});
-        c.T = pick({1, 3, 5});
-        c.H = rep == 0 ? pick({6, 8}) : pick({19, 33});
-        c.W = rep == 0 ? pick({7, 12}) : pick({21, 40});
-        p.wt = pick({0, 1, 2});
-        p.stride0 = pick({1, 2, 3});
-        p.dist_type = pick({0, 1}) ? DistType::L2 : DistType::Prod;
-        p.reflect_bounds = pick({0, 1, 1});
-        p.full_ws = pick({0, 1, 1});
-        p.remove_self = pick({0, 0, 1});
-        p.use_adj = pick({0, 0, 1});
-        if (pick({0, 0, 1})) p.off_H0 = pick({-1, 2}), p.off_W0 = pick({-2, 1}), p.off_H1 = pick({1, -1}), p.off_W1 = pick({0, 3});
-        c.flows = pick({0, 1, 1, 1});
-        c.flow_std = rep == 2 ? 40.0 : 1.5;
-        c.same_video = pick({0, 0, 1});
-        c.channels_last = pick({0, 0, 1});
-        p.k = pick({1, 7, 10, 16});
-        check_both_layouts<float>(c, 700 + n);
-      }
+      for (int rep = 0; rep < 3; ++rep, ++n)
+        check_both_layouts<float>(register_case(rng, cp[0], cp[1], ws, rep, {19, 33}, {21, 40}, {1, 2, 3}), 700 + n);
 }
 
 TEST(SearchCuda, BlockSharedWindows) {
