@@ -14,9 +14,10 @@
 //   them to lane pi + 1 (a shuffle), which adds row pi + 1 at the next step. A candidate's
 //   terms therefore still arrive in (pi, pj, c) order, and its sum is bitwise the CPU's;
 // - at step s, lane pi works on candidate row n = s - pi (rows counted over the searched
-//   frames in canonical order), so all lanes of a query read window row s of the current
-//   frame, or, in the first PS - 1 steps of a frame, one of the last rows of the previous
-//   frame: two staged rows (slots) per query and step;
+//   frames in canonical order, wh per frame), so all lanes of a query read window row
+//   r = s - F * wh of frame F = s / wh, except that in a frame's first PS - 1 steps some
+//   read one of the previous frame's last PS - 1 rows (window row r + wh of frame F - 1):
+//   two staged rows (slots) per query and step;
 // - each pixel a lane reads feeds every candidate of its row whose patch covers it (up to
 //   PS), one shared-memory load per value;
 // - lane PS - 1 completes a candidate row per step and offers it to its sorted register
