@@ -20,6 +20,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda/search_backward_fixed.h"
 #include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_thread.h"
 #include "stnls/search.h"
@@ -198,8 +199,8 @@ int main(int argc, char** argv) {
         for (bool det : {true, false}) bad += check_vs_cpu(c, dist, det);
     std::printf("check vs CPU: %s\n", bad ? "FAILED" : "all equal");
   }
-  std::printf("%-4s %10s %11s %10s %10s %9s %9s %9s %12s\n", "cfg", "fwd_ms", "fwd_warp_ms", "bwd_ms", "bwd_nondet",
-              "fwd_TF/s", "fwd_%peak", "bwd_%fwd", "workspaceMB");
+  std::printf("%-4s %10s %11s %10s %10s %10s %9s %9s %9s %12s\n", "cfg", "fwd_ms", "fwd_warp_ms", "bwd_ms",
+              "bwd_gather", "bwd_nondet", "fwd_TF/s", "fwd_%peak", "bwd_%fwd", "workspaceMB");
   for (const Config& c : cfgs) {
     if (only && std::strcmp(only, c.name) != 0) continue;
     SearchParams p;
@@ -239,24 +240,31 @@ int main(int argc, char** argv) {
     ConstView cgd = make_view<const void>(gd, DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}, gpu);
     ConstView cind = make_view<const void>(ind, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu);
     const size_t wsb = search_backward_workspace_size(p, dv0, dv1, cind);
+    stnls::cuda::set_backward_fixed_enabled(false);
+    const size_t wsb_gather = search_backward_workspace_size(p, dv0, dv1, cind);
+    stnls::cuda::set_backward_fixed_enabled(true);
+    const size_t wsb_max = std::max(wsb, wsb_gather);
     void* ws = nullptr;
-    CK(cudaMalloc(&ws, std::max<size_t>(wsb, 1)));
+    CK(cudaMalloc(&ws, std::max<size_t>(wsb_max, 1)));
     auto backward = [&](const SearchParams& bp) {
       return median_ms(
           [&] {
             search_backward(bp, cgd, cind, dv0, dv1, make_view<void>(g0, DType::Float32, {c.B, c.T, c.C, c.H, c.W}, gpu),
-                            make_view<void>(g1, DType::Float32, {c.B, c.T, c.C, c.H, c.W}, gpu), ws, wsb);
+                            make_view<void>(g1, DType::Float32, {c.B, c.T, c.C, c.H, c.W}, gpu), ws, wsb_max);
           },
           reps);
     };
-    const double bwd = backward(p);
+    const double bwd = backward(p);  // small calls: the fixed-point scatter
+    stnls::cuda::set_backward_fixed_enabled(false);
+    const double bwd_gather = backward(p);
+    stnls::cuda::set_backward_fixed_enabled(true);
     SearchParams pa = p;
     pa.deterministic = false;  // the atomic scatter where it is faster (small calls)
     const double bwd_atomic = backward(pa);
     CK(cudaDeviceSynchronize());
     const double flops = 2.0 * c.B * sh.Q * sh.st * double(c.ws) * c.ws * c.ps * c.ps * 1 * c.C;
-    std::printf("%-4s %10.3f %11.3f %10.3f %10.3f %9.2f %9.1f %9.2f %12.1f   (forward extra memory %.1f MB)\n", c.name,
-                fwd, fwd_warp, bwd, bwd_atomic, flops / fwd / 1e9, 100.0 * flops / (fwd * 1e-3) / peak, bwd / fwd, wsb / 1e6,
+    std::printf("%-4s %10.3f %11.3f %10.3f %10.3f %10.3f %9.2f %9.1f %9.2f %12.1f   (forward extra memory %.1f MB)\n",
+                c.name, fwd, fwd_warp, bwd, bwd_gather, bwd_atomic, flops / fwd / 1e9, 100.0 * flops / (fwd * 1e-3) / peak, bwd / fwd, wsb / 1e6,
                 (double(free0) - double(free1)) / 1e6);
     for (void* x : {(void*)v0, (void*)v1, (void*)ff, (void*)bf, (void*)d, (void*)ind, (void*)gd, (void*)g0, (void*)g1, ws})
       CK(cudaFree(x));

@@ -5,13 +5,16 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "cuda/search_backward_fixed.h"
 #include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_thread.h"
 #include "stnls/error.h"
@@ -254,13 +257,26 @@ std::vector<Case> sampled_cases() {
   return out;
 }
 
+// Turns the fixed-point backward off for its scope: small deterministic float32 calls then
+// take the gather, as larger ones do.
+struct FixedPointOff {
+  FixedPointOff() { cuda::set_backward_fixed_enabled(false); }
+  ~FixedPointOff() { cuda::set_backward_fixed_enabled(true); }
+};
+
 class SearchCudaVsCpu : public ::testing::TestWithParam<int> {};
 
 TEST_P(SearchCudaVsCpu, ForwardExactBackwardClose) {
+  // float32: the deterministic backward both ways, fixed-point scatter and gather.
   REQUIRE_GPU();
   const Case c = sampled_cases()[GetParam()];
-  if (c.f64) check_case<double>(c, 100 + GetParam());
-  else check_case<float>(c, 100 + GetParam());
+  if (c.f64) {
+    check_case<double>(c, 100 + GetParam());
+  } else {
+    check_case<float>(c, 100 + GetParam());
+    FixedPointOff gather;
+    check_case<float>(c, 100 + GetParam());
+  }
 }
 INSTANTIATE_TEST_SUITE_P(Sampled, SearchCudaVsCpu, ::testing::Range(0, 64));
 
@@ -286,6 +302,118 @@ TEST(SearchCuda, AtomicBackwardHeavyOverlap) {
   check_case<float>(c, 19);
   c.p.dist_type = DistType::L2, c.p.reflect_bounds = false, c.channels_last = true;
   check_case<double>(c, 20);
+}
+
+TEST(SearchCuda, FixedPointBackwardHeavyOverlap) {
+  // The deterministic float32 backward of a small call (the fixed-point scatter) where
+  // every pixel receives many terms, against the CPU and bitwise repeatable.
+  REQUIRE_GPU();
+  Case c;
+  c.T = 3, c.H = 14, c.W = 15, c.C = 3, c.flow_std = 0.5;
+  c.p.ws = 5, c.p.wt = 1, c.p.ps = 7, c.p.k = 32, c.p.stride0 = 1;
+  check_case<float>(c, 21);
+  EXPECT_GT(last_workspace_bytes, 0u);
+  c.p.dist_type = DistType::L2, c.p.reflect_bounds = false, c.channels_last = true, c.p.nheads = 3, c.C = 6;
+  check_case<float>(c, 22);
+}
+
+// The backward alone, from random index triples (some padding, some out of range), of
+// float32 videos scaled by `scale`, with NaN and infinities placed in the inputs when
+// `nonfinite`: the CUDA gradients (fixed-point scatter, or the gather with it off) against
+// the CPU's, NaN where the CPU has NaN, the same infinity where it has one, elsewhere
+// within 2e-5 of the largest finite CPU gradient; and bitwise repeatable.
+void check_backward_values(const Case& c, uint32_t seed, float scale, bool nonfinite) {
+  SCOPED_TRACE(describe(c) + " scale " + std::to_string(scale) + (nonfinite ? " nonfinite" : ""));
+  const Device cpu{}, gpu{DeviceKind::CUDA, 0};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const size_t nv = c.B * c.T * c.C * c.H * c.W;
+  std::vector<float> v0(nv), v1(nv);
+  for (auto& x : v0) x = scale * nd(rng);
+  for (auto& x : v1) x = scale * nd(rng);
+  ConstView hv0 = video_view<const void>(v0.data(), DType::Float32, c, cpu);
+  const SearchShape sh = search_shape(c.p, hv0, hv0);
+  const size_t no = sh.B * sh.HD * sh.Q * sh.K;
+  std::vector<float> gd(no);
+  for (auto& x : gd) x = nd(rng);
+  std::vector<int32_t> inds(no * 3);
+  for (size_t e = 0; e < no; ++e) {
+    const bool pad = rng() % 8 == 0;
+    inds[3 * e] = pad ? -1 : static_cast<int32_t>(rng() % c.T);
+    inds[3 * e + 1] = pad ? -1 : static_cast<int32_t>(rng() % (c.H + (rng() % 16 == 0)));  // some out of range
+    inds[3 * e + 2] = pad ? -1 : static_cast<int32_t>(rng() % c.W);
+  }
+  if (nonfinite) {
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    v0[rng() % nv] = nan, v0[rng() % nv] = inf;
+    v1[rng() % nv] = -inf, v1[rng() % nv] = inf;
+    gd[rng() % no] = nan, gd[rng() % no] = inf;
+  }
+  ConstView hv1 = video_view<const void>(v1.data(), DType::Float32, c, cpu);
+  std::vector<float> r0(nv), r1(nv);
+  search_backward(c.p, make_view<const void>(gd.data(), DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}), 
+                  make_view<const void>(inds.data(), DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}), hv0, hv1,
+                  video_view<void>(r0.data(), DType::Float32, c, cpu), video_view<void>(r1.data(), DType::Float32, c, cpu));
+  std::vector<float> ref = r0;
+  ref.insert(ref.end(), r1.begin(), r1.end());
+
+  DevBuf<float> d0(v0), d1(v1), dgd(gd);
+  DevBuf<int32_t> dind(inds);
+  ConstView dv0 = video_view<const void>(d0.p, DType::Float32, c, gpu), dv1 = video_view<const void>(d1.p, DType::Float32, c, gpu);
+  ConstView cgd = make_view<const void>(dgd.p, DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}, gpu);
+  ConstView cind = make_view<const void>(dind.p, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu);
+  const size_t wsb = search_backward_workspace_size(c.p, dv0, dv1, cind);
+  DevBuf<char> ws(wsb);
+  std::vector<float> run[2];
+  for (int rep = 0; rep < 2; ++rep) {
+    DevBuf<float> o0(std::vector<float>(nv, 7.f)), o1(std::vector<float>(nv, 7.f));
+    search_backward(c.p, cgd, cind, dv0, dv1, video_view<void>(o0.p, DType::Float32, c, gpu),
+                    video_view<void>(o1.p, DType::Float32, c, gpu), ws.p, wsb);
+    CUDA_OK(cudaDeviceSynchronize());
+    run[rep] = o0.get();
+    const std::vector<float> b1 = o1.get();
+    run[rep].insert(run[rep].end(), b1.begin(), b1.end());
+  }
+  double big = 0;
+  size_t special = 0;
+  for (float x : ref) {
+    if (std::isfinite(x)) big = std::max(big, std::abs(double(x)));
+    else ++special;
+  }
+  if (nonfinite) EXPECT_GT(special, 0u) << "the injected values reach no gradient";
+  const double tol = 2e-5 * big;
+  size_t bad = 0, first = ref.size();
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const float a = ref[i], b = run[0][i];
+    const bool ok = std::isnan(a) ? std::isnan(b) : std::isinf(a) ? a == b : std::abs(double(a) - double(b)) <= tol;
+    if (!ok && bad++ == 0) first = i;
+  }
+  EXPECT_EQ(bad, 0u) << "gradient entries off the CPU (tol " << tol << "); first " << first
+                     << (first < ref.size() ? " cpu " + std::to_string(ref[first]) + " cuda " + std::to_string(run[0][first]) : "");
+  EXPECT_EQ(std::memcmp(run[0].data(), run[1].data(), run[0].size() * sizeof(float)), 0) << "backward not bitwise repeatable";
+}
+
+TEST(SearchCuda, FixedPointBackwardScalesAndNonFinite) {
+  // The fixed-point scale follows the inputs' magnitude (tiny and huge videos keep float32
+  // accuracy), and NaN / infinities in the inputs come out as a float sum makes them;
+  // the gather on the same calls for comparison.
+  REQUIRE_GPU();
+  Case c;
+  c.T = 3, c.H = 12, c.W = 13, c.C = 4;
+  c.p.ws = 5, c.p.wt = 1, c.p.ps = 3, c.p.k = 6, c.p.stride0 = 1;
+  auto run_all = [&](uint32_t seed) {
+    for (DistType dist : {DistType::Prod, DistType::L2}) {
+      c.p.dist_type = dist;
+      for (float scale : {1.f, 1e-12f, 1e12f}) check_backward_values(c, seed++, scale, false);
+      check_backward_values(c, seed++, 1.f, true);
+      Case d = c;
+      d.p.nheads = 2, d.channels_last = true, d.p.ps = 7, d.p.stride0 = 2, d.p.reflect_bounds = false;
+      check_backward_values(d, seed++, 1.f, true);
+    }
+  };
+  run_all(40);
+  FixedPointOff gather;
+  run_all(40);
 }
 
 TEST(SearchCuda, AllCandidatesWholeFrame) {

@@ -1,9 +1,11 @@
 // CUDA backward of the non-local search (SPEC.md rule 8), bitwise deterministic (the
 // default, SearchParams::deterministic = true): every gradient element is written by one
 // thread that sums its contributions in a fixed order (no float atomics).
-// deterministic = false allows the atomic scatter of search_backward_atomic.cu (no
-// workspace), taken where it is the faster of the two: calls of few terms, whose time the
-// gather's fixed steps (list sort, packs, copies) dominate (`use_atomic`).
+// Calls of few terms, whose time the gather's fixed steps (list sort, packs, copies)
+// dominate, scatter instead: deterministic = false with float atomics
+// (search_backward_atomic.cu, no workspace, `use_atomic`), deterministic float32 with
+// 64-bit fixed-point atomics, whose sums do not depend on the order
+// (search_backward_fixed.cu, `use_fixed`).
 //
 // grad_vid0 (gather over queries): a pixel p of vid0 was read by query q at tap
 // (pk, pi, pj) when bound(coordinate) == p on each axis; under one reflection each axis has
@@ -38,6 +40,7 @@
 #include "cuda/pixel_major.cuh"
 #include "cuda/search_backward_args.h"
 #include "cuda/search_backward_atomic.h"
+#include "cuda/search_backward_fixed.h"
 
 namespace stnls {
 namespace cuda {
@@ -533,23 +536,34 @@ void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes,
   });
 }
 
-// The atomic scatter costs about one L2 atomic per term (B*HD*Q*K*pt*ps^2*C of them;
-// H200: S1's 18M terms 0.145 ms against the gather's 0.405, S2's 118M terms 1.08 ms
-// against 0.64, S3 and S4 twice the gather's time), the gather a fixed ~0.25 ms plus far
-// less per term: break-even near 40M terms.
-constexpr double kAtomicMaxTerms = 40e6;
+// The scatters cost about one L2 atomic per term (B*HD*Q*K*pt*ps^2*C of them; H200:
+// S1's 18M terms 0.145 ms with float atomics against the gather's 0.405, S2's 118M terms
+// 1.08 ms against 0.64, S3 and S4 twice the gather's time), the gather a fixed ~0.25 ms
+// plus far less per term: break-even near 40M terms.
+constexpr double kScatterMaxTerms = 40e6;
+// The fixed-point scatter's workspace (17 bytes per gradient element) stays small.
+constexpr size_t kFixedMaxWorkspace = size_t(64) << 20;
 
-bool use_atomic(const SearchArgs& a) {
-  if (a.p.deterministic) return false;
+bool scatter_size(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
   const double terms = static_cast<double>(sh.B * sh.HD * sh.Q) * sh.K * a.p.pt * a.p.ps * a.p.ps * sh.C;
-  return terms <= kAtomicMaxTerms;
+  return terms <= kScatterMaxTerms;
+}
+
+// deterministic = false: float atomics.
+bool use_atomic(const SearchArgs& a) { return !a.p.deterministic && scatter_size(a); }
+
+// deterministic, float32: fixed-point atomics (search_backward_fixed.cu).
+bool use_fixed(const SearchArgs& a) {
+  return a.p.deterministic && a.dtype == DType::Float32 && backward_fixed_enabled() && scatter_size(a) &&
+         search_backward_fixed_workspace_size(a) <= kFixedMaxWorkspace;
 }
 
 }  // namespace
 
 size_t search_backward_workspace_size(const SearchArgs& a) {
   if (use_atomic(a)) return 0;
+  if (use_fixed(a)) return search_backward_fixed_workspace_size(a);
   DeviceGuard guard(a.device.index);
   return chunking(a).bytes;
 }
@@ -557,6 +571,7 @@ size_t search_backward_workspace_size(const SearchArgs& a) {
 void search_backward(const SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {
   DeviceGuard guard(a.device.index);
   if (use_atomic(a)) return search_backward_atomic(a, as_stream(stream));
+  if (use_fixed(a)) return search_backward_fixed(a, workspace, workspace_bytes, as_stream(stream));
   STNLS_FLOAT_SWITCH(a.dtype, [&] {
     STNLS_DIST_SWITCH(a.p.dist_type, [&] {
       backward_impl<scalar_t, kL2>(a, workspace, workspace_bytes, as_stream(stream));

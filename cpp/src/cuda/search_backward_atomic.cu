@@ -1,17 +1,9 @@
-// CUDA backward of the non-local search with SearchParams::deterministic = false: the
-// gradients are zeroed and every (query, neighbour, tap, channel) term of SPEC.md rule 8 is
-// added with atomicAdd, so there is no workspace, no inverse list and no sort, and the
-// order in which terms reach a pixel (hence the float rounding) changes from run to run.
-// The deterministic gather (search_backward.cu) is the default.
-//
-// One warp per query: lanes take the query's (pk, pi, pj, c) terms, ordered so that
-// neighbouring lanes touch neighbouring addresses (pj or c fastest, whichever the gradient
-// stores contiguously); lane k holds neighbour k's location and grad_dists, and the warp
-// walks the neighbours with shuffles. A term's grad_vid0 contributions of all K
-// neighbours are summed in a register first (one atomic per term), its grad_vid1
-// contributions take one atomic each. Reads and writes follow the CPU backend: a tap
-// outside the video reads 0 and writes nothing, padding (-1) and out-of-range triples add
-// nothing.
+// CUDA backward of the non-local search with SearchParams::deterministic = false, for
+// calls of few terms (search_backward.cu decides): the gradients are zeroed and every
+// (query, neighbour, tap, channel) term of SPEC.md rule 8 is added with a float atomicAdd
+// (the scatter kernel of search_backward_scatter.cuh), so there is no workspace, no
+// inverse list and no sort, and the order in which terms reach a pixel (hence the float
+// rounding) changes from run to run.
 #include <cuda_runtime.h>
 
 #include "common/dispatch.h"
@@ -19,6 +11,7 @@
 #include "cuda/cuda_util.h"
 #include "cuda/search_backward_args.h"
 #include "cuda/search_backward_atomic.h"
+#include "cuda/search_backward_scatter.cuh"
 #include "cuda/zero_video.cuh"
 
 namespace stnls {
@@ -27,83 +20,27 @@ namespace {
 
 using detail::SearchArgs;
 
-constexpr int kWarps = 8;  // warps (queries) per block
-
-template <class T, bool L2>
-__global__ void __launch_bounds__(kWarps * 32) search_backward_atomic_kernel(const BwdArgs<T> a, int64_t nq, bool c_fast) {
-  // c_fast: terms ordered with the channel fastest (channels-last gradients)
-  const int lane = threadIdx.x & 31;
-  const int64_t wq = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (wq >= nq) return;  // whole warps leave together
-  const int q = static_cast<int>(wq % a.Q);
-  const int64_t bh = wq / a.Q;
-  const int hd = static_cast<int>(bh % a.HD);
-  const int64_t b = bh / a.HD;
-  const T* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h;
-  const T* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
-  T* g0 = a.g0 + b * a.w0.b + hd * a.w0.h;
-  T* g1 = a.g1 + b * a.w1.b + hd * a.w1.h;
-  const int32_t* ind = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
-  const T* gdq = a.gd + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
-
-  const int t = q / (a.nH * a.nW);
-  const int qy = ((q / a.nW) % a.nH) * a.str0 + a.o0 - a.offH0;  // query patch's first tap
-  const int qx = (q % a.nW) * a.str0 + a.o0 - a.offW0;
-  const int nterms = a.pt * a.ps * a.ps * a.C;
-
-  for (int e = lane; e - lane < nterms; e += 32) {  // every lane runs every round (shuffles)
-    const bool live = e < nterms;
-    // The term's (pk, pi, pj, c).
-    int pk, pi, pj, c;
-    {
-      int r = live ? e : 0;
-      if (c_fast) {
-        c = r % a.C, r /= a.C;
-        pj = r % a.ps, r /= a.ps;
-      } else {
-        pj = r % a.ps, r /= a.ps;
-        c = r % a.C, r /= a.C;
-      }
-      pi = r % a.ps, pk = r / a.ps;
+// Float atomics straight into the gradients.
+template <class T>
+struct FloatSink {
+  T* g0;
+  T* g1;
+  detail::Strides6 w0, w1;
+  struct Slice {
+    T* g0;
+    T* g1;
+    detail::Strides6 w0, w1;
+    __device__ void add0(int t, int y, int x, int c, T v) const {
+      atomicAdd(g0 + (t * w0.t + y * w0.y + x * w0.x + c * w0.c), v);
     }
-    const int dy = a.dil * pi, dx = a.dil * pj;
-    const int tt = geo::bound32(t + pk, a.nT, a.reflect);
-    const int ty = geo::bound32(qy + dy, a.H, a.reflect);
-    const int tx = geo::bound32(qx + dx, a.W, a.reflect);
-    const bool in0 = live && tt >= 0 && ty >= 0 && tx >= 0;
-    const T va = in0 ? v0[tt * a.s0.t + ty * a.s0.y + tx * a.s0.x + c * a.s0.c] : T(0);
-    T acc0 = T(0);
-    for (int k0 = 0; k0 < a.K; k0 += 32) {
-      // Lane j holds neighbour k0 + j: its candidate patch's first tap and grad_dists.
-      int nu = -1, ny = 0, nx = 0;
-      T ng = T(0);
-      if (k0 + lane < a.K) {
-        const int32_t* n = ind + (k0 + lane) * a.si[3];
-        const int u = n[0], y = n[a.si[4]], x = n[2 * a.si[4]];
-        if (u >= 0 && u < a.nT && y >= 0 && y < a.H && x >= 0 && x < a.W) {
-          nu = u, ny = y + a.o0 - a.offH1, nx = x + a.o0 - a.offW1;
-          ng = gdq[(k0 + lane) * a.sd[3]];
-        }
-      }
-      const int nk = min(32, a.K - k0);
-      for (int j = 0; j < nk; ++j) {
-        const int u = __shfl_sync(0xffffffffu, nu, j);
-        if (u < 0) continue;  // the same for every lane
-        const int cy = __shfl_sync(0xffffffffu, ny, j), cx = __shfl_sync(0xffffffffu, nx, j);
-        const T g = __shfl_sync(0xffffffffu, ng, j);
-        if (!live) continue;
-        const int ut = geo::bound32(u + pk, a.nT, a.reflect);
-        const int uy = geo::bound32(cy + dy, a.H, a.reflect);
-        const int ux = geo::bound32(cx + dx, a.W, a.reflect);
-        const bool in1 = ut >= 0 && uy >= 0 && ux >= 0;
-        const T vb = in1 ? v1[ut * a.s1.t + uy * a.s1.y + ux * a.s1.x + c * a.s1.c] : T(0);
-        acc0 += g * geo::dist_da<L2>(va, vb);
-        if (in1) atomicAdd(g1 + (ut * a.w1.t + uy * a.w1.y + ux * a.w1.x + c * a.w1.c), g * geo::dist_db<L2>(va, vb));
-      }
+    __device__ void add1(int t, int y, int x, int c, T v) const {
+      atomicAdd(g1 + (t * w1.t + y * w1.y + x * w1.x + c * w1.c), v);
     }
-    if (in0) atomicAdd(g0 + (tt * a.w0.t + ty * a.w0.y + tx * a.w0.x + c * a.w0.c), acc0);
+  };
+  __device__ Slice slice(int64_t b, int hd) const {
+    return {g0 + b * w0.b + hd * w0.h, g1 + b * w1.b + hd * w1.h, w0, w1};
   }
-}
+};
 
 template <class T, bool L2>
 void backward_atomic_impl(const SearchArgs& a, cudaStream_t stream) {
@@ -113,10 +50,12 @@ void backward_atomic_impl(const SearchArgs& a, cudaStream_t stream) {
   zero_video(f.g0, a.g0, sh.B, sh.HD, sh.T, sh.C, sh.H, sh.W, stream);
   zero_video(f.g1, a.g1, sh.B, sh.HD, sh.T, sh.C, sh.H, sh.W, stream);
   if (nq == 0 || f.K == 0) return;
-  const int64_t blocks = ceil_div(nq, kWarps);
+  const int64_t blocks = ceil_div(nq, kScatterWarps);
   if (blocks > INT32_MAX) throw BackendError("search backward: too many queries for one launch");
-  search_backward_atomic_kernel<T, L2><<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(f, nq, a.g1.c == 1);
-  check_launch("search_backward_atomic_kernel");
+  const FloatSink<T> sink{f.g0, f.g1, f.w0, f.w1};
+  search_backward_scatter_kernel<T, L2><<<static_cast<unsigned>(blocks), kScatterWarps * 32, 0, stream>>>(
+      f, sink, nq, a.g1.c == 1);
+  check_launch("search_backward_scatter_kernel (float atomics)");
 }
 
 }  // namespace
