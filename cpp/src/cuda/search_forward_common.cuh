@@ -133,11 +133,6 @@ struct ThreadList {
 #pragma unroll
     for (int m = 0; m < KM; ++m) key[m] = kNone, ord[m] = kEmpty;
   }
-  // The order key of a distance (a NaN gets kNaN), as offer computes it.
-  __device__ __forceinline__ static uint32_t key_of(float d) {
-    const uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
-    return k == kNone ? kNaN : k;
-  }
   __device__ __forceinline__ void offer(float d, int32_t o) {
     uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
     k = k == kNone ? kNaN : k;

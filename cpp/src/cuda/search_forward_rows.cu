@@ -189,22 +189,11 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
       const int2 w0 = wins[fn];
       const int y = w0.x + i;
       if (y >= 0 && y < H) {
-        // Keys first: most rows have no candidate that beats the list's last entry, and
-        // one test then skips them all.
-        unsigned ok = 0;
-        uint32_t lo = kNone;
 #pragma unroll
         for (int j = 0; j < WW; ++j) {
           const int x = w0.y + j;
-          if (x >= 0 && x < W && !(a.remove_self && fn == 0 && y == qh && x == qw)) {
-            ok |= 1u << j;
-            lo = min(lo, ThreadList<L2, KM>::key_of(acc[j]));
-          }
-        }
-        if (lo < list.key[KM - 1]) {
-#pragma unroll
-          for (int j = 0; j < WW; ++j)
-            if ((ok >> j) & 1u) list.offer(acc[j], n * WW + j);
+          const bool ok = x >= 0 && x < W && !(a.remove_self && fn == 0 && y == qh && x == qw);
+          if (ok) list.offer(acc[j], n * WW + j);
         }
       }
     }
