@@ -319,11 +319,14 @@ TEST(SearchCuda, FixedPointBackwardHeavyOverlap) {
 
 // The backward alone, from random index triples (some padding, some out of range), of
 // float32 videos scaled by `scale`, with NaN and infinities placed in the inputs when
-// `nonfinite`: the CUDA gradients (fixed-point scatter, or the gather with it off) against
-// the CPU's, NaN where the CPU has NaN, the same infinity where it has one, elsewhere
-// within 2e-5 of the largest finite CPU gradient; and bitwise repeatable.
-void check_backward_values(const Case& c, uint32_t seed, float scale, bool nonfinite) {
-  SCOPED_TRACE(describe(c) + " scale " + std::to_string(scale) + (nonfinite ? " nonfinite" : ""));
+// `nonfinite`, and with the videos and grad_dists stored every other element when
+// `spread` (the elements between hold 1e30, which must not be read): the CUDA gradients
+// (fixed-point scatter, or the gather with it off) against the CPU's, NaN where the CPU
+// has NaN, the same infinity where it has one, elsewhere within 2e-5 of the largest finite
+// CPU gradient; and bitwise repeatable.
+void check_backward_values(const Case& c, uint32_t seed, float scale, bool nonfinite, bool spread = false) {
+  SCOPED_TRACE(describe(c) + " scale " + std::to_string(scale) + (nonfinite ? " nonfinite" : "") +
+               (spread ? " spread" : ""));
   const Device cpu{}, gpu{DeviceKind::CUDA, 0};
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -331,8 +334,8 @@ void check_backward_values(const Case& c, uint32_t seed, float scale, bool nonfi
   std::vector<float> v0(nv), v1(nv);
   for (auto& x : v0) x = scale * nd(rng);
   for (auto& x : v1) x = scale * nd(rng);
-  ConstView hv0 = video_view<const void>(v0.data(), DType::Float32, c, cpu);
-  const SearchShape sh = search_shape(c.p, hv0, hv0);
+  const SearchShape sh = search_shape(c.p, video_view<const void>(v0.data(), DType::Float32, c, cpu),
+                                      video_view<const void>(v1.data(), DType::Float32, c, cpu));
   const size_t no = sh.B * sh.HD * sh.Q * sh.K;
   std::vector<float> gd(no);
   for (auto& x : gd) x = nd(rng);
@@ -349,18 +352,33 @@ void check_backward_values(const Case& c, uint32_t seed, float scale, bool nonfi
     v1[rng() % nv] = -inf, v1[rng() % nv] = inf;
     gd[rng() % no] = nan, gd[rng() % no] = inf;
   }
-  ConstView hv1 = video_view<const void>(v1.data(), DType::Float32, c, cpu);
+  // Storage (every other element when spread) and views over it.
+  const int64_t step = spread ? 2 : 1;
+  auto store = [&](const std::vector<float>& v) {
+    std::vector<float> m(v.size() * step, 1e30f);
+    for (size_t i = 0; i < v.size(); ++i) m[i * step] = v[i];
+    return m;
+  };
+  auto stretch = [&](auto view) {
+    for (int d = 0; d < view.ndim; ++d) view.strides[d] *= step;
+    return view;
+  };
+  const std::vector<float> m0 = store(v0), m1 = store(v1), mg = store(gd);
+  auto vid = [&](const float* p, Device dev) { return stretch(video_view<const void>(p, DType::Float32, c, dev)); };
+  auto gdv = [&](const float* p, Device dev) {
+    return stretch(make_view<const void>(p, DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}, dev));
+  };
+
   std::vector<float> r0(nv), r1(nv);
-  search_backward(c.p, make_view<const void>(gd.data(), DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}), 
-                  make_view<const void>(inds.data(), DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}), hv0, hv1,
-                  video_view<void>(r0.data(), DType::Float32, c, cpu), video_view<void>(r1.data(), DType::Float32, c, cpu));
+  search_backward(c.p, gdv(mg.data(), cpu), make_view<const void>(inds.data(), DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}),
+                  vid(m0.data(), cpu), vid(m1.data(), cpu), video_view<void>(r0.data(), DType::Float32, c, cpu),
+                  video_view<void>(r1.data(), DType::Float32, c, cpu));
   std::vector<float> ref = r0;
   ref.insert(ref.end(), r1.begin(), r1.end());
 
-  DevBuf<float> d0(v0), d1(v1), dgd(gd);
+  DevBuf<float> d0(m0), d1(m1), dgd(mg);
   DevBuf<int32_t> dind(inds);
-  ConstView dv0 = video_view<const void>(d0.p, DType::Float32, c, gpu), dv1 = video_view<const void>(d1.p, DType::Float32, c, gpu);
-  ConstView cgd = make_view<const void>(dgd.p, DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}, gpu);
+  ConstView dv0 = vid(d0.p, gpu), dv1 = vid(d1.p, gpu), cgd = gdv(dgd.p, gpu);
   ConstView cind = make_view<const void>(dind.p, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu);
   const size_t wsb = search_backward_workspace_size(c.p, dv0, dv1, cind);
   DevBuf<char> ws(wsb);
@@ -395,8 +413,8 @@ void check_backward_values(const Case& c, uint32_t seed, float scale, bool nonfi
 
 TEST(SearchCuda, FixedPointBackwardScalesAndNonFinite) {
   // The fixed-point scale follows the inputs' magnitude (tiny and huge videos keep float32
-  // accuracy), and NaN / infinities in the inputs come out as a float sum makes them;
-  // the gather on the same calls for comparison.
+  // accuracy), NaN / infinities in the inputs come out as a float sum makes them, strided
+  // (not dense) views are read element by element; the gather on the same calls too.
   REQUIRE_GPU();
   Case c;
   c.T = 3, c.H = 12, c.W = 13, c.C = 4;
@@ -406,9 +424,11 @@ TEST(SearchCuda, FixedPointBackwardScalesAndNonFinite) {
       c.p.dist_type = dist;
       for (float scale : {1.f, 1e-12f, 1e12f}) check_backward_values(c, seed++, scale, false);
       check_backward_values(c, seed++, 1.f, true);
+      check_backward_values(c, seed++, 1.f, false, true);  // strided views (not dense)
       Case d = c;
       d.p.nheads = 2, d.channels_last = true, d.p.ps = 7, d.p.stride0 = 2, d.p.reflect_bounds = false;
       check_backward_values(d, seed++, 1.f, true);
+      check_backward_values(d, seed++, 1e3f, true, true);
     }
   };
   run_all(40);

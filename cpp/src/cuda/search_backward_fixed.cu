@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <initializer_list>
 #include <string>
 
 #include "common/dispatch.h"
@@ -68,40 +69,64 @@ __device__ int scale_exponent(const unsigned* maxbits, double nterms) {
   const double m0 = __uint_as_float(maxbits[0]), m1 = __uint_as_float(maxbits[1]), mg = __uint_as_float(maxbits[2]);
   const double bound = nterms * 2.0 * mg * (m0 + m1) * (1.0 + 1e-4);  // margin for the terms' float rounding
   if (!(bound > 0.0)) return 0;  // every term is 0
-  int e = 0;
-  frexp(bound, &e);  // bound < 2^e
+  // bound < 2^e with e = frexp's exponent, read from the (normal) double's bits
+  const int e = static_cast<int>((__double_as_longlong(bound) >> 52) & 0x7ff) - 1022;
   return 62 - e;
 }
 
-// The dense [b][hd][t][c][y][x] position of element r as the offset of a strided video.
-__device__ int64_t strided_offset(int64_t r, const Strides6& s, int HD, int T, int C, int H, int W) {
-  const int x = static_cast<int>(r % W), y = static_cast<int>((r / W) % H);
-  const int c = static_cast<int>((r / (static_cast<int64_t>(W) * H)) % C);
-  const int64_t r2 = r / (static_cast<int64_t>(W) * H * C);
-  const int t = static_cast<int>(r2 % T);
-  const int64_t bh = r2 / T;
+// The dense [b][hd][t][c][y][x] position r of an element as the offset of a strided video
+// (32-bit arithmetic: a call takes this path only with n < 2^31 elements).
+__device__ int64_t strided_offset(int r, const Strides6& s, int HD, int T, int C, int H, int W) {
+  const int x = r % W, y = (r / W) % H, c = (r / (W * H)) % C;
+  const int r2 = r / (W * H * C);
+  const int t = r2 % T, bh = r2 / T;
   return (bh / HD) * s.b + (bh % HD) * s.h + t * s.t + c * s.c + y * s.y + x * s.x;
+}
+
+// What the maxima pass reads of vid0, vid1 and grad_dists, len[i] elements each: a dense
+// view (contiguous, channels-last, any order of dimensions without gaps: its span of
+// memory holds exactly its count of elements) straight through from its first element,
+// other views element by element (32-bit decode).
+struct Spans {
+  int64_t len[3];
+  bool linear[3];
+};
+
+// Fills span i for sizes `n` and strides `s` (count elements).
+void set_span(Spans& sp, int i, std::initializer_list<int64_t> n, std::initializer_list<int64_t> s) {
+  int64_t count = 1, extent = 1;
+  bool ok = true;
+  for (auto ni = n.begin(), si = s.begin(); ni != n.end(); ++ni, ++si) {
+    count *= *ni;
+    ok = ok && *si >= 0;
+    extent += (*ni - 1) * *si;
+  }
+  sp.linear[i] = ok && extent == count;
+  sp.len[i] = count;
 }
 
 // The largest finite |vid0|, |vid1| and |grad_dists| (as float bits, which order like the
 // values for non-negative floats) into maxbits[0..2].
-__global__ void __launch_bounds__(256) maxima_kernel(const BwdArgs<float> a, int64_t n, int64_t nd, unsigned* maxbits) {
+__global__ void __launch_bounds__(256) maxima_kernel(const BwdArgs<float> a, const Spans sp, unsigned* maxbits) {
   float m[3] = {0.f, 0.f, 0.f};
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < 2 * n + nd; e += stride) {
+  const int64_t e1 = sp.len[0], e2 = e1 + sp.len[1], total = e2 + sp.len[2];
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
     float v;
-    int which;
-    if (e < 2 * n) {
-      which = e >= n;
-      const float* vid = which ? a.vid1 : a.vid0;
-      v = vid[strided_offset(e - which * n, which ? a.s1 : a.s0, a.HD, a.nT, a.C, a.H, a.W)];
+    const int which = e < e1 ? 0 : e < e2 ? 1 : 2;
+    if (which == 0) {
+      v = sp.linear[0] ? a.vid0[e] : a.vid0[strided_offset(static_cast<int>(e), a.s0, a.HD, a.nT, a.C, a.H, a.W)];
+    } else if (which == 1) {
+      const int64_t r = e - e1;
+      v = sp.linear[1] ? a.vid1[r] : a.vid1[strided_offset(static_cast<int>(r), a.s1, a.HD, a.nT, a.C, a.H, a.W)];
     } else {
-      which = 2;
-      const int64_t r = e - 2 * n;  // [b][hd][q][k]
+      const int64_t r = e - e2;  // [b][hd][q][k]
       const int64_t k = r % a.K, q = (r / a.K) % a.Q, bh = r / (static_cast<int64_t>(a.K) * a.Q);
-      v = a.gd[(bh / a.HD) * a.sd[0] + (bh % a.HD) * a.sd[1] + q * a.sd[2] + k * a.sd[3]];
+      v = a.gd[sp.linear[2] ? r : (bh / a.HD) * a.sd[0] + (bh % a.HD) * a.sd[1] + q * a.sd[2] + k * a.sd[3]];
     }
-    if (isfinite(v)) m[which] = fmaxf(m[which], fabsf(v));
+    const float av = isfinite(v) ? fabsf(v) : 0.f;
+#pragma unroll
+    for (int i = 0; i < 3; ++i) m[i] = which == i ? fmaxf(m[i], av) : m[i];  // no indexing by which (registers)
   }
 #pragma unroll
   for (int i = 0; i < 3; ++i) {
@@ -145,19 +170,23 @@ struct FixedSink {
   }
 };
 
-// Sums (and flags) to float gradients: thread per element of grad_vid0, then grad_vid1.
-__global__ void __launch_bounds__(256) to_float_kernel(const BwdArgs<float> a, FixedSink k, int64_t n) {
+// Element r's sum (and flags) as the float gradient value.
+__device__ float to_float(const u64* acc, const unsigned* flags, int r, int s) {
+  const unsigned f = (flags[r >> 3] >> ((r & 7) * 4)) & 7u;
+  if ((f & kNaN) || f == (kPosInf | kNegInf)) return __int_as_float(0x7fc00000);
+  if (f) return f == kPosInf ? __int_as_float(0x7f800000) : __int_as_float(0xff800000);
+  return scalbnf(__ll2float_rn(static_cast<long long>(acc[r])), -s);  // one rounding of the exact sum
+}
+
+// Sums to float gradients: thread per element, grad_vid0 in blockIdx.y 0, grad_vid1 in 1.
+__global__ void __launch_bounds__(256) to_float_kernel(const BwdArgs<float> a, FixedSink k, int n) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (e >= 2 * n) return;
-  const int which = e >= n;
-  const int64_t r = e - which * n;
-  const unsigned f = ((which ? k.flags1 : k.flags0)[r >> 3] >> ((r & 7) * 4)) & 7u;
-  float v;
-  if ((f & kNaN) || f == (kPosInf | kNegInf)) v = __int_as_float(0x7fc00000);
-  else if (f) v = f == kPosInf ? __int_as_float(0x7f800000) : __int_as_float(0xff800000);
-  else v = scalbnf(__ll2float_rn(static_cast<long long>((which ? k.acc1 : k.acc0)[r])), -scale_exponent(k.maxbits, k.nterms));
-  float* g = which ? a.g1 : a.g0;
-  g[strided_offset(r, which ? a.w1 : a.w0, a.HD, a.nT, a.C, a.H, a.W)] = v;
+  if (e >= n) return;
+  const int r = static_cast<int>(e), s = scale_exponent(k.maxbits, k.nterms);
+  if (blockIdx.y == 0)
+    a.g0[strided_offset(r, a.w0, a.HD, a.nT, a.C, a.H, a.W)] = to_float(k.acc0, k.flags0, r, s);
+  else
+    a.g1[strided_offset(r, a.w1, a.HD, a.nT, a.C, a.H, a.W)] = to_float(k.acc1, k.flags1, r, s);
 }
 
 std::atomic<bool> enabled{true};  // set_backward_fixed_enabled
@@ -177,6 +206,7 @@ void search_backward_fixed(const SearchArgs& a, void* workspace, size_t workspac
                      " bytes (search_backward_workspace_size), got " + std::to_string(workspace_bytes));
   const BwdArgs<float> f = backward_args<float>(a);
   if (L.n == 0) return;
+  if (L.n > INT32_MAX) throw BackendError("search backward: too many elements for the fixed-point path");
   char* ws = static_cast<char*>(workspace);
   STNLS_CUDA_CHECK(cudaMemsetAsync(ws, 0, L.total, stream));
   unsigned* maxbits = reinterpret_cast<unsigned*>(ws);
@@ -189,9 +219,12 @@ void search_backward_fixed(const SearchArgs& a, void* workspace, size_t workspac
                        f.HD, f.nT, f.C, f.H, f.W};
   const int64_t nq = sh.B * sh.HD * sh.Q;
   if (nq > 0 && f.K > 0) {
-    const int64_t nd = nq * f.K;
-    const int64_t items = 2 * L.n + nd;
-    maxima_kernel<<<static_cast<unsigned>(std::min<int64_t>(ceil_div(items, 256), 1024)), 256, 0, stream>>>(f, L.n, nd,
+    Spans sp;
+    set_span(sp, 0, {sh.B, sh.HD, sh.T, sh.C, sh.H, sh.W}, {a.s0.b, a.s0.h, a.s0.t, a.s0.c, a.s0.y, a.s0.x});
+    set_span(sp, 1, {sh.B, sh.HD, sh.T, sh.C, sh.H, sh.W}, {a.s1.b, a.s1.h, a.s1.t, a.s1.c, a.s1.y, a.s1.x});
+    set_span(sp, 2, {sh.B, sh.HD, sh.Q, sh.K}, {a.sd[0], a.sd[1], a.sd[2], a.sd[3]});
+    const int64_t items = sp.len[0] + sp.len[1] + sp.len[2];
+    maxima_kernel<<<static_cast<unsigned>(std::min<int64_t>(ceil_div(items, 256), 1024)), 256, 0, stream>>>(f, sp,
                                                                                                           maxbits);
     check_launch("maxima_kernel");
     const int64_t blocks = ceil_div(nq, kScatterWarps);
@@ -202,7 +235,7 @@ void search_backward_fixed(const SearchArgs& a, void* workspace, size_t workspac
     });
     check_launch("search_backward_scatter_kernel (fixed point)");
   }
-  to_float_kernel<<<static_cast<unsigned>(ceil_div(2 * L.n, 256)), 256, 0, stream>>>(f, sink, L.n);
+  to_float_kernel<<<dim3(static_cast<unsigned>(ceil_div(L.n, 256)), 2), 256, 0, stream>>>(f, sink, static_cast<int>(L.n));
   check_launch("to_float_kernel");
 }
 
