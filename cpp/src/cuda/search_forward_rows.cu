@@ -22,14 +22,9 @@
 //   PS), one shared-memory load per value;
 // - lane PS - 1 completes a candidate row per step and offers it to its sorted register
 //   list (ThreadList), in increasing ordinal order (rule 6).
-// Each warp (32 / PS queries, consecutive in the query grid) stages its own rows in shared
-// memory, pixel-major ([col][c], so the distance loop reads 4 channels per 16-byte load):
-// lane pi loads pixels pi, pi + PS, ... channel by channel (neighbouring lanes, neighbouring
-// pixels: one global sector per query and channel) and stores each 4-channel group with one
-// 16-byte store. Pixel px's groups are stored in the order g ^ (px mod CV/4) (a swizzle),
-// slots are CV * RW + 4 floats long, and query buffers start 8 (CV = 16) or 12 (CV = 32)
-// floats mod 32 apart: the choice with the fewest shared-memory wavefronts for the stores
-// and loads of every compiled variant (`bench/row_banks.py` counts them).
+// Each warp (32 / PS queries, consecutive in the query grid) stages its own rows with
+// asynchronous copies, channel-major per row ([c][col]); a query's rows start PS floats
+// (mod 32) after the previous query's, so the lanes' loads and stores hit distinct banks.
 //
 // Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
 // wide (a compiled width: 5, 7, 9) and at least PS - 1 rows high, k in [1, 16], no
@@ -37,6 +32,7 @@
 // thread-per-query layout does not take the call.
 #include "cuda/search_forward_rows.h"
 
+#include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -56,17 +52,6 @@ using detail::SearchArgs;
 constexpr int kRowWarps = 2;  // warps per block (each independent)
 constexpr int kRowThreads = 32 * kRowWarps;
 
-// Floats of one staged row (slot) of RW pixels; a query's two slots start qs floats apart
-// with qs = kQueryBank (mod 32) (see the top).
-__host__ __device__ constexpr int slot_floats(int cv, int rw) { return cv * rw + 4; }
-__host__ __device__ constexpr int query_bank(int cv) { return cv == 16 ? 8 : 12; }
-
-// Where channel group g (channels 4g .. 4g + 3) of pixel px starts in a slot (the swizzle).
-template <int CV>
-__device__ __forceinline__ int group_at(int px, int g) {
-  return px * CV + ((g ^ (px & (CV / 4 - 1))) << 2);
-}
-
 // Floats of one warp's shared memory: QPW queries' staged rows (qs floats each), then
 // their window starts (QPW * st int2).
 __host__ __device__ constexpr int wins_offset(int qpw, int qs) { return (qpw * qs + 1) / 2 * 2; }
@@ -77,8 +62,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   extern __shared__ __align__(16) float smem[];
   constexpr int QPW = 32 / PS;       // queries per warp
   constexpr int RW = WW + PS - 1;    // pixels of a window row
-  constexpr int SS = slot_floats(CV, RW);
-  constexpr int G = CV / 4;          // 16-byte channel groups per pixel
+  constexpr int SS = CV * RW;        // floats of one staged row (slot)
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
   const bool live = lane < QPW * PS;  // lanes past the warp's last query stage nothing
   const int qi = live ? lane / PS : 0, pi = lane - (lane / PS) * PS;
@@ -88,7 +72,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   const int64_t g = mine ? g0 + qi : a.nq - 1;            // lanes without one repeat the last query
   float* rows = smem + static_cast<int64_t>(wib) * warp_floats(QPW, a.qs, a.st);
   int2* wins = reinterpret_cast<int2*>(rows + wins_offset(QPW, a.qs)) + qi * a.st;  // window start per frame
-  float* myrows = rows + qi * a.qs;  // [slot][col][c], groups swizzled
+  float* myrows = rows + qi * a.qs;  // [slot][c][col]
 
   const int b = static_cast<int>(g / (static_cast<int64_t>(a.HD) * a.Q));
   const int hd = static_cast<int>((g / a.Q) % a.HD);
@@ -147,7 +131,8 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   for (int s = 0; s < ncr + PS - 1; ++s) {
     const int F = s / wh, r = s - F * wh;
     // Stage window row r of frame F (slot 0) and, in a frame's first PS - 1 steps, row
-    // r + wh of frame F - 1 (slot 1). Lane pi copies pixels pi, pi + PS, ...
+    // r + wh of frame F - 1 (slot 1). Lane pi copies pixels pi, pi + PS, ... (neighbouring
+    // lanes, neighbouring pixels: one global sector per query and channel).
     if (live) {
 #pragma unroll
       for (int slot = 0; slot < 2; ++slot) {
@@ -159,22 +144,20 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
         float* dst = myrows + slot * SS;
         for (int px = pi; px < RW; px += PS) {
           const int xx = geo::bound32(w0.y + a.o0 - a.offW1 + px, W, a.reflect);
-          const bool in = yy >= 0 && xx >= 0;
-          const float* src = rowp + (in ? xx * a.s1.x : 0);
+          float* d = dst + px;
+          if (yy < 0 || xx < 0) {
 #pragma unroll
-          for (int g = 0; g < G; ++g) {
-            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (in) {
-              v.x = __ldg(src + (4 * g) * a.s1.c);
-              v.y = __ldg(src + (4 * g + 1) * a.s1.c);
-              v.z = __ldg(src + (4 * g + 2) * a.s1.c);
-              v.w = __ldg(src + (4 * g + 3) * a.s1.c);
-            }
-            *reinterpret_cast<float4*>(dst + group_at<CV>(px, g)) = v;
+            for (int c = 0; c < CV; ++c) d[c * RW] = 0.f;
+          } else {
+            const float* src = rowp + xx * a.s1.x;
+#pragma unroll
+            for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RW, src + c * a.s1.c, sizeof(float));
           }
         }
       }
     }
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
     __syncwarp();
 
     // Patch row pi's terms of candidate row n = s - pi (a lane outside 0 <= n < ncr
@@ -190,17 +173,12 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
 #pragma unroll
     for (int px = 0; px < RW; ++px)
 #pragma unroll
-      for (int g = 0; g < G; ++g) {
-        const float4 x4 = *reinterpret_cast<const float4*>(base + group_at<CV>(px, g));
-        const float xs[4] = {x4.x, x4.y, x4.z, x4.w};
+      for (int c = 0; c < CV; ++c) {
+        const float x = base[c * RW + px];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int c = 4 * g + i;
-#pragma unroll
-          for (int pj = 0; pj < PS; ++pj) {
-            const int j = px - pj;
-            if (j >= 0 && j < WW) acc[j] = geo::dist_acc<L2>(acc[j], qv[pj * CV + c], xs[i]);
-          }
+        for (int pj = 0; pj < PS; ++pj) {
+          const int j = px - pj;
+          if (j >= 0 && j < WW) acc[j] = geo::dist_acc<L2>(acc[j], qv[pj * CV + c], x);
         }
       }
     __syncwarp();  // the slots' reads are done before the next step stages over them
@@ -255,9 +233,9 @@ bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
   auto go = [&](auto kernel) {
     constexpr int QPW = 32 / PS;
     ThrArgs g = f;
-    // A query's floats: its two slots, rounded up to query_bank(CV) mod 32 (see the top).
-    const int two = 2 * slot_floats(CV, ww + PS - 1);
-    g.qs = two + ((query_bank(CV) - two) % 32 + 32) % 32;
+    // A query's floats: its two slots, rounded up to PS mod 32 (banks, see the top).
+    const int two = 2 * CV * (ww + PS - 1);
+    g.qs = two + ((PS - two) % 32 + 32) % 32;
     const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(QPW, g.qs, g.st) * sizeof(float);
     int optin = 0, dev = 0;
     STNLS_CUDA_CHECK(cudaGetDevice(&dev));
