@@ -5,12 +5,13 @@
 // order in which the atomics land: the result is the same on every run, at the speed of
 // the atomic scatter, without the gather's inverse lists and sort.
 //
-// Scale: a first pass finds the largest finite |vid0|, |vid1| and |grad_dists|. Every
-// term is at most 2 |g| (|a| + |b|) (the L2 and prod derivatives alike), and one gradient
-// element receives at most N = Q * K * pt * ps^2 of them, so with 2^e above N times that
-// bound, terms scaled by 2^s, s = 62 - e, never sum past 2^62. Each term is rounded to the
-// nearest multiple of 2^-s (at most 2^-41 of the bound at S1's size, far below float32's
-// rounding of the bound); the final sum is rounded once to float.
+// Scale: a first pass finds the largest finite |vid0|, |vid1| and |grad_dists| (of the
+// neighbours the scatter adds: padding's grad_dists do not count). Every term is at most
+// 2 |g| (|a| + |b|) (the L2 and prod derivatives alike), and one gradient element receives
+// at most N = Q * K * pt * ps^2 of them, so with 2^e above N times that bound, terms scaled
+// by 2^s, s = 62 - e, never sum past 2^62. Each term is rounded to the nearest multiple of
+// 2^-s (at most 2^-41 of the bound at S1's size, far below float32's rounding of the
+// bound); the final sum is rounded once to float.
 // Non-finite terms (a NaN or an infinity in the inputs, or a term past the float range)
 // are not added: they set a flag of their element (NaN, +inf, -inf), and the element
 // becomes what a float sum would make of them (NaN for a NaN or for both infinities).
@@ -83,10 +84,10 @@ __device__ int64_t strided_offset(int r, const Strides6& s, int HD, int T, int C
   return (bh / HD) * s.b + (bh % HD) * s.h + t * s.t + c * s.c + y * s.y + x * s.x;
 }
 
-// What the maxima pass reads of vid0, vid1 and grad_dists, len[i] elements each: a dense
-// view (contiguous, channels-last, any order of dimensions without gaps: its span of
-// memory holds exactly its count of elements) straight through from its first element,
-// other views element by element (32-bit decode).
+// What the maxima pass reads of vid0 and vid1 (and grad_dists), len[i] elements each: a
+// dense video view (contiguous, channels-last, any order of dimensions without gaps: its
+// span of memory holds exactly its count of elements) straight through from its first
+// element, other views element by element (32-bit decode).
 struct Spans {
   int64_t len[3];
   bool linear[3];
@@ -105,8 +106,8 @@ void set_span(Spans& sp, int i, std::initializer_list<int64_t> n, std::initializ
   sp.len[i] = count;
 }
 
-// The largest finite |vid0|, |vid1| and |grad_dists| (as float bits, which order like the
-// values for non-negative floats) into maxbits[0..2].
+// The largest finite |vid0|, |vid1| and |grad_dists| of the used neighbours (as float
+// bits, which order like the values for non-negative floats) into maxbits[0..2].
 __global__ void __launch_bounds__(256) maxima_kernel(const BwdArgs<float> a, const Spans sp, unsigned* maxbits) {
   float m[3] = {0.f, 0.f, 0.f};
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -120,9 +121,15 @@ __global__ void __launch_bounds__(256) maxima_kernel(const BwdArgs<float> a, con
       const int64_t r = e - e1;
       v = sp.linear[1] ? a.vid1[r] : a.vid1[strided_offset(static_cast<int>(r), a.s1, a.HD, a.nT, a.C, a.H, a.W)];
     } else {
+      // Only the neighbours the scatter adds: padding and out-of-range triples are skipped
+      // (their grad_dists, finite or not, would only loosen the bound).
       const int64_t r = e - e2;  // [b][hd][q][k]
       const int64_t k = r % a.K, q = (r / a.K) % a.Q, bh = r / (static_cast<int64_t>(a.K) * a.Q);
-      v = a.gd[sp.linear[2] ? r : (bh / a.HD) * a.sd[0] + (bh % a.HD) * a.sd[1] + q * a.sd[2] + k * a.sd[3]];
+      const int64_t b = bh / a.HD, hd = bh % a.HD;
+      const int32_t* n = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
+      const int u = n[0], y = n[a.si[4]], x = n[2 * a.si[4]];
+      const bool used = u >= 0 && u < a.nT && y >= 0 && y < a.H && x >= 0 && x < a.W;
+      v = used ? a.gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]] : 0.f;
     }
     const float av = isfinite(v) ? fabsf(v) : 0.f;
 #pragma unroll
@@ -222,7 +229,7 @@ void search_backward_fixed(const SearchArgs& a, void* workspace, size_t workspac
     Spans sp;
     set_span(sp, 0, {sh.B, sh.HD, sh.T, sh.C, sh.H, sh.W}, {a.s0.b, a.s0.h, a.s0.t, a.s0.c, a.s0.y, a.s0.x});
     set_span(sp, 1, {sh.B, sh.HD, sh.T, sh.C, sh.H, sh.W}, {a.s1.b, a.s1.h, a.s1.t, a.s1.c, a.s1.y, a.s1.x});
-    set_span(sp, 2, {sh.B, sh.HD, sh.Q, sh.K}, {a.sd[0], a.sd[1], a.sd[2], a.sd[3]});
+    sp.len[2] = nq * f.K, sp.linear[2] = false;  // grad_dists: read with its neighbour's indices
     const int64_t items = sp.len[0] + sp.len[1] + sp.len[2];
     maxima_kernel<<<static_cast<unsigned>(std::min<int64_t>(ceil_div(items, 256), 1024)), 256, 0, stream>>>(f, sp,
                                                                                                           maxbits);
