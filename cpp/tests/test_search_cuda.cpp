@@ -682,6 +682,29 @@ TEST(SearchCuda, WorkspaceTooSmallIsAnError) {
                ValueError);
 }
 
+TEST(SearchCuda, MisalignedWorkspaceIsAnError) {
+  // The fixed-point path (this small float32 call) and the gather (with it off) both refuse
+  // a workspace that is not 16-byte aligned, before launching anything.
+  REQUIRE_GPU();
+  const Device gpu{DeviceKind::CUDA, 0};
+  DevBuf<float> v(4 * 4), d(16), g0(16), g1(16);
+  DevBuf<int32_t> i(16 * 3);
+  SearchParams p;
+  p.ws = 3, p.ps = 1, p.k = 1, p.stride0 = 1;
+  ConstView vv = make_view<const void>(v.p, DType::Float32, {1, 1, 1, 4, 4}, gpu);
+  ConstView iv = make_view<const void>(i.p, DType::Int32, {1, 1, 16, 1, 3}, gpu);
+  auto run = [&] {
+    const size_t wsb = search_backward_workspace_size(p, vv, vv, iv);
+    DevBuf<char> ws(wsb + 16);
+    search_backward(p, make_view<const void>(d.p, DType::Float32, {1, 1, 16, 1}, gpu), iv, vv, vv,
+                    make_view<void>(g0.p, DType::Float32, {1, 1, 1, 4, 4}, gpu),
+                    make_view<void>(g1.p, DType::Float32, {1, 1, 1, 4, 4}, gpu), ws.p + 4, wsb + 12);
+  };
+  EXPECT_THROW(run(), ValueError);
+  FixedPointOff gather;
+  EXPECT_THROW(run(), ValueError);
+}
+
 TEST(SearchCuda, Available) { EXPECT_TRUE(cuda_available()); }
 
 }  // namespace

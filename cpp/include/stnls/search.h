@@ -67,14 +67,17 @@ void search_forward(const SearchParams& p, const ConstView& vid0, const ConstVie
 // CUDA: the inverse neighbour lists, about 16 bytes per (query, neighbour) pair plus two
 // pixel-major copies of the videos. A call needing more than max(64 MiB, G) (G: the size
 // of grad_vid0 + grad_vid1) runs in chunks of (batch, head) slices that each need at
-// most max(16 MiB, G) (at least one slice), and asks for one chunk's worth.
+// most max(16 MiB, G) (at least one slice), and asks for one chunk's worth. A small
+// deterministic float32 call (up to 40M query-neighbour-tap-channel terms) takes the
+// fixed-point scatter instead when its 17 bytes per element of grad_vid0 and grad_vid1
+// stay within 64 MiB; deterministic = false on such a call needs none.
 size_t search_backward_workspace_size(const SearchParams& p, const ConstView& vid0,
                                       const ConstView& vid1, const ConstView& inds);
 
 // Gradients of sum(grad_dists * dists) w.r.t. vid0 and vid1, given the forward's inds.
 // grad_vid0/grad_vid1 have the shapes of vid0/vid1 and are overwritten (not accumulated).
 // Index triples outside the video (or -1) contribute nothing. `workspace` holds
-// search_backward_workspace_size(...) bytes on the data's device.
+// search_backward_workspace_size(...) bytes on the data's device, 16-byte aligned.
 void search_backward(const SearchParams& p, const ConstView& grad_dists, const ConstView& inds,
                      const ConstView& vid0, const ConstView& vid1, const View& grad_vid0,
                      const View& grad_vid1, void* workspace = nullptr, size_t workspace_bytes = 0,

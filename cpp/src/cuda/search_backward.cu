@@ -29,6 +29,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "common/backends.h"
@@ -571,6 +572,9 @@ size_t search_backward_workspace_size(const SearchArgs& a) {
 void search_backward(const SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {
   DeviceGuard guard(a.device.index);
   if (use_atomic(a)) return search_backward_atomic(a, as_stream(stream));
+  // 16-byte loads and 64-bit atomics on it (every allocator aligns at least this much)
+  if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
+    throw ValueError("workspace: must be 16-byte aligned (as cudaMalloc and tensor allocators return it)");
   if (use_fixed(a)) return search_backward_fixed(a, workspace, workspace_bytes, as_stream(stream));
   STNLS_FLOAT_SWITCH(a.dtype, [&] {
     STNLS_DIST_SWITCH(a.p.dist_type, [&] {
