@@ -38,7 +38,8 @@ def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", str
     queries_per_thread, neigh_per_thread, channel_groups) are accepted and ignored.
     Unlike the 2023 `nls()`, anchor_self defaults to False (as NonLocalSearch).
     deterministic only concerns the backward through torch autograd: False lets the CUDA
-    backward scatter with atomics (no workspace, results vary in the last bits).
+    backward scatter with float atomics (no workspace, results vary in the last bits); True
+    (the default) is bitwise repeatable (README, Determinism).
     """
     p = _normalize(locals())
     if is_torch(vid0):
