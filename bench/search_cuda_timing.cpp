@@ -264,8 +264,8 @@ int main(int argc, char** argv) {
     CK(cudaDeviceSynchronize());
     const double flops = 2.0 * c.B * sh.Q * sh.st * double(c.ws) * c.ws * c.ps * c.ps * 1 * c.C;
     std::printf("%-4s %10.3f %11.3f %10.3f %10.3f %10.3f %9.2f %9.1f %9.2f %12.1f   (forward extra memory %.1f MB)\n",
-                c.name, fwd, fwd_warp, bwd, bwd_gather, bwd_atomic, flops / fwd / 1e9, 100.0 * flops / (fwd * 1e-3) / peak, bwd / fwd, wsb / 1e6,
-                (double(free0) - double(free1)) / 1e6);
+                c.name, fwd, fwd_warp, bwd, bwd_gather, bwd_atomic, flops / fwd / 1e9,
+                100.0 * flops / (fwd * 1e-3) / peak, bwd / fwd, wsb / 1e6, (double(free0) - double(free1)) / 1e6);
     for (void* x : {(void*)v0, (void*)v1, (void*)ff, (void*)bf, (void*)d, (void*)ind, (void*)gd, (void*)g0, (void*)g1, ws})
       CK(cudaFree(x));
   }

@@ -371,9 +371,9 @@ void check_backward_values(const Case& c, uint32_t seed, float scale, bool nonfi
   };
 
   std::vector<float> r0(nv), r1(nv);
-  search_backward(c.p, gdv(mg.data(), cpu), make_view<const void>(inds.data(), DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}),
-                  vid(m0.data(), cpu), vid(m1.data(), cpu), video_view<void>(r0.data(), DType::Float32, c, cpu),
-                  video_view<void>(r1.data(), DType::Float32, c, cpu));
+  const ConstView hind = make_view<const void>(inds.data(), DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3});
+  search_backward(c.p, gdv(mg.data(), cpu), hind, vid(m0.data(), cpu), vid(m1.data(), cpu),
+                  video_view<void>(r0.data(), DType::Float32, c, cpu), video_view<void>(r1.data(), DType::Float32, c, cpu));
   std::vector<float> ref = r0;
   ref.insert(ref.end(), r1.begin(), r1.end());
 
@@ -408,8 +408,10 @@ void check_backward_values(const Case& c, uint32_t seed, float scale, bool nonfi
     if (!ok && bad++ == 0) first = i;
   }
   EXPECT_EQ(bad, 0u) << "gradient entries off the CPU (tol " << tol << "); first " << first
-                     << (first < ref.size() ? " cpu " + std::to_string(ref[first]) + " cuda " + std::to_string(run[0][first]) : "");
-  EXPECT_EQ(std::memcmp(run[0].data(), run[1].data(), run[0].size() * sizeof(float)), 0) << "backward not bitwise repeatable";
+                     << (first < ref.size() ? " cpu " + std::to_string(ref[first]) + " cuda " + std::to_string(run[0][first])
+                                            : "");
+  EXPECT_EQ(std::memcmp(run[0].data(), run[1].data(), run[0].size() * sizeof(float)), 0)
+      << "backward not bitwise repeatable";
 }
 
 TEST(SearchCuda, FixedPointBackwardScalesAndNonFinite) {

@@ -545,18 +545,18 @@ constexpr double kScatterMaxTerms = 40e6;
 // The fixed-point scatter's workspace (17 bytes per gradient element) stays small.
 constexpr size_t kFixedMaxWorkspace = size_t(64) << 20;
 
-bool scatter_size(const SearchArgs& a) {
+bool few_terms(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
   const double terms = static_cast<double>(sh.B * sh.HD * sh.Q) * sh.K * a.p.pt * a.p.ps * a.p.ps * sh.C;
   return terms <= kScatterMaxTerms;
 }
 
 // deterministic = false: float atomics.
-bool use_atomic(const SearchArgs& a) { return !a.p.deterministic && scatter_size(a); }
+bool use_atomic(const SearchArgs& a) { return !a.p.deterministic && few_terms(a); }
 
 // deterministic, float32: fixed-point atomics (search_backward_fixed.cu).
 bool use_fixed(const SearchArgs& a) {
-  return a.p.deterministic && a.dtype == DType::Float32 && backward_fixed_enabled() && scatter_size(a) &&
+  return a.p.deterministic && a.dtype == DType::Float32 && backward_fixed_enabled() && few_terms(a) &&
          search_backward_fixed_workspace_size(a) <= kFixedMaxWorkspace;
 }
 

@@ -242,7 +242,8 @@ void search_backward_fixed(const SearchArgs& a, void* workspace, size_t workspac
     });
     check_launch("search_backward_scatter_kernel (fixed point)");
   }
-  to_float_kernel<<<dim3(static_cast<unsigned>(ceil_div(L.n, 256)), 2), 256, 0, stream>>>(f, sink, static_cast<int>(L.n));
+  const dim3 grid(static_cast<unsigned>(ceil_div(L.n, 256)), 2);  // y: grad_vid0, grad_vid1
+  to_float_kernel<<<grid, 256, 0, stream>>>(f, sink, static_cast<int>(L.n));
   check_launch("to_float_kernel");
 }
 
