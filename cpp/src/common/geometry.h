@@ -167,6 +167,24 @@ STNLS_HD T dist_acc(T acc, T a, T b) {
   return fma_rn(a, b, acc);
 }
 
+// The summation order of a patch distance. SPEC.md fixes which terms a distance sums, not
+// their order; every backend and layout uses this one, so that their distances agree bit
+// for bit and ties (rule 6) resolve alike:
+// - fewer than kChannelSumMin channels per head: one chain over (pk, pi, pj, c), from 0;
+// - from kChannelSumMin on: each pixel's channel terms are first summed in a chain of their
+//   own (over c, from 0), and these pixel sums then form one chain over (pk, pi, pj), from 0.
+// The second order lets queries whose patches and windows overlap share a pixel's channel
+// sum (search_forward_shared.cu computes each once per block); it costs one add per pixel
+// elsewhere, which is small next to 16 or more multiply-adds, but not next to 3 or 4.
+constexpr int kChannelSumMin = 16;
+STNLS_HD constexpr bool channel_sums(int64_t C) { return C >= kChannelSumMin; }
+// One pixel's channel chain, in either order: it starts from pixel_start(cs, d) (d = the
+// distance so far), and the distance afterwards is pixel_end(cs, d, chain).
+template <class T>
+STNLS_HD T pixel_start(bool cs, T d) { return cs ? T(0) : d; }
+template <class T>
+STNLS_HD T pixel_end(bool cs, T d, T chain) { return cs ? d + chain : chain; }
+
 // d f / d a and d f / d b.
 template <bool L2, class T>
 STNLS_HD T dist_da(T a, T b) { return L2 ? T(2) * (a - b) : b; }

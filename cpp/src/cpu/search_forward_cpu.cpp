@@ -23,20 +23,26 @@ struct Dims {
   int64_t pt, ps, C, dil, s1, wh, ww, th, tw;
 };
 
-// acc[i, j] = sum over (pk, pi, pj, c), in that order, of f(qpatch, tile) for the candidate
-// at window slot (i, j). The innermost loop runs over the candidates of a window row, so it
-// vectorises without changing any candidate's sum order.
-template <bool L2, class T>
-__attribute__((always_inline)) inline void accumulate_impl(T* acc, const T* qpatch, const T* tile, const Dims& d) {
-  for (int64_t i = 0; i < d.wh * d.ww; ++i) acc[i] = T(0);
+// acc[i, j] = the distance of the candidate at window slot (i, j), its terms summed in the
+// order of geo::channel_sums: one chain over (pk, pi, pj, c), or, with CS, a chain over
+// (pk, pi, pj) of per-pixel channel chains (built in sum[]). The innermost loop runs over
+// the candidates of a window row, so it vectorises without changing any candidate's order.
+template <bool L2, bool CS, class T>
+__attribute__((always_inline)) inline void accumulate_impl(T* acc, T* sum, const T* qpatch, const T* tile,
+                                                            const Dims& d) {
+  const int64_t n = d.wh * d.ww;
+  for (int64_t i = 0; i < n; ++i) acc[i] = T(0);
+  T* const chain = CS ? sum : acc;  // where the channel terms go
   for (int64_t pk = 0; pk < d.pt; ++pk)
     for (int64_t pi = 0; pi < d.ps; ++pi)
-      for (int64_t pj = 0; pj < d.ps; ++pj)
+      for (int64_t pj = 0; pj < d.ps; ++pj) {
+        if (CS)
+          for (int64_t i = 0; i < n; ++i) sum[i] = T(0);
         for (int64_t c = 0; c < d.C; ++c) {
           const T qv = qpatch[((pk * d.ps + pi) * d.ps + pj) * d.C + c];
           const T* trow = &tile[((pk * d.C + c) * d.th + d.dil * pi) * d.tw + d.dil * pj];
           for (int64_t i = 0; i < d.wh; ++i) {
-            T* arow = &acc[i * d.ww];
+            T* arow = &chain[i * d.ww];
             const T* src = trow + i * d.s1 * d.tw;
             if (d.s1 == 1) {
               for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j]);
@@ -45,6 +51,9 @@ __attribute__((always_inline)) inline void accumulate_impl(T* acc, const T* qpat
             }
           }
         }
+        if (CS)
+          for (int64_t i = 0; i < n; ++i) acc[i] += sum[i];
+      }
 }
 
 // One copy per instruction set where the compiler can dispatch at load time: on x86-64-v3
@@ -56,19 +65,26 @@ __attribute__((always_inline)) inline void accumulate_impl(T* acc, const T* qpat
 #else
 #define STNLS_CPU_CLONES
 #endif
-STNLS_CPU_CLONES void accumulate_f32(bool l2, float* acc, const float* q, const float* tile, const Dims& d) {
-  l2 ? accumulate_impl<true>(acc, q, tile, d) : accumulate_impl<false>(acc, q, tile, d);
+template <bool L2, class T>
+__attribute__((always_inline)) inline void accumulate_any(bool cs, T* acc, T* sum, const T* q, const T* tile,
+                                                           const Dims& d) {
+  cs ? accumulate_impl<L2, true>(acc, sum, q, tile, d) : accumulate_impl<L2, false>(acc, sum, q, tile, d);
 }
-STNLS_CPU_CLONES void accumulate_f64(bool l2, double* acc, const double* q, const double* tile, const Dims& d) {
-  l2 ? accumulate_impl<true>(acc, q, tile, d) : accumulate_impl<false>(acc, q, tile, d);
+STNLS_CPU_CLONES void accumulate_f32(bool l2, bool cs, float* acc, float* sum, const float* q, const float* tile,
+                                     const Dims& d) {
+  l2 ? accumulate_any<true>(cs, acc, sum, q, tile, d) : accumulate_any<false>(cs, acc, sum, q, tile, d);
+}
+STNLS_CPU_CLONES void accumulate_f64(bool l2, bool cs, double* acc, double* sum, const double* q,
+                                     const double* tile, const Dims& d) {
+  l2 ? accumulate_any<true>(cs, acc, sum, q, tile, d) : accumulate_any<false>(cs, acc, sum, q, tile, d);
 }
 template <bool L2>
-void accumulate(float* acc, const float* q, const float* tile, const Dims& d) {
-  accumulate_f32(L2, acc, q, tile, d);
+void accumulate(bool cs, float* acc, float* sum, const float* q, const float* tile, const Dims& d) {
+  accumulate_f32(L2, cs, acc, sum, q, tile, d);
 }
 template <bool L2>
-void accumulate(double* acc, const double* q, const double* tile, const Dims& d) {
-  accumulate_f64(L2, acc, q, tile, d);
+void accumulate(bool cs, double* acc, double* sum, const double* q, const double* tile, const Dims& d) {
+  accumulate_f64(L2, cs, acc, sum, q, tile, d);
 }
 
 template <class T, bool L2>
@@ -95,12 +111,13 @@ void forward_impl(const SearchArgs& a) {
   const int64_t nq = sh.B * sh.HD * sh.Q;
   const bool anchor = p.anchor_self;
   const int64_t nrest = anchor ? K - 1 : K;
+  const bool cs = geo::channel_sums(C);
 
 #pragma omp parallel if (nq * sh.slots() * C * pt * ps * ps > kParallelWork)
   {
     std::vector<T> qpatch(pt * ps * ps * C);  // [pt, ps, ps, C]
     std::vector<T> tile(pt * C * th * tw);     // [pt, C, th, tw]
-    std::vector<T> acc(wh * wwp);
+    std::vector<T> acc(wh * wwp), sum(wh * wwp);
     std::vector<int64_t> base_y(sh.st), base_x(sh.st);  // window start of each searched frame
     std::vector<int64_t> row_off(th), col_off(tw);       // tile rows/columns in vid1, -1 = 0
     detail::TopK<L2, T> top;
@@ -113,7 +130,7 @@ void forward_impl(const SearchArgs& a) {
       const T* v0 = vid0 + b * a.s0.b + hd * a.s0.h;
       const T* v1 = vid1 + b * a.s1.b + hd * a.s1.h;
 
-      // Query patch, summation order pk, pi, pj, c.
+      // Query patch, layout [pk, pi, pj, c].
       for (int64_t pk = 0; pk < pt; ++pk)
         for (int64_t pi = 0; pi < ps; ++pi)
           for (int64_t pj = 0; pj < ps; ++pj) {
@@ -172,7 +189,7 @@ void forward_impl(const SearchArgs& a) {
               for (int64_t s = 0; s < tw; ++s) dst[s] = col_off[s] < 0 ? T(0) : src[col_off[s]];
             }
         }
-        accumulate<L2>(acc.data(), qpatch.data(), tile.data(), Dims{pt, ps, C, dil, s1, wh, wwp, th, tw});
+        accumulate<L2>(cs, acc.data(), sum.data(), qpatch.data(), tile.data(), Dims{pt, ps, C, dil, s1, wh, wwp, th, tw});
         for (int64_t i = 0; i < wh; ++i) {
           const int64_t y = y0 + s1 * i;
           if (y < 0 || y >= H) continue;
@@ -206,8 +223,9 @@ void forward_impl(const SearchArgs& a) {
                                               qw + o0 + dil * pj - p.off_W1, T_, H, W,
                                               p.reflect_bounds, a.s1.t, a.s1.y, a.s1.x);
               const T* qv = &qpatch[((pk * ps + pi) * ps + pj) * C];
-              for (int64_t c = 0; c < C; ++c)
-                d = geo::dist_acc<L2>(d, qv[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+              T s = geo::pixel_start(cs, d);
+              for (int64_t c = 0; c < C; ++c) s = geo::dist_acc<L2>(s, qv[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+              d = geo::pixel_end(cs, d, s);
             }
         emit(d, t, qh, qw);
       }

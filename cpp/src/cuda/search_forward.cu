@@ -1,6 +1,6 @@
 // CUDA forward of the non-local search (SPEC.md rules 1-7), computing exactly what the
 // CPU backend computes: same geometry (common/geometry.h), same summation order
-// (pk, pi, pj, c, one fused multiply-add per term), same selection order (rule 6).
+// (geo::channel_sums; one fused multiply-add per term), same selection order (rule 6).
 //
 // Layout of the work: one warp per query. The warp copies the query patch into shared
 // memory, walks the flow-chained window centres, and then, for groups of searched
@@ -270,6 +270,7 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
   const T* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h;
   const T* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
   const int C = CV > 0 ? CV : a.C;  // the fast path's C is a constant: unrolled channel loops
+  const bool csum = geo::channel_sums(C);  // the summation order (common/geometry.h)
   const int ps = a.ps, pt = a.pt, dil = a.dil, o0 = a.o0;
 
   // Query patch, layout [pk][pi][pj][c] (the summation order): one tap per lane, all its
@@ -341,7 +342,9 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
             const int64_t off = geo::pixel_offset(t + pk, qh + o0 + dil * pi - a.offH1, qw + o0 + dil * pj - a.offW1,
                                                   a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
             const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
-            for (int c = 0; c < C; ++c) d = geo::dist_acc<L2>(d, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+            T s = geo::pixel_start(csum, d);
+            for (int c = 0; c < C; ++c) s = geo::dist_acc<L2>(s, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+            d = geo::pixel_end(csum, d, s);
           }
       emit(0, d, t, qh, qw);
     }
@@ -422,6 +425,7 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
       if constexpr (CV > 0) {
         // Fast path: task = (frame, window row i, segment of R columns from j0).
         constexpr int CS4 = CV % 4 == 0 ? 4 : 1;  // channels per load
+        constexpr bool kCS = geo::channel_sums(CV);
         const int trad[3] = {0, a.wh, a.nseg};
         const int ntask = nf * a.wh * a.nseg;
         Digits<3> d = digits_of<3>(lane, trad);  // task tb + lane = (frame, row, segment)
@@ -465,6 +469,9 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
                   if (pj < ps) {
                     load_px<CV>(buf[(ph + R - 1) % R], prow + (pj + R - 1) * a.cs);
                     const float* qv = qrow + pj * CV;
+                    float s[R];  // this pixel's channel chains (geo::channel_sums)
+#pragma unroll
+                    for (int r = 0; r < R; ++r) s[r] = geo::pixel_start(kCS, acc[r]);
 #pragma unroll
                     for (int c0 = 0; c0 < CV; c0 += CS4) {
                       float qc[CS4];
@@ -478,8 +485,10 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
                       for (int cc = 0; cc < CS4; ++cc)
 #pragma unroll
                         for (int r = 0; r < R; ++r)
-                          acc[r] = geo::dist_acc<L2>(acc[r], qc[cc], buf[(ph + r) % R][c0 + cc]);
+                          s[r] = geo::dist_acc<L2>(s[r], qc[cc], buf[(ph + r) % R][c0 + cc]);
                     }
+#pragma unroll
+                    for (int r = 0; r < R; ++r) acc[r] = geo::pixel_end(kCS, acc[r], s[r]);
                   }
                 }
               }
@@ -516,6 +525,9 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
                   // Warp-uniform base + per-lane offset; two channels' loads are issued
                   // before their arithmetic so the shared-memory latency overlaps.
                   const T* trow = tile + pk * C * P + dil * pi * a.tw + dil * pj;
+                  T s[R];  // this pixel's channel chains (geo::channel_sums)
+#pragma unroll
+                  for (int r = 0; r < R; ++r) s[r] = geo::pixel_start(csum, acc[r]);
                   int c = 0;
                   if constexpr (sizeof(T) == 4) {
                     // float, C % 4 == 0: the query's 4 channels in one broadcast 16-byte
@@ -534,7 +546,7 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
 #pragma unroll
                         for (int cc = 0; cc < 4; ++cc)
 #pragma unroll
-                          for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], qc[cc], x[cc][r]);
+                          for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], qc[cc], x[cc][r]);
                       }
                     }
                   }
@@ -548,16 +560,18 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
 #pragma unroll
                     for (int r = 0; r < R; ++r) x1[r] = t1[offr[r]];
 #pragma unroll
-                    for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q0, x0[r]);
+                    for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], q0, x0[r]);
 #pragma unroll
-                    for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q1, x1[r]);
+                    for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], q1, x1[r]);
                   }
                   if (c < C) {
                     const T q0 = qrow[c];
                     const T* t0 = trow + c * P;
 #pragma unroll
-                    for (int r = 0; r < R; ++r) acc[r] = geo::dist_acc<L2>(acc[r], q0, t0[offr[r]]);
+                    for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], q0, t0[offr[r]]);
                   }
+#pragma unroll
+                  for (int r = 0; r < R; ++r) acc[r] = geo::pixel_end(csum, acc[r], s[r]);
                 }
           } else if (fi[0] >= 0) {
             // Global reads (R == 1): only in-frame candidates need a distance.
@@ -572,8 +586,10 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
                     const int64_t off = geo::pixel_offset(u + pk, y + o0 + dil * pi - a.offH1, x + o0 + dil * pj - a.offW1,
                                                           a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
                     const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
+                    T s = geo::pixel_start(csum, d);
                     for (int c = 0; c < C; ++c)
-                      d = geo::dist_acc<L2>(d, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+                      s = geo::dist_acc<L2>(s, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+                    d = geo::pixel_end(csum, d, s);
                   }
               acc[0] = d;
             }

@@ -1,7 +1,7 @@
 // CUDA forward of the non-local search for patches too large for one thread's registers
 // but not for PS threads' (SPEC.md rules 1-7, computing exactly what the CPU backend
-// computes: same geometry, same summation order (pi, pj, c; one fused multiply-add per
-// term), same selection order).
+// computes: same geometry, same summation order (geo::channel_sums; one fused multiply-add
+// per term), same selection order).
 //
 // Why a third layout: with a warp per query (search_forward.cu), S4's shape (ps = 3, 32
 // channels, ws = 7) ran the general path at about 12.4 k warp instructions per query for
@@ -12,7 +12,7 @@
 // - the candidates of one window row (WW of them) pass down the lanes: lane pi adds the
 //   terms of patch row pi (window row i + pi) to candidate row i's WW sums, then hands
 //   them to lane pi + 1 (a shuffle), which adds row pi + 1 at the next step. A candidate's
-//   terms therefore still arrive in (pi, pj, c) order, and its sum is bitwise the CPU's;
+//   pixels therefore still arrive in (pi, pj) order, and its sum is bitwise the CPU's;
 // - at step s, lane pi works on candidate row n = s - pi (rows counted over the searched
 //   frames in canonical order, wh per frame), so all lanes of a query read window row
 //   r = s - F * wh of frame F = s / wh, except that in a frame's first PS - 1 steps some
@@ -170,17 +170,32 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
 #pragma unroll
       for (int j = 0; j < WW; ++j) acc[j] = 0.f;
     }
+    // Pixel px is tap pj of candidate px - pj: its channel chain for that candidate is s[pj]
+    // (geo::channel_sums; a compile-time choice here).
+    constexpr bool kCS = geo::channel_sums(CV);
 #pragma unroll
-    for (int px = 0; px < RW; ++px)
+    for (int px = 0; px < RW; ++px) {
+      float s[PS];
+#pragma unroll
+      for (int pj = 0; pj < PS; ++pj) {
+        const int j = px - pj;
+        s[pj] = j >= 0 && j < WW ? geo::pixel_start(kCS, acc[j]) : 0.f;
+      }
 #pragma unroll
       for (int c = 0; c < CV; ++c) {
         const float x = base[c * RW + px];
 #pragma unroll
         for (int pj = 0; pj < PS; ++pj) {
           const int j = px - pj;
-          if (j >= 0 && j < WW) acc[j] = geo::dist_acc<L2>(acc[j], qv[pj * CV + c], x);
+          if (j >= 0 && j < WW) s[pj] = geo::dist_acc<L2>(s[pj], qv[pj * CV + c], x);
         }
       }
+#pragma unroll
+      for (int pj = 0; pj < PS; ++pj) {
+        const int j = px - pj;
+        if (j >= 0 && j < WW) acc[j] = geo::pixel_end(kCS, acc[j], s[pj]);
+      }
+    }
     __syncwarp();  // the slots' reads are done before the next step stages over them
 
     if (valid && pi == PS - 1) {

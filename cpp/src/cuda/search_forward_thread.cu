@@ -1,6 +1,6 @@
 // CUDA forward of the non-local search for small patches and windows: one thread per
 // query (SPEC.md rules 1-7, computing exactly what the CPU backend computes: same
-// geometry, same summation order (pi, pj, c; one fused multiply-add per term), same
+// geometry, same summation order (geo::channel_sums; one fused multiply-add per term), same
 // selection order).
 //
 // Why a second layout: with a warp per query (search_forward.cu), a query of S2's shape
@@ -11,8 +11,8 @@
 // - the query patch (ps * ps * C values) lives in its registers;
 // - it streams its window's pixels row by row, each pixel loaded once, into the
 //   accumulators of every candidate whose patch covers it (a window row's candidates are
-//   ps rows of WW accumulators, rotated as the rows pass). A candidate's terms still
-//   arrive in (pi, pj, c) order, so the sums are bitwise those of the CPU;
+//   ps rows of WW accumulators, rotated as the rows pass). A candidate's pixels still
+//   arrive in (pi, pj) order, so the sums are bitwise those of the CPU;
 // - its best KM candidates sit in a sorted register list of 32-bit order keys and
 //   ordinals (ThreadList), so there is no warp-wide selection.
 // A block owns a kQH x kQW tile of the query grid in one frame. Per searched frame it walks
@@ -56,7 +56,7 @@ constexpr size_t kBoxBytes = 48 * 1024;         // shared memory for one frame's
 // from its pixel rectangle in shared memory (rows of `row` floats, pixels of CV floats),
 // offered to the list. Pixel row r of the rectangle feeds candidate rows r - pi, pi < PS,
 // whose accumulators rotate through acc[row % PS]; each pixel is loaded once and a
-// candidate's terms arrive in (pi, pj, c) order.
+// candidate's pixels arrive in (pi, pj) order.
 template <bool L2, int CV, int PS, int WW, int KM>
 __device__ __forceinline__ void sweep_window(const float* base, int row, int n, int y0, int x0, int qh, int qw, int H,
                                              int W, int wh, bool remove_self, const float (&qv)[PS * PS * CV],
@@ -91,8 +91,11 @@ __device__ __forceinline__ void sweep_window(const float* base, int row, int n, 
             const int j = s - pj;
             if (j < 0 || j >= WW) continue;
             float& ac = acc[(ph - pi + PS) % PS][j];
+            constexpr bool kCS = geo::channel_sums(CV);  // the summation order
+            float sc = geo::pixel_start(kCS, ac);
 #pragma unroll
-            for (int c = 0; c < CV; ++c) ac = geo::dist_acc<L2>(ac, qv[(pi * PS + pj) * CV + c], px[c]);
+            for (int c = 0; c < CV; ++c) sc = geo::dist_acc<L2>(sc, qv[(pi * PS + pj) * CV + c], px[c]);
+            ac = geo::pixel_end(kCS, ac, sc);
           }
         }
       }
