@@ -2,8 +2,9 @@
 // the benchmark configurations S1-S4 (random videos and flows, prod, stride1 = 1):
 //   stnls_search_cuda_timing [reps [cfg]]
 // (cfg, e.g. S2: that configuration only and no CPU check, for profilers.)
-// Prints per config: forward median ms (and fwd_warp_ms: the same call with the
-// thread-per-query forward switched off, i.e. the warp-per-query kernels), backward median ms (deterministic, the default,
+// Prints per config: forward median ms (and fwd_noshared_ms: the same call with the
+// shared-sums forward switched off; fwd_warp_ms: with every layout but the warp-per-query
+// kernels switched off), backward median ms (deterministic, the default,
 // and deterministic = false: the atomic scatter where it is faster), TFLOP/s with FLOPs = 2*B*Q*st*ws^2*ps^2*
 // pt*C, the fraction of the GPU's float32 FMA peak, and the backward workspace size.
 // First, every configuration's parameters are checked on a small video against the CPU
@@ -22,6 +23,7 @@
 
 #include "cuda/search_backward_fixed.h"
 #include "cuda/search_forward_rows.h"
+#include "cuda/search_forward_shared.h"
 #include "cuda/search_forward_thread.h"
 #include "stnls/search.h"
 
@@ -199,7 +201,7 @@ int main(int argc, char** argv) {
         for (bool det : {true, false}) bad += check_vs_cpu(c, dist, det);
     std::printf("check vs CPU: %s\n", bad ? "FAILED" : "all equal");
   }
-  std::printf("%-4s %10s %11s %10s %10s %10s %9s %9s %9s %12s\n", "cfg", "fwd_ms", "fwd_warp_ms", "bwd_ms",
+  std::printf("%-4s %10s %15s %11s %10s %10s %10s %9s %9s %9s %12s\n", "cfg", "fwd_ms", "fwd_noshared_ms", "fwd_warp_ms", "bwd_ms",
               "bwd_gather", "bwd_nondet", "fwd_TF/s", "fwd_%peak", "bwd_%fwd", "workspaceMB");
   for (const Config& c : cfgs) {
     if (only && std::strcmp(only, c.name) != 0) continue;
@@ -228,9 +230,12 @@ int main(int argc, char** argv) {
     const double fwd = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div); }, reps);
     size_t free1 = 0;
     CK(cudaMemGetInfo(&free1, &total));
+    stnls::cuda::set_forward_shared_enabled(false);
+    const double fwd_noshared = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div); }, reps);
     stnls::cuda::set_forward_thread_enabled(false);
     stnls::cuda::set_forward_rows_enabled(false);
     const double fwd_warp = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div); }, reps);
+    stnls::cuda::set_forward_shared_enabled(true);
     stnls::cuda::set_forward_thread_enabled(true);
     stnls::cuda::set_forward_rows_enabled(true);
     float* gd = random_device(no, 5, 1.f);
@@ -263,8 +268,8 @@ int main(int argc, char** argv) {
     const double bwd_atomic = backward(pa);
     CK(cudaDeviceSynchronize());
     const double flops = 2.0 * c.B * sh.Q * sh.st * double(c.ws) * c.ws * c.ps * c.ps * 1 * c.C;
-    std::printf("%-4s %10.3f %11.3f %10.3f %10.3f %10.3f %9.2f %9.1f %9.2f %12.1f   (forward extra memory %.1f MB)\n",
-                c.name, fwd, fwd_warp, bwd, bwd_gather, bwd_atomic, flops / fwd / 1e9,
+    std::printf("%-4s %10.3f %15.3f %11.3f %10.3f %10.3f %10.3f %9.2f %9.1f %9.2f %12.1f   (forward extra memory %.1f MB)\n",
+                c.name, fwd, fwd_noshared, fwd_warp, bwd, bwd_gather, bwd_atomic, flops / fwd / 1e9,
                 100.0 * flops / (fwd * 1e-3) / peak, bwd / fwd, wsb / 1e6, (double(free0) - double(free1)) / 1e6);
     for (void* x : {(void*)v0, (void*)v1, (void*)ff, (void*)bf, (void*)d, (void*)ind, (void*)gd, (void*)g0, (void*)g1, ws})
       CK(cudaFree(x));

@@ -16,6 +16,7 @@
 
 #include "cuda/search_backward_fixed.h"
 #include "cuda/search_forward_rows.h"
+#include "cuda/search_forward_shared.h"
 #include "cuda/search_forward_thread.h"
 #include "stnls/error.h"
 #include "stnls/search.h"
@@ -516,14 +517,18 @@ TEST(SearchCuda, GeneralPathChannelsInFours) {
   check_case<float>(c, 37);  // even patch
 }
 
-// Both forward layouts on the same call: the thread-per-query or row-split path where it
-// applies (search_forward_thread.cu, search_forward_rows.cu) and the warp-per-query kernels.
+// Every forward layout that can take the call: the shared-sums path where it applies
+// (search_forward_shared.cu), the thread-per-query or row-split path
+// (search_forward_thread.cu, search_forward_rows.cu), and the warp-per-query kernels.
 template <class T>
 void check_both_layouts(const Case& c, uint32_t seed) {
+  check_case<T>(c, seed);
+  cuda::set_forward_shared_enabled(false);
   check_case<T>(c, seed);
   cuda::set_forward_thread_enabled(false);
   cuda::set_forward_rows_enabled(false);
   check_case<T>(c, seed);
+  cuda::set_forward_shared_enabled(true);
   cuda::set_forward_thread_enabled(true);
   cuda::set_forward_rows_enabled(true);
 }
@@ -606,6 +611,36 @@ TEST(SearchCuda, RowSplitPath) {
     for (int ws : {5, 7, 9})
       for (int rep = 0; rep < 3; ++rep, ++n)
         check_both_layouts<float>(register_case(rng, cp[0], cp[1], ws, rep, {19, 33}, {21, 40}, {1, 2, 3}), 700 + n);
+}
+
+TEST(SearchCuda, SharedSumsPath) {
+  // The shared-sums forward (16, 20 and 32 channels per head; ps 5, 7, 9; ws 7, 9, 11;
+  // stride0 = 1) against the CPU, three random calls each (register_case): frames smaller
+  // than a block's 8 x 16 query tile, 40 px flows whose offset boxes span several
+  // 16-column chunks, both distances, zero and reflected borders, remove_self. Calls with
+  // patch offsets (which it does not take) run the other layouts.
+  REQUIRE_GPU();
+  std::mt19937 rng(6262);
+  const int variants[3][2] = {{16, 7}, {20, 5}, {32, 9}};
+  int n = 0;
+  for (const auto& cp : variants)
+    for (int ws : {7, 9, 11})
+      for (int rep = 0; rep < 3; ++rep, ++n)
+        check_both_layouts<float>(register_case(rng, cp[0], cp[1], ws, rep, {19, 33}, {21, 40}, {1}), 900 + n);
+}
+
+TEST(SearchCuda, SharedSumsLargeFrames) {
+  // Many blocks per frame (tiles at the right and bottom edges partly outside the grid),
+  // S3's shape at a smaller size, with small flows (one chunk) and 40 px flows.
+  REQUIRE_GPU();
+  for (double flow_std : {2.0, 40.0}) {
+    Case c;
+    c.T = 5, c.H = 45, c.W = 70, c.C = 32, c.flow_std = flow_std;
+    c.p.ws = 9, c.p.wt = 2, c.p.ps = 7, c.p.k = 10, c.p.nheads = 2, c.p.stride0 = 1;
+    check_both_layouts<float>(c, 80);
+    c.p.dist_type = DistType::L2, c.p.k = 16, c.p.remove_self = true, c.p.reflect_bounds = false;
+    check_both_layouts<float>(c, 81);
+  }
 }
 
 TEST(SearchCuda, BlockSharedWindows) {

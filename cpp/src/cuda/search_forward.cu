@@ -33,10 +33,11 @@
 // so every pass emits the next (up to) 32 in the same total order.
 // Windows whose tile does not fit in shared memory read vid1 straight from global memory.
 //
-// Small patches and windows (float, ps and channels of a compiled variant, k <= 16) take
-// the thread-per-query layout of search_forward_thread.cu instead, tried first below;
-// then the row-split layout of search_forward_rows.cu (PS lanes per query) for the larger
-// patches of its compiled variants.
+// Large patches on a dense query grid (16 or more channels per head) take the shared-sums
+// layout of search_forward_shared.cu, tried first below; small patches and windows (float,
+// ps and channels of a compiled variant, k <= 16) the thread-per-query layout of
+// search_forward_thread.cu; then the row-split layout of search_forward_rows.cu (PS lanes
+// per query) for the larger patches of its compiled variants.
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
@@ -52,6 +53,7 @@
 #include "cuda/cuda_util.h"
 #include "cuda/search_forward_common.cuh"
 #include "cuda/search_forward_rows.h"
+#include "cuda/search_forward_shared.h"
 #include "cuda/search_forward_thread.h"
 
 namespace stnls {
@@ -875,6 +877,7 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
 
 void search_forward(const SearchArgs& a, void* stream) {
   DeviceGuard guard(a.device.index);
+  if (search_forward_shared(a, as_stream(stream))) return;
   if (search_forward_thread(a, as_stream(stream))) return;
   if (search_forward_rows(a, as_stream(stream))) return;
   STNLS_FLOAT_SWITCH(a.dtype, [&] {

@@ -1,0 +1,353 @@
+// CUDA forward of the non-local search for large patches on a dense query grid, sharing
+// each pixel's channel sum between the queries that need it (SPEC.md rules 1-7, computing
+// exactly what the CPU backend computes: same geometry, same summation order, same
+// selection order).
+//
+// Why a fourth layout: with ps = 7 and stride0 = 1 (S3: 16 channels, ws = 9), every pixel
+// sits in 49 queries' patches, and the windows of neighbouring queries overlap, so the
+// other layouts compute the same product vid0(p) . vid1(p + d) up to 49 times. With 16
+// or more channels per head the summation order (geo::channel_sums) sums each pixel's
+// channels first, from 0, so that sum s(p, d) is one value whoever needs it. A block owns
+// an 8 x 16 tile of queries in one frame and, per searched frame:
+// - walks its queries' flow chains and takes the union of their window offsets d (the
+//   candidate minus the query) as a box [DY0, DY1] x [DX0, DX1];
+// - for every row dy of the box and every 16 columns dx of it (a chunk), computes s(p, d)
+//   for every pixel p of the tile's patches (the footprint, (8 + ps - 1) x (16 + ps - 1))
+//   into shared memory: a dense correlation in which each thread keeps a 4 x 4 block of
+//   (pixel, dx) sums and each loaded value feeds 4 multiply-adds;
+// - then each thread (one query) sums, for its candidates of that row and chunk, the ps^2
+//   values s(p, d) of its patch pixels in (pi, pj) order (the pixel chain of the order) and
+//   offers the distance to its sorted register list.
+// vid0's footprint is staged once per block; vid1's rows enter a ring of footprint-height
+// rows, one new row per dy step, copied asynchronously while the step computes.
+// The work is the box, not the windows: with smooth flows the box is about one window,
+// and each sum is shared by up to ps^2 queries; with the benchmarks' random 2 px flows
+// it is about 20 x 20 offsets one frame away, and S3 still computes about 4x fewer
+// multiply-adds than the per-query layouts (bench/pixel_sum_reuse.py counts the ideal).
+//
+// Taken when: float, stride1 = dilation = pt = 1, stride0 = 1, no patch offsets (off_*),
+// channels per head a multiple of 4 from 16 (channel_sums) to 64, ps in [5, 11], a finite
+// ws of at least 7, k in [1, 16], no anchor_self, and the buffers fit in shared memory.
+#include "cuda/search_forward_shared.h"
+
+#include <cuda_pipeline.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <climits>
+#include <limits>
+
+#include "common/geometry.h"
+#include "common/rank_key.h"
+#include "cuda/cuda_util.h"
+#include "cuda/search_forward_common.cuh"
+
+namespace stnls {
+namespace cuda {
+namespace {
+
+using detail::SearchArgs;
+
+constexpr int kTH = 8, kTW = 16;      // the query tile: rows x columns
+constexpr int kThreads = kTH * kTW;   // one thread per query of the tile
+constexpr int kDX = 16;               // offset columns per chunk
+// Sums s(p, d) of one dy row and chunk: [fy][dx][fx], fx padded to 32 and each fy row 16
+// floats past a multiple of 32, so that the 32 queries of a warp (two tile rows of 16)
+// read 32 distinct banks whatever their offsets.
+constexpr int kFXP = 32;
+constexpr int kSFY = kDX * kFXP + 16;
+
+struct ShArgs {
+  ThrArgs f;
+  int C, CP;       // channels per head; floats per staged pixel (C, or C + 4: banks)
+  int PS, FH, FW;  // patch side; footprint rows and columns (tile + PS - 1)
+  int FWB;         // footprint columns in blocks of 4 (the correlation's unit)
+  int RW;          // ring row: staged pixels (FWB * 4 + kDX - 1)
+  int tilesH, tilesW;
+};
+
+// Shared memory, in floats: vid0's footprint, the ring of FH + 1 vid1 rows, the sums.
+__host__ __device__ inline int v0_floats(const ShArgs& s) { return s.FH * s.FWB * 4 * s.CP; }
+__host__ __device__ inline int ring_floats(const ShArgs& s) { return (s.FH + 1) * s.RW * s.CP; }
+__host__ __device__ inline int sum_floats(const ShArgs& s) { return s.FH * kSFY; }
+
+// A thread's best KM candidates, like ThreadList, but offered in any order: a chunk's
+// columns come before the next chunk's, so a row's candidates can arrive after later
+// rows'. Ties in the key are broken by the ordinal (rule 6), so the list is the same
+// whatever the order of the offers.
+template <bool L2, int KM>
+struct AnyOrderList : ThreadList<L2, KM> {
+  using ThreadList<L2, KM>::key;
+  using ThreadList<L2, KM>::ord;
+  __device__ __forceinline__ void offer_any(float d, int32_t o) {
+    uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
+    k = k == kNone ? kNaN : k;
+    if (!(k < key[KM - 1] || (k == key[KM - 1] && o < ord[KM - 1]))) return;
+    bool moving = false;
+#pragma unroll
+    for (int m = 0; m < KM; ++m) {
+      const bool lt = moving || k < key[m] || (k == key[m] && o < ord[m]);
+      moving = lt;
+      const uint32_t yk = lt ? key[m] : k;
+      const int32_t yo = lt ? ord[m] : o;
+      key[m] = lt ? k : key[m];
+      ord[m] = lt ? o : ord[m];
+      k = yk, o = yo;
+    }
+  }
+};
+
+template <bool L2, int KM>
+__global__ void __launch_bounds__(kThreads) search_forward_shared_kernel(const ShArgs s) {
+  extern __shared__ __align__(16) float smem[];
+  __shared__ int part[kThreads / 32][4];  // per warp: min dy0, max dy0, min dx0, max dx0
+  const ThrArgs& a = s.f;
+  float* v0s = smem;                      // [fy][fx][c], pixel stride CP
+  float* ring = v0s + v0_floats(s);       // [slot][col][c], FH + 1 slots
+  float* sums = ring + ring_floats(s);    // [fy][dx][fx] (kSFY per fy)
+  const int tid = threadIdx.x, lane = tid & 31, wib = tid >> 5;
+  const int C = s.C, CP = s.CP, PS = s.PS, FH = s.FH, FWB = s.FWB, RW = s.RW;
+
+  int blk = blockIdx.x;
+  const int tj = blk % s.tilesW;
+  blk /= s.tilesW;
+  const int ti = blk % s.tilesH;
+  blk /= s.tilesH;
+  const int t = blk % a.nT;
+  blk /= a.nT;
+  const int hd = blk % a.HD, b = blk / a.HD;
+  const int qi = tid / kTW, qj = tid % kTW;  // the thread's query in the tile
+  const int gi = ti * kTH + qi, gj = tj * kTW + qj;
+  const bool mine = gi < a.nH && gj < a.nW;  // a query of the grid (others only compute sums)
+  const int qh = mine ? gi : 0, qw = mine ? gj : 0;  // stride0 = 1
+  const int H = a.H, W = a.W, wh = a.wh, ww = a.ws;
+  // Footprint pixel (fy, fx) is (FY0 + fy, FX0 + fx) before the bounds rule.
+  const int FY0 = ti * kTH + a.o0, FX0 = tj * kTW + a.o0;
+
+  // vid0's footprint, bounds applied (pixels past FW are staged too: they feed sums no
+  // query reads).
+  {
+    const float* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + t * a.s0.t;
+    const int FWS = FWB * 4, n = FH * FWS * C;
+    for (int e = tid; e < n; e += kThreads) {
+      const int c = e / (FH * FWS), r = e - c * (FH * FWS), fy = r / FWS, fx = r - fy * FWS;
+      const int yy = geo::bound32(FY0 + fy, H, a.reflect), xx = geo::bound32(FX0 + fx, W, a.reflect);
+      v0s[(fy * FWS + fx) * CP + c] = yy < 0 || xx < 0 ? 0.f : v0[yy * a.s0.y + xx * a.s0.x + c * a.s0.c];
+    }
+  }
+
+  const geo::Frames fr = geo::frames(t, a.nT, a.wt);
+  const int nfwd = static_cast<int>(fr.t_hi - t + 1);  // frames t .. t_hi come first
+  const float* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
+  AnyOrderList<L2, KM> list;
+  list.reset();
+
+  // One step of the flow chain (rule 3) to frame u, the n-th searched frame, as in
+  // search_forward_thread.cu.
+  auto step = [&](int n, int u, int& ch, int& cw) {
+    if (n == 0) return;
+    if (u == t - 1) ch = qh, cw = qw;
+    const int prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
+    const float* fl = u > t ? a.fflow : a.bflow;
+    const detail::Strides5& sf = u > t ? a.sf : a.sb;
+    if (fl) {
+      const float* f = fl + b * sf.b + prev * sf.t + ch * sf.y + cw * sf.x;
+      geo::flow_step32(ch, cw, f[0], f[sf.c], H, W);
+    }
+  };
+
+  int ch = qh, cw = qw;
+  for (int n = 0; n < a.st; ++n) {
+    const int u = n < nfwd ? t + n : t - (n - nfwd + 1);  // geo::frame_at
+    step(n, u, ch, cw);
+    const int dy0 = geo::window_base32(ch, H, 1, a.ws, a.full_ws) - qh;
+    const int dx0 = geo::window_base32(cw, W, 1, a.ws, a.full_ws) - qw;
+
+    // The block's box of offsets.
+    int m4[4] = {mine ? dy0 : INT_MAX, mine ? -dy0 : INT_MAX, mine ? dx0 : INT_MAX, mine ? -dx0 : INT_MAX};
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) m4[k] = min(m4[k], __shfl_xor_sync(0xffffffffu, m4[k], o));
+    if (lane == 0)
+#pragma unroll
+      for (int k = 0; k < 4; ++k) part[wib][k] = m4[k];
+    __syncthreads();  // (A) part is written; the previous frame's reads of the ring and sums are done
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      m4[k] = part[0][k];
+#pragma unroll
+      for (int w = 1; w < kThreads / 32; ++w) m4[k] = min(m4[k], part[w][k]);
+    }
+    const int DY0 = m4[0], DY1 = -m4[1] + wh - 1, DX0 = m4[2], DX1 = -m4[3] + ww - 1;
+    const float* vf = v1 + u * a.s1.t;
+
+    for (int xc = DX0; xc <= DX1; xc += kDX) {
+      // Ring row for footprint row fy at step dy: pixel row FY0 + fy + dy, slot
+      // (fy + dy - DY0) mod (FH + 1); pixel column FX0 + xc + col.
+      auto stage_row = [&](int rel) {  // rel = fy + dy - DY0
+        const int yy = geo::bound32(FY0 + DY0 + rel, H, a.reflect);
+        float* dst = ring + (rel % (FH + 1)) * RW * CP;
+        const float* src = vf + (yy < 0 ? 0 : yy) * a.s1.y;
+        for (int e = tid; e < RW * C; e += kThreads) {
+          const int c = e / RW, col = e - c * RW;
+          const int xx = geo::bound32(FX0 + xc + col, W, a.reflect);
+          float* d = dst + col * CP + c;
+          if (yy < 0 || xx < 0)
+            *d = 0.f;
+          else
+            __pipeline_memcpy_async(d, src + xx * a.s1.x + c * a.s1.c, sizeof(float));
+        }
+      };
+      if (xc > DX0) __syncthreads();  // the previous chunk's reads of the ring are done
+      for (int r = 0; r < FH; ++r) stage_row(r);
+      __pipeline_commit();
+
+      for (int dy = DY0; dy <= DY1; ++dy) {
+        __pipeline_wait_prior(0);
+        __syncthreads();  // (B) the ring holds rows dy .. dy + FH - 1; the last gather is done
+        if (dy < DY1) stage_row(dy - DY0 + FH);  // the next step's new row, into the free slot
+        __pipeline_commit();
+
+        // s(p, (dy, xc + dx)) for footprint pixels p and dx < kDX: unit (fy, fxb, dxb)
+        // computes fx = 4 fxb + m, dx = 4 dxb + k (m, k < 4); fxb varies fastest across
+        // lanes, so a quarter-warp's 16-byte loads and stores hit distinct banks.
+        const int nunits = FH * FWB * (kDX / 4);
+        for (int un = tid; un < nunits; un += kThreads) {
+          const int fxb = un % FWB, r = un / FWB, dxb = r % (kDX / 4), fy = r / (kDX / 4);
+          const float* pa = v0s + (fy * FWB * 4 + fxb * 4) * CP;
+          const float* pb = ring + ((fy + dy - DY0) % (FH + 1)) * RW * CP + (fxb + dxb) * 4 * CP;
+          float acc[4][4];
+#pragma unroll
+          for (int m = 0; m < 4; ++m)
+#pragma unroll
+            for (int k = 0; k < 4; ++k) acc[m][k] = 0.f;
+          for (int c = 0; c < C; c += 4) {
+            float4 va[4], vb[7];
+#pragma unroll
+            for (int m = 0; m < 4; ++m) va[m] = *reinterpret_cast<const float4*>(pa + m * CP + c);
+#pragma unroll
+            for (int m = 0; m < 7; ++m) vb[m] = *reinterpret_cast<const float4*>(pb + m * CP + c);
+#pragma unroll
+            for (int m = 0; m < 4; ++m)
+#pragma unroll
+              for (int k = 0; k < 4; ++k) {
+                float& x = acc[m][k];
+                x = geo::dist_acc<L2>(x, va[m].x, vb[m + k].x);
+                x = geo::dist_acc<L2>(x, va[m].y, vb[m + k].y);
+                x = geo::dist_acc<L2>(x, va[m].z, vb[m + k].z);
+                x = geo::dist_acc<L2>(x, va[m].w, vb[m + k].w);
+              }
+          }
+          float* out = sums + fy * kSFY + dxb * 4 * kFXP + fxb * 4;
+#pragma unroll
+          for (int k = 0; k < 4; ++k)
+            *reinterpret_cast<float4*>(out + k * kFXP) = make_float4(acc[0][k], acc[1][k], acc[2][k], acc[3][k]);
+        }
+        __syncthreads();  // (C) the sums are written
+
+        // This query's candidates in window row i = dy - dy0, columns j whose offset
+        // dx0 + j lies in the chunk, two at a time (two independent chains).
+        const int i = dy - dy0, y = qh + dy;
+        if (mine && i >= 0 && i < wh && y >= 0 && y < H) {
+          const int jlo = max(0, xc - dx0), jhi = min(ww, xc + kDX - dx0);
+          const float* base = sums + qi * kSFY + qj;
+          for (int j = jlo; j < jhi; j += 2) {
+            const int j1 = j + 1 < jhi ? j + 1 : j;
+            const float* s0 = base + (dx0 + j - xc) * kFXP;
+            const float* s1 = base + (dx0 + j1 - xc) * kFXP;
+            float d0 = 0.f, d1 = 0.f;
+            for (int pi = 0; pi < PS; ++pi) {
+              for (int pj = 0; pj < PS; ++pj) {
+                d0 += s0[pi * kSFY + pj];
+                d1 += s1[pi * kSFY + pj];
+              }
+            }
+            const int ord0 = (n * wh + i) * ww;
+            const bool self = a.remove_self && n == 0 && dy == 0;
+            const int x0 = qw + dx0 + j, x1 = qw + dx0 + j1;
+            if (x0 >= 0 && x0 < W && !(self && x0 == qw)) list.offer_any(d0, ord0 + j);
+            if (j1 != j && x1 >= 0 && x1 < W && !(self && x1 == qw)) list.offer_any(d1, ord0 + j1);
+          }
+        }
+      }
+    }
+  }
+
+  // Emit: walk the chain again for the window starts of the listed frames.
+  if (!mine) return;
+  const int q = (t * a.nH + gi) * a.nW + gj;
+  float* dq = a.dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
+  int32_t* iq = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
+  const int spf = wh * ww;
+  const float pad = L2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+  for (int m = 0; m < a.K; ++m) {
+    dq[m * a.sd[3]] = pad;
+    int32_t* e = iq + m * a.si[3];
+    e[0] = e[a.si[4]] = e[2 * a.si[4]] = -1;
+  }
+  ch = qh, cw = qw;
+  for (int n = 0; n < a.st; ++n) {
+    const int u = n < nfwd ? t + n : t - (n - nfwd + 1);
+    step(n, u, ch, cw);
+    const int y0 = geo::window_base32(ch, H, 1, a.ws, a.full_ws);
+    const int x0 = geo::window_base32(cw, W, 1, a.ws, a.full_ws);
+#pragma unroll
+    for (int m = 0; m < KM; ++m) {
+      const int32_t ord = list.ord[m];
+      if (m >= a.K || list.key[m] == kNone || ord / spf != n) continue;
+      const int rem = ord - n * spf, i = rem / ww, j = rem - i * ww;
+      dq[m * a.sd[3]] = ThreadList<L2, KM>::dist(list.key[m]);
+      int32_t* ie = iq + m * a.si[3];
+      ie[0] = u;
+      ie[a.si[4]] = y0 + i;
+      ie[2 * a.si[4]] = x0 + j;
+    }
+  }
+}
+
+std::atomic<bool> enabled{true};  // set_forward_shared_enabled
+
+}  // namespace
+
+void set_forward_shared_enabled(bool on) { enabled = on; }
+
+bool search_forward_shared(const SearchArgs& a, cudaStream_t stream) {
+  const SearchParams& p = a.p;
+  const SearchShape& sh = a.sh;
+  if (!enabled || !register_layouts_apply(a)) return false;
+  if (p.stride0 != 1 || p.off_H0 || p.off_W0 || p.off_H1 || p.off_W1) return false;
+  if (sh.C % 4 != 0 || !geo::channel_sums(sh.C) || sh.C > 64) return false;
+  if (p.ps < 5 || p.ps > 11 || p.ws < 7 || sh.wh != p.ws || sh.ww != p.ws) return false;
+  ShArgs s{};
+  s.f = thread_args(a);
+  s.C = static_cast<int>(sh.C);
+  s.CP = (s.C / 4) % 2 == 0 ? s.C + 4 : s.C;  // an odd number of 16-byte units per pixel
+  s.PS = p.ps;
+  s.FH = kTH + p.ps - 1;
+  s.FW = kTW + p.ps - 1;
+  s.FWB = (s.FW + 3) / 4;
+  s.RW = s.FWB * 4 + kDX - 1;  // the last unit reads columns up to 4 (FWB - 1 + 3) + 6
+  s.tilesH = static_cast<int>(ceil_div(sh.nH, kTH));
+  s.tilesW = static_cast<int>(ceil_div(sh.nW, kTW));
+  const size_t smem = static_cast<size_t>(v0_floats(s) + ring_floats(s) + sum_floats(s)) * sizeof(float);
+  int optin = 0, dev = 0;
+  STNLS_CUDA_CHECK(cudaGetDevice(&dev));
+  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  if (smem + 1024 > static_cast<size_t>(optin)) return false;
+  const int64_t blocks = sh.B * sh.HD * sh.T * s.tilesH * s.tilesW;
+  if (blocks > INT32_MAX) return false;
+  return by_dist(p.dist_type, [&](auto l2) {
+    return by_list(sh.K, [&](auto km) {
+      auto kernel = search_forward_shared_kernel<decltype(l2)::value, decltype(km)::value>;
+      if (smem > 40 * 1024)
+        STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+      kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(s);
+      check_launch("search_forward_shared_kernel");
+      return true;
+    });
+  });
+}
+
+}  // namespace cuda
+}  // namespace stnls
