@@ -617,7 +617,7 @@ TEST(SearchCuda, SharedSumsPath) {
   // The shared-sums forward (16, 20 and 32 channels per head; ps 5, 7, 9; ws 7, 9, 11;
   // stride0 = 1) against the CPU, three random calls each (register_case): frames smaller
   // than a block's 8 x 16 query tile, 40 px flows whose offset boxes span several
-  // 16-column chunks, both distances, zero and reflected borders, remove_self. Calls with
+  // 24-column chunks, both distances, zero and reflected borders, remove_self. Calls with
   // patch offsets (which it does not take) run the other layouts.
   REQUIRE_GPU();
   std::mt19937 rng(6262);
@@ -629,14 +629,27 @@ TEST(SearchCuda, SharedSumsPath) {
         check_both_layouts<float>(register_case(rng, cp[0], cp[1], ws, rep, {19, 33}, {21, 40}, {1}), 900 + n);
 }
 
+TEST(SearchCuda, SharedSumsSmallVideo) {
+  // One small call per distance through the shared-sums forward (two blocks per frame,
+  // 40 px flows: several chunks): small enough for compute-sanitizer's racecheck.
+  REQUIRE_GPU();
+  Case c;
+  c.T = 2, c.H = 10, c.W = 20, c.C = 16, c.flow_std = 40.0;
+  c.p.ws = 7, c.p.wt = 1, c.p.ps = 5, c.p.k = 10, c.p.stride0 = 1;
+  check_case<float>(c, 90);
+  c.p.dist_type = DistType::L2, c.p.remove_self = true;
+  check_case<float>(c, 91);
+}
+
 TEST(SearchCuda, SharedSumsLargeFrames) {
   // Many blocks per frame (tiles at the right and bottom edges partly outside the grid),
-  // S3's shape at a smaller size, with small flows (one chunk) and 40 px flows.
+  // S3's shape at a smaller size, with small flows (one chunk) and 40 px flows (boxes of
+  // more offset rows than the kernel tracks one by one, and several chunks).
   REQUIRE_GPU();
   for (double flow_std : {2.0, 40.0}) {
     Case c;
-    c.T = 5, c.H = 45, c.W = 70, c.C = 32, c.flow_std = flow_std;
-    c.p.ws = 9, c.p.wt = 2, c.p.ps = 7, c.p.k = 10, c.p.nheads = 2, c.p.stride0 = 1;
+    c.T = 3, c.H = 80, c.W = 60, c.C = 32, c.flow_std = flow_std;
+    c.p.ws = 9, c.p.wt = 1, c.p.ps = 7, c.p.k = 10, c.p.nheads = 2, c.p.stride0 = 1;
     check_both_layouts<float>(c, 80);
     c.p.dist_type = DistType::L2, c.p.k = 16, c.p.remove_self = true, c.p.reflect_bounds = false;
     check_both_layouts<float>(c, 81);

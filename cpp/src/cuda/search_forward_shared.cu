@@ -48,27 +48,33 @@ namespace {
 
 using detail::SearchArgs;
 
-constexpr int kTH = 8, kTW = 16;      // the query tile: rows x columns
-constexpr int kThreads = kTH * kTW;   // one thread per query of the tile
-constexpr int kDX = 16;               // offset columns per chunk
+constexpr int kTH = 8, kTW = 16;     // the query tile: rows x columns
+constexpr int kThreads = kTH * kTW;  // one thread per query of the tile
+// The footprint's columns (kTW + ps - 1 <= 24 for ps <= 9), in blocks of 8: the
+// correlation's unit is 8 pixels x 8 offsets (64 sums in registers; per channel 2 + 4
+// 16-byte loads feed 64 multiply-adds).
+constexpr int kFX = 24, kFXB = kFX / 8;
+constexpr int kDXC = 24;               // offset columns per chunk (3 blocks of 8)
+constexpr int kRWS = kFX + kDXC;       // ring row: staged columns per channel
+constexpr int kMaxRows = 64;           // offset rows whose column range is tracked per row
 // Sums s(p, d) of one dy row and chunk: [fy][dx][fx], fx padded to 32 and each fy row 16
 // floats past a multiple of 32, so that the 32 queries of a warp (two tile rows of 16)
 // read 32 distinct banks whatever their offsets.
 constexpr int kFXP = 32;
-constexpr int kSFY = kDX * kFXP + 16;
+constexpr int kSFY = kDXC * kFXP + 16;
 
 struct ShArgs {
   ThrArgs f;
-  int C, CP;       // channels per head; floats per staged pixel (C, or C + 4: banks)
-  int PS, FH, FW;  // patch side; footprint rows and columns (tile + PS - 1)
-  int FWB;         // footprint columns in blocks of 4 (the correlation's unit)
-  int RW;          // ring row: staged pixels (FWB * 4 + kDX - 1)
+  int C;           // channels per head
+  int FH;          // footprint rows (kTH + ps - 1)
+  int V0P, RSP;    // floats per footprint row of vid0 and per ring slot (C * columns + 4)
   int tilesH, tilesW;
 };
 
-// Shared memory, in floats: vid0's footprint, the ring of FH + 1 vid1 rows, the sums.
-__host__ __device__ inline int v0_floats(const ShArgs& s) { return s.FH * s.FWB * 4 * s.CP; }
-__host__ __device__ inline int ring_floats(const ShArgs& s) { return (s.FH + 1) * s.RW * s.CP; }
+// Shared memory, in floats: vid0's footprint [fy][c][fx], the ring of FH + 1 vid1 rows
+// [slot][c][col] (both channel-major, rows an odd number of 16-byte units apart), the sums.
+__host__ __device__ inline int v0_floats(const ShArgs& s) { return s.FH * s.V0P; }
+__host__ __device__ inline int ring_floats(const ShArgs& s) { return (s.FH + 1) * s.RSP; }
 __host__ __device__ inline int sum_floats(const ShArgs& s) { return s.FH * kSFY; }
 
 // A thread's best KM candidates, like ThreadList, but offered in any order: a chunk's
@@ -97,16 +103,17 @@ struct AnyOrderList : ThreadList<L2, KM> {
   }
 };
 
-template <bool L2, int KM>
-__global__ void __launch_bounds__(kThreads) search_forward_shared_kernel(const ShArgs s) {
+template <bool L2, int PS, int KM>
+__global__ void __launch_bounds__(kThreads, 2) search_forward_shared_kernel(const ShArgs s) {
   extern __shared__ __align__(16) float smem[];
-  __shared__ int part[kThreads / 32][4];  // per warp: min dy0, max dy0, min dx0, max dx0
+  __shared__ int part[kThreads / 32][4];     // per warp: min dy0, max dy0, min dx0, max dx0
+  __shared__ int row_lo[kMaxRows], row_hi[kMaxRows];  // per offset row: the queries' dx range
   const ThrArgs& a = s.f;
-  float* v0s = smem;                      // [fy][fx][c], pixel stride CP
-  float* ring = v0s + v0_floats(s);       // [slot][col][c], FH + 1 slots
-  float* sums = ring + ring_floats(s);    // [fy][dx][fx] (kSFY per fy)
+  float* v0s = smem;                    // [fy][c][fx]
+  float* ring = v0s + v0_floats(s);     // [slot][c][col]
+  float* sums = ring + ring_floats(s);  // [fy][dx][fx] (kSFY per fy)
   const int tid = threadIdx.x, lane = tid & 31, wib = tid >> 5;
-  const int C = s.C, CP = s.CP, PS = s.PS, FH = s.FH, FWB = s.FWB, RW = s.RW;
+  const int C = s.C, FH = s.FH, V0P = s.V0P, RSP = s.RSP;
 
   int blk = blockIdx.x;
   const int tj = blk % s.tilesW;
@@ -124,15 +131,14 @@ __global__ void __launch_bounds__(kThreads) search_forward_shared_kernel(const S
   // Footprint pixel (fy, fx) is (FY0 + fy, FX0 + fx) before the bounds rule.
   const int FY0 = ti * kTH + a.o0, FX0 = tj * kTW + a.o0;
 
-  // vid0's footprint, bounds applied (pixels past FW are staged too: they feed sums no
-  // query reads).
+  // vid0's footprint, bounds applied (columns past kTW + PS - 1 are staged too: they feed
+  // sums no query reads).
   {
     const float* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + t * a.s0.t;
-    const int FWS = FWB * 4, n = FH * FWS * C;
-    for (int e = tid; e < n; e += kThreads) {
-      const int c = e / (FH * FWS), r = e - c * (FH * FWS), fy = r / FWS, fx = r - fy * FWS;
+    for (int e = tid; e < FH * C * kFX; e += kThreads) {
+      const int fx = e % kFX, r = e / kFX, c = r % C, fy = r / C;
       const int yy = geo::bound32(FY0 + fy, H, a.reflect), xx = geo::bound32(FX0 + fx, W, a.reflect);
-      v0s[(fy * FWS + fx) * CP + c] = yy < 0 || xx < 0 ? 0.f : v0[yy * a.s0.y + xx * a.s0.x + c * a.s0.c];
+      v0s[fy * V0P + c * kFX + fx] = yy < 0 || xx < 0 ? 0.f : v0[yy * a.s0.y + xx * a.s0.x + c * a.s0.c];
     }
   }
 
@@ -172,7 +178,7 @@ __global__ void __launch_bounds__(kThreads) search_forward_shared_kernel(const S
     if (lane == 0)
 #pragma unroll
       for (int k = 0; k < 4; ++k) part[wib][k] = m4[k];
-    __syncthreads();  // (A) part is written; the previous frame's reads of the ring and sums are done
+    __syncthreads();  // (A) part is written; the previous frame's reads of everything are done
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       m4[k] = part[0][k];
@@ -180,26 +186,47 @@ __global__ void __launch_bounds__(kThreads) search_forward_shared_kernel(const S
       for (int w = 1; w < kThreads / 32; ++w) m4[k] = min(m4[k], part[w][k]);
     }
     const int DY0 = m4[0], DY1 = -m4[1] + wh - 1, DX0 = m4[2], DX1 = -m4[3] + ww - 1;
+    // Per offset row, the columns any query of the tile needs (with random flows, narrower
+    // than the box); rows past kMaxRows use the box.
+    const bool rows_tracked = DY1 - DY0 < kMaxRows;
+    if (rows_tracked) {
+      if (tid < kMaxRows) row_lo[tid] = INT_MAX, row_hi[tid] = INT_MIN;
+      __syncthreads();
+      if (mine)
+        for (int i = 0; i < wh; ++i) {
+          atomicMin(&row_lo[dy0 - DY0 + i], dx0);
+          atomicMax(&row_hi[dy0 - DY0 + i], dx0 + ww - 1);
+        }
+      __syncthreads();
+    }
     const float* vf = v1 + u * a.s1.t;
+    // With one chunk, this frame's candidates reach the list in increasing ordinal order
+    // (rows, then columns), after every earlier frame's: the cheaper in-order insertion
+    // of ThreadList gives the same list.
+    const bool one_chunk = DX1 - DX0 < kDXC;
+    auto offer = [&](float d, int32_t o) { one_chunk ? list.offer(d, o) : list.offer_any(d, o); };
 
-    for (int xc = DX0; xc <= DX1; xc += kDX) {
-      // Ring row for footprint row fy at step dy: pixel row FY0 + fy + dy, slot
-      // (fy + dy - DY0) mod (FH + 1); pixel column FX0 + xc + col.
+    for (int xc = DX0; xc <= DX1; xc += kDXC) {
+      // Ring row for footprint row fy at step dy: pixel row FY0 + fy + dy, in slot
+      // (fy + dy - DY0) mod (FH + 1); column col is pixel column FX0 + xc + col. Threads
+      // below 2 * kRWS stage one column each (its bounds resolved once per chunk), every
+      // other channel: per value one asynchronous copy and two adds.
+      if (xc > DX0) __syncthreads();  // the previous chunk's reads of the ring are done
+      const int scol = tid % kRWS, sc0 = tid / kRWS;
+      const int sxx = geo::bound32(FX0 + xc + scol, W, a.reflect);
+      const int64_t sxo = sxx < 0 ? -1 : sxx * a.s1.x;
       auto stage_row = [&](int rel) {  // rel = fy + dy - DY0
+        if (sc0 >= 2) return;
         const int yy = geo::bound32(FY0 + DY0 + rel, H, a.reflect);
-        float* dst = ring + (rel % (FH + 1)) * RW * CP;
-        const float* src = vf + (yy < 0 ? 0 : yy) * a.s1.y;
-        for (int e = tid; e < RW * C; e += kThreads) {
-          const int c = e / RW, col = e - c * RW;
-          const int xx = geo::bound32(FX0 + xc + col, W, a.reflect);
-          float* d = dst + col * CP + c;
-          if (yy < 0 || xx < 0)
-            *d = 0.f;
-          else
-            __pipeline_memcpy_async(d, src + xx * a.s1.x + c * a.s1.c, sizeof(float));
+        float* d = ring + (rel % (FH + 1)) * RSP + sc0 * kRWS + scol;  // [c][col]
+        if (yy < 0 || sxo < 0) {
+          for (int c = sc0; c < C; c += 2, d += 2 * kRWS) *d = 0.f;
+        } else {
+          const float* src = vf + yy * a.s1.y + sxo + sc0 * a.s1.c;
+          for (int c = sc0; c < C; c += 2, d += 2 * kRWS, src += 2 * a.s1.c)
+            __pipeline_memcpy_async(d, src, sizeof(float));
         }
       };
-      if (xc > DX0) __syncthreads();  // the previous chunk's reads of the ring are done
       for (int r = 0; r < FH; ++r) stage_row(r);
       __pipeline_commit();
 
@@ -208,66 +235,78 @@ __global__ void __launch_bounds__(kThreads) search_forward_shared_kernel(const S
         __syncthreads();  // (B) the ring holds rows dy .. dy + FH - 1; the last gather is done
         if (dy < DY1) stage_row(dy - DY0 + FH);  // the next step's new row, into the free slot
         __pipeline_commit();
+        // The offset columns of this row and chunk that some query needs: [lo, hi].
+        const int lo = max(xc, rows_tracked ? row_lo[dy - DY0] : DX0);
+        const int hi = min(xc + kDXC - 1, rows_tracked ? row_hi[dy - DY0] : DX1);
+        if (lo > hi) continue;  // (every thread skips alike)
+        const int b0 = (lo - xc) / 8, nb = (hi - xc) / 8 - b0 + 1;
 
-        // s(p, (dy, xc + dx)) for footprint pixels p and dx < kDX: unit (fy, fxb, dxb)
-        // computes fx = 4 fxb + m, dx = 4 dxb + k (m, k < 4); fxb varies fastest across
-        // lanes, so a quarter-warp's 16-byte loads and stores hit distinct banks.
-        const int nunits = FH * FWB * (kDX / 4);
-        for (int un = tid; un < nunits; un += kThreads) {
-          const int fxb = un % FWB, r = un / FWB, dxb = r % (kDX / 4), fy = r / (kDX / 4);
-          const float* pa = v0s + (fy * FWB * 4 + fxb * 4) * CP;
-          const float* pb = ring + ((fy + dy - DY0) % (FH + 1)) * RW * CP + (fxb + dxb) * 4 * CP;
-          float acc[4][4];
+        // s(p, (dy, xc + dx)) for the footprint's pixels p and the blocks of 8 offsets
+        // columns in [lo, hi]: unit (dxb, fxb, fy) computes fx = 8 fxb + m, dx = 8 dxb + k
+        // (m, k < 8), summing its channels in order from 0. dxb varies fastest across
+        // lanes, so neighbouring lanes share vid0's loads (broadcast); S3 34.8 ms against
+        // 36.6 with fxb fastest.
+        for (int un = tid; un < kFXB * FH * nb; un += kThreads) {
+          const int dxb = b0 + un % nb, r = un / nb, fxb = r % kFXB, fy = r / kFXB;
+          const float* pa = v0s + fy * V0P + fxb * 8;
+          const float* pb = ring + ((fy + dy - DY0) % (FH + 1)) * RSP + (fxb + dxb) * 8;
+          float acc[8][8];
 #pragma unroll
-          for (int m = 0; m < 4; ++m)
+          for (int m = 0; m < 8; ++m)
 #pragma unroll
-            for (int k = 0; k < 4; ++k) acc[m][k] = 0.f;
-          for (int c = 0; c < C; c += 4) {
-            float4 va[4], vb[7];
+            for (int k = 0; k < 8; ++k) acc[m][k] = 0.f;
+#pragma unroll 2
+          for (int c = 0; c < C; ++c) {
+            float va[8], vb[16];
 #pragma unroll
-            for (int m = 0; m < 4; ++m) va[m] = *reinterpret_cast<const float4*>(pa + m * CP + c);
+            for (int h = 0; h < 2; ++h) {
+              const float4 x = *reinterpret_cast<const float4*>(pa + c * kFX + 4 * h);
+              va[4 * h] = x.x, va[4 * h + 1] = x.y, va[4 * h + 2] = x.z, va[4 * h + 3] = x.w;
+            }
 #pragma unroll
-            for (int m = 0; m < 7; ++m) vb[m] = *reinterpret_cast<const float4*>(pb + m * CP + c);
+            for (int h = 0; h < 4; ++h) {
+              const float4 x = *reinterpret_cast<const float4*>(pb + c * kRWS + 4 * h);
+              vb[4 * h] = x.x, vb[4 * h + 1] = x.y, vb[4 * h + 2] = x.z, vb[4 * h + 3] = x.w;
+            }
 #pragma unroll
-            for (int m = 0; m < 4; ++m)
+            for (int m = 0; m < 8; ++m)
 #pragma unroll
-              for (int k = 0; k < 4; ++k) {
-                float& x = acc[m][k];
-                x = geo::dist_acc<L2>(x, va[m].x, vb[m + k].x);
-                x = geo::dist_acc<L2>(x, va[m].y, vb[m + k].y);
-                x = geo::dist_acc<L2>(x, va[m].z, vb[m + k].z);
-                x = geo::dist_acc<L2>(x, va[m].w, vb[m + k].w);
-              }
+              for (int k = 0; k < 8; ++k) acc[m][k] = geo::dist_acc<L2>(acc[m][k], va[m], vb[m + k]);
           }
-          float* out = sums + fy * kSFY + dxb * 4 * kFXP + fxb * 4;
+          float* out = sums + fy * kSFY + dxb * 8 * kFXP + fxb * 8;
 #pragma unroll
-          for (int k = 0; k < 4; ++k)
-            *reinterpret_cast<float4*>(out + k * kFXP) = make_float4(acc[0][k], acc[1][k], acc[2][k], acc[3][k]);
+          for (int k = 0; k < 8; ++k)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              *reinterpret_cast<float4*>(out + k * kFXP + 4 * h) =
+                  make_float4(acc[4 * h][k], acc[4 * h + 1][k], acc[4 * h + 2][k], acc[4 * h + 3][k]);
         }
         __syncthreads();  // (C) the sums are written
 
-        // This query's candidates in window row i = dy - dy0, columns j whose offset
-        // dx0 + j lies in the chunk, two at a time (two independent chains).
+        // This query's candidates in window row i = dy - dy0 whose offset column dx0 + j
+        // lies in [lo, hi], two at a time (two independent chains), each summing its
+        // PS x PS pixel sums in (pi, pj) order.
         const int i = dy - dy0, y = qh + dy;
         if (mine && i >= 0 && i < wh && y >= 0 && y < H) {
-          const int jlo = max(0, xc - dx0), jhi = min(ww, xc + kDX - dx0);
+          const int jlo = max(0, lo - dx0), jhi = min(ww, hi + 1 - dx0);
           const float* base = sums + qi * kSFY + qj;
+          const int ord0 = (n * wh + i) * ww;
+          const bool self = a.remove_self && n == 0 && dy == 0;
           for (int j = jlo; j < jhi; j += 2) {
             const int j1 = j + 1 < jhi ? j + 1 : j;
             const float* s0 = base + (dx0 + j - xc) * kFXP;
             const float* s1 = base + (dx0 + j1 - xc) * kFXP;
             float d0 = 0.f, d1 = 0.f;
-            for (int pi = 0; pi < PS; ++pi) {
+#pragma unroll
+            for (int pi = 0; pi < PS; ++pi)
+#pragma unroll
               for (int pj = 0; pj < PS; ++pj) {
                 d0 += s0[pi * kSFY + pj];
                 d1 += s1[pi * kSFY + pj];
               }
-            }
-            const int ord0 = (n * wh + i) * ww;
-            const bool self = a.remove_self && n == 0 && dy == 0;
             const int x0 = qw + dx0 + j, x1 = qw + dx0 + j1;
-            if (x0 >= 0 && x0 < W && !(self && x0 == qw)) list.offer_any(d0, ord0 + j);
-            if (j1 != j && x1 >= 0 && x1 < W && !(self && x1 == qw)) list.offer_any(d1, ord0 + j1);
+            if (x0 >= 0 && x0 < W && !(self && x0 == qw)) offer(d0, ord0 + j);
+            if (j1 != j && x1 >= 0 && x1 < W && !(self && x1 == qw)) offer(d1, ord0 + j1);
           }
         }
       }
@@ -312,22 +351,37 @@ std::atomic<bool> enabled{true};  // set_forward_shared_enabled
 
 void set_forward_shared_enabled(bool on) { enabled = on; }
 
+// Compiled patch sides (the sums a candidate adds are unrolled), each for lists of 10 and 16.
+template <bool L2, int KM>
+bool launch_ps(const ShArgs& s, int ps, size_t smem, unsigned blocks, cudaStream_t stream) {
+  auto go = [&](auto kernel) {
+    if (smem > 40 * 1024)
+      STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    kernel<<<blocks, kThreads, smem, stream>>>(s);
+    check_launch("search_forward_shared_kernel");
+    return true;
+  };
+  switch (ps) {
+    case 5: return go(search_forward_shared_kernel<L2, 5, KM>);
+    case 7: return go(search_forward_shared_kernel<L2, 7, KM>);
+    case 9: return go(search_forward_shared_kernel<L2, 9, KM>);
+    default: return false;
+  }
+}
+
 bool search_forward_shared(const SearchArgs& a, cudaStream_t stream) {
   const SearchParams& p = a.p;
   const SearchShape& sh = a.sh;
   if (!enabled || !register_layouts_apply(a)) return false;
   if (p.stride0 != 1 || p.off_H0 || p.off_W0 || p.off_H1 || p.off_W1) return false;
   if (sh.C % 4 != 0 || !geo::channel_sums(sh.C) || sh.C > 64) return false;
-  if (p.ps < 5 || p.ps > 11 || p.ws < 7 || sh.wh != p.ws || sh.ww != p.ws) return false;
+  if (p.ps < 5 || p.ps > 9 || p.ws < 7 || sh.wh != p.ws || sh.ww != p.ws) return false;
   ShArgs s{};
   s.f = thread_args(a);
   s.C = static_cast<int>(sh.C);
-  s.CP = (s.C / 4) % 2 == 0 ? s.C + 4 : s.C;  // an odd number of 16-byte units per pixel
-  s.PS = p.ps;
   s.FH = kTH + p.ps - 1;
-  s.FW = kTW + p.ps - 1;
-  s.FWB = (s.FW + 3) / 4;
-  s.RW = s.FWB * 4 + kDX - 1;  // the last unit reads columns up to 4 (FWB - 1 + 3) + 6
+  s.V0P = s.C * kFX + 4;   // kFX and kRWS are multiples of 8: C * columns / 4 units is even,
+  s.RSP = s.C * kRWS + 4;  // + 1 unit makes it odd
   s.tilesH = static_cast<int>(ceil_div(sh.nH, kTH));
   s.tilesW = static_cast<int>(ceil_div(sh.nW, kTW));
   const size_t smem = static_cast<size_t>(v0_floats(s) + ring_floats(s) + sum_floats(s)) * sizeof(float);
@@ -339,12 +393,7 @@ bool search_forward_shared(const SearchArgs& a, cudaStream_t stream) {
   if (blocks > INT32_MAX) return false;
   return by_dist(p.dist_type, [&](auto l2) {
     return by_list(sh.K, [&](auto km) {
-      auto kernel = search_forward_shared_kernel<decltype(l2)::value, decltype(km)::value>;
-      if (smem > 40 * 1024)
-        STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-      kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(s);
-      check_launch("search_forward_shared_kernel");
-      return true;
+      return launch_ps<decltype(l2)::value, decltype(km)::value>(s, p.ps, smem, static_cast<unsigned>(blocks), stream);
     });
   });
 }
