@@ -5,10 +5,12 @@ terms of the benchmark configurations need, counted with the benchmark's random 
 (2 px standard deviation per pixel, chained over frames as SPEC.md rule 3 says) on a
 block of interior queries.
 
-Today every query sums its own ps^2 * C terms per candidate, one FMA chain in (pi, pj, c)
-order, which CPU and CUDA share so that their distances agree bit for bit. A summation
-order of channel sums, then row sums, then the rows (each level a fixed sequential order,
-implemented by both backends) would let queries share s and r: this prints by how much.
+Until the ninth session every query summed its own ps^2 * C terms per candidate, one FMA
+chain in (pi, pj, c) order, which CPU and CUDA shared so that their distances agreed bit for
+bit. This counted what a summation order of channel sums first (each level a fixed sequential
+order, implemented by every backend) would let queries share; the order now in use
+(geo::channel_sums, from 16 channels per head) has the channel-sum level and one chain over
+the pixels, and search_forward_shared.cu shares s for S3.
     python3 bench/pixel_sum_reuse.py [--block 32]
 """
 import argparse

@@ -3,31 +3,34 @@
 // exactly what the CPU backend computes: same geometry, same summation order, same
 // selection order).
 //
-// Why a fourth layout: with ps = 7 and stride0 = 1 (S3: 16 channels, ws = 9), every pixel
-// sits in 49 queries' patches, and the windows of neighbouring queries overlap, so the
-// other layouts compute the same product vid0(p) . vid1(p + d) up to 49 times. With 16
-// or more channels per head the summation order (geo::channel_sums) sums each pixel's
+// Why a fourth layout: with ps = 7 and stride0 = 1 (S3: 16 channels per head, ws = 9),
+// every pixel sits in 49 queries' patches and the windows of neighbouring queries overlap,
+// so the per-query layouts compute the same product vid0(p) . vid1(p + d) many times. With
+// 16 or more channels per head the summation order (geo::channel_sums) sums each pixel's
 // channels first, from 0, so that sum s(p, d) is one value whoever needs it. A block owns
-// an 8 x 16 tile of queries in one frame and, per searched frame:
-// - walks its queries' flow chains and takes the union of their window offsets d (the
-//   candidate minus the query) as a box [DY0, DY1] x [DX0, DX1];
-// - for every row dy of the box and every 16 columns dx of it (a chunk), computes s(p, d)
-//   for every pixel p of the tile's patches (the footprint, (8 + ps - 1) x (16 + ps - 1))
-//   into shared memory: a dense correlation in which each thread keeps a 4 x 4 block of
-//   (pixel, dx) sums and each loaded value feeds 4 multiply-adds;
-// - then each thread (one query) sums, for its candidates of that row and chunk, the ps^2
-//   values s(p, d) of its patch pixels in (pi, pj) order (the pixel chain of the order) and
-//   offers the distance to its sorted register list.
-// vid0's footprint is staged once per block; vid1's rows enter a ring of footprint-height
-// rows, one new row per dy step, copied asynchronously while the step computes.
-// The work is the box, not the windows: with smooth flows the box is about one window,
-// and each sum is shared by up to ps^2 queries; with the benchmarks' random 2 px flows
-// it is about 20 x 20 offsets one frame away, and S3 still computes about 4x fewer
-// multiply-adds than the per-query layouts (bench/pixel_sum_reuse.py counts the ideal).
+// an 8 x 16 tile of queries in one frame (one thread per query) and, per searched frame:
+// - walks its queries' flow chains and takes the box of their window offsets d (candidate
+//   minus query), [DY0, DY1] x [DX0, DX1], and per offset row dy the columns some query
+//   needs (narrower than the box under random flows);
+// - for every row dy of the box and every chunk of 24 offset columns, computes s(p, d) for
+//   the tile's footprint (the (8 + ps - 1) x (16 + ps - 1) pixels its patches read) and the
+//   needed columns, into shared memory: a dense correlation in which each thread keeps an
+//   8 pixel x 8 offset block of sums in registers, so each loaded value feeds 8
+//   multiply-adds;
+// - then each thread sums, for its query's candidates of that row and chunk, the ps^2
+//   values s(p, d) of its patch pixels in (pi, pj) order (the pixel chain of the order),
+//   two candidates at a time, and offers the distances to its sorted register list.
+// vid0's footprint is staged once per block, channel-major; vid1's rows enter a ring of
+// footprint-height rows (channel-major), one new row per dy step, copied asynchronously
+// while the step computes.
+// The work is the box, not the windows: with smooth flows the box is about one window and
+// each sum serves up to ps^2 queries. With the benchmarks' random 2 px flows it is about
+// 20 x 20 offsets one frame away, and S3 computes about 2.8x fewer multiply-adds than the
+// per-query layouts (30.6 ms on an H200 against the row-split layout's 66).
 //
 // Taken when: float, stride1 = dilation = pt = 1, stride0 = 1, no patch offsets (off_*),
-// channels per head a multiple of 4 from 16 (channel_sums) to 64, ps in [5, 11], a finite
-// ws of at least 7, k in [1, 16], no anchor_self, and the buffers fit in shared memory.
+// 16 to 64 channels per head, a multiple of 4, ps 5, 7 or 9, a finite ws of at least 7,
+// k in [1, 16], no anchor_self, and the buffers fit in shared memory.
 #include "cuda/search_forward_shared.h"
 
 #include <cuda_pipeline.h>
