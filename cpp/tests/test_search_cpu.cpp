@@ -117,12 +117,15 @@ TEST(SearchCpu, BackwardProdHandChecked) {
 }
 
 // The distances follow the documented rounding exactly (README: one fused multiply-add per
-// term, in the order time, row, column, channel, starting from 0), which is what keeps
-// the CPU and CUDA backends bitwise equal. The expected value of every returned
-// (query, neighbour) is recomputed here from SPEC.md rule 5 with std::fma, and must match
-// to the bit; reflected borders, pt = 2, two heads and both metrics included.
-TEST(SearchCpu, DistancesRoundInTheDocumentedOrder) {
-  const int64_t B = 1, T = 3, C = 6, H = 7, W = 9, HD = 2, Ch = C / HD;
+// term, in a fixed order starting from 0: with fewer than 16 channels per head one chain
+// over time, row, column, channel; from 16 on, each pixel's channels in a chain of their
+// own, then one chain over the pixel sums), which is what keeps the CPU and CUDA backends
+// bitwise equal. The expected value of every returned (query, neighbour) is recomputed
+// here from SPEC.md rule 5 with std::fma, and must match to the bit; reflected borders,
+// pt = 2, two heads and both metrics included, with 3 and with 16 channels per head.
+static void check_documented_order(int64_t C) {
+  const int64_t B = 1, T = 3, H = 7, W = 9, HD = 2, Ch = C / HD;
+  const bool pixel_sums = Ch >= 16;
   std::mt19937 rng(11);
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> vid(B * T * C * H * W);
@@ -154,21 +157,29 @@ TEST(SearchCpu, DistancesRoundInTheDocumentedOrder) {
           float d = 0.f;
           for (int64_t pk = 0; pk < p.pt; ++pk)
             for (int64_t pi = 0; pi < p.ps; ++pi)
-              for (int64_t pj = 0; pj < p.ps; ++pj)
+              for (int64_t pj = 0; pj < p.ps; ++pj) {
+                float s = pixel_sums ? 0.f : d;  // the chain this pixel's channels extend
                 for (int64_t c = 0; c < Ch; ++c) {
                   const float a = at(hd, t + pk, c, h + pi - 1, w + pj - 1);
                   const float b = at(hd, id[0] + pk, c, id[1] + pi - 1, id[2] + pj - 1);
                   if (dt == DistType::Prod) {
-                    d = std::fma(a, b, d);
+                    s = std::fma(a, b, s);
                   } else {
                     const float diff = a - b;
-                    d = std::fma(diff, diff, d);
+                    s = std::fma(diff, diff, s);
                   }
                 }
-          ASSERT_EQ(r.dists[e], d) << "head " << hd << " query " << q << " neighbour " << k;
+                d = pixel_sums ? d + s : s;
+              }
+          ASSERT_EQ(r.dists[e], d) << "C/HD " << Ch << " head " << hd << " query " << q << " neighbour " << k;
           ++checked;
         }
       }
     EXPECT_GT(checked, 1000);
   }
+}
+
+TEST(SearchCpu, DistancesRoundInTheDocumentedOrder) {
+  check_documented_order(6);   // 3 channels per head: one chain
+  check_documented_order(32);  // 16 per head: pixel sums first
 }
