@@ -79,6 +79,24 @@ def small_patch_case(seed, variants=((4, 3), (8, 3), (8, 1))):
 ROW_VARIANTS = ((32, 3), (16, 7))  # the row-split forward's (channels per head, ps)
 
 
+def shared_sums_case(seed):
+    """A configuration of the CUDA backend's shared-sums forward (float32, stride0 = 1,
+    16 to 32 channels per head, ps 5, 7 or 9, ws 7 or 9, stride1 = dilation = pt = 1, no
+    patch offsets, k in [1, 16], no anchor_self), on frames up to 3 of its 8 x 16 query
+    tiles wide so that several blocks share a frame. On the CPU it is one more random case
+    with 16 or more channels per head (the pixel-sums summation order)."""
+    c = random_case(seed)
+    r = np.random.default_rng(60_000 + seed)
+    ch, ps = [(16, 7), (20, 5), (32, 9), (16, 5)][int(r.integers(0, 4))]
+    nheads = int(r.choice([1, 2]))
+    c.update(nheads=nheads, C=nheads * ch, ps=ps, ws=int(r.choice([7, 9])), stride0=1, stride1=1,
+             dilation=1, pt=1, dtype="float32", anchor_self=False, off_H0=0, off_W0=0, off_H1=0,
+             off_W1=0, T=int(r.integers(1, 4)), H=int(r.integers(3, 20)), W=int(r.integers(3, 40)))
+    slots = ref.num_slots(ref.Params(c["ws"], c["wt"], ps, 0, stride1=1), c["T"], c["H"], c["W"])
+    c["k"] = int(r.integers(1, min(16, slots) + 1))
+    return c
+
+
 def describe(c):
     """A short id for pytest output: enough to rebuild the case (seed) and read it."""
     return (f"seed{c['seed']}-{c['dtype']}-{c['dist_type']}-B{c['B']}T{c['T']}C{c['C']}"

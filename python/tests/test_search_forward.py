@@ -71,6 +71,20 @@ def test_row_split_patches_match_reference(case, device):
     sc.check_result(case, dists, inds, ref_d, ref_i, arrays[0], arrays[1])
 
 
+SHARED_SUMS_CASES = [sc.shared_sums_case(400_000 + s) for s in range(24)]
+
+
+@pytest.mark.parametrize("case", SHARED_SUMS_CASES, ids=sc.describe)
+def test_shared_sums_match_reference(case, device):
+    """Shapes of the CUDA shared-sums forward (a block of queries sums each pixel's
+    channels once; 16 or more channels per head, so the pixel-sums summation order on
+    every backend), grid data included (exact ties)."""
+    arrays = sc.make_inputs(case)
+    ref_d, ref_i = run_ref(case, *arrays)
+    dists, inds = run_lib(case, *to_torch(arrays, device))
+    sc.check_result(case, dists, inds, ref_d, ref_i, arrays[0], arrays[1])
+
+
 @pytest.mark.parametrize("case", NUMPY_CASES, ids=sc.describe)
 def test_numpy_matches_reference(case):
     arrays = sc.make_inputs(case)
