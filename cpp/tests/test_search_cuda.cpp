@@ -492,6 +492,19 @@ TEST(SearchCuda, ThirtyTwoChannelsPerHead) {
   check_case<float>(c, 23);
 }
 
+TEST(SearchCuda, PixelSumsOrderInDouble) {
+  // float64 with 16 and 20 channels per head (the pixel-sums summation order on the
+  // general path, whose order is chosen at run time), the anchor slot (its distance is
+  // summed apart), both distances, zero borders.
+  REQUIRE_GPU();
+  Case c;
+  c.T = 3, c.H = 13, c.W = 17, c.C = 32;
+  c.p.ws = 5, c.p.wt = 1, c.p.ps = 3, c.p.k = 12, c.p.nheads = 2, c.p.stride0 = 2, c.p.anchor_self = true;
+  check_case<double>(c, 41);
+  c.C = 40, c.p.dist_type = DistType::L2, c.p.reflect_bounds = false, c.p.anchor_self = false, c.p.stride0 = 1;
+  check_case<double>(c, 42);
+}
+
 TEST(SearchCuda, GeneralPathChannelsInFours) {
   // The general path for float with C % 4 == 0 (the query read 4 channels per load), not a
   // fast-path shape: 12, 20 and 32 channels per head, stride1 and dilation 2 (which keep
