@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/search_backward_fixed.h"
@@ -580,6 +581,19 @@ Case register_case(std::mt19937& rng, int cv, int ps, int ws, int rep, std::init
   return c;
 }
 
+// Three random calls (register_case) for each (channels per head, ps) variant and window
+// width, on every layout that takes them, against the CPU (seeds seed0, seed0 + 1, ...).
+void check_register_variants(uint32_t rng_seed, std::initializer_list<std::pair<int, int>> variants,
+                             std::initializer_list<int> widths, std::initializer_list<int> big_h,
+                             std::initializer_list<int> big_w, std::initializer_list<int> strides, uint32_t seed0) {
+  std::mt19937 rng(rng_seed);
+  uint32_t n = 0;
+  for (const auto& cp : variants)
+    for (int ws : widths)
+      for (int rep = 0; rep < 3; ++rep, ++n)
+        check_both_layouts<float>(register_case(rng, cp.first, cp.second, ws, rep, big_h, big_w, strides), seed0 + n);
+}
+
 TEST(SearchCuda, ThreadPerQueryPath) {
   // Every compiled variant of the thread-per-query forward (channels per head and ps:
   // 4 and 3, 8 and 3, 8 and 1; window widths 5, 7, 9) against the CPU, three random calls
@@ -587,13 +601,7 @@ TEST(SearchCuda, ThreadPerQueryPath) {
   // the windows over the frame (boxes too large for shared memory, staged thread by
   // thread).
   REQUIRE_GPU();
-  std::mt19937 rng(4242);
-  const int variants[3][2] = {{4, 3}, {8, 3}, {8, 1}};
-  int n = 0;
-  for (const auto& cp : variants)
-    for (int ws : {5, 7, 9})
-      for (int rep = 0; rep < 3; ++rep, ++n)
-        check_both_layouts<float>(register_case(rng, cp[0], cp[1], ws, rep, {19, 33, 48}, {21, 40, 64}, {1, 1, 2, 3}), 500 + n);
+  check_register_variants(4242, {{4, 3}, {8, 3}, {8, 1}}, {5, 7, 9}, {19, 33, 48}, {21, 40, 64}, {1, 1, 2, 3}, 500);
 }
 
 TEST(SearchCuda, ThreadPerQueryScatteredWindows) {
@@ -617,13 +625,7 @@ TEST(SearchCuda, RowSplitPath) {
   // counts rarely a multiple of a warp's queries (10 or 4), so the last warp has lanes
   // without a query.
   REQUIRE_GPU();
-  std::mt19937 rng(5151);
-  const int variants[2][2] = {{32, 3}, {16, 7}};
-  int n = 0;
-  for (const auto& cp : variants)
-    for (int ws : {5, 7, 9})
-      for (int rep = 0; rep < 3; ++rep, ++n)
-        check_both_layouts<float>(register_case(rng, cp[0], cp[1], ws, rep, {19, 33}, {21, 40}, {1, 2, 3}), 700 + n);
+  check_register_variants(5151, {{32, 3}, {16, 7}}, {5, 7, 9}, {19, 33}, {21, 40}, {1, 2, 3}, 700);
 }
 
 TEST(SearchCuda, SharedSumsPath) {
@@ -633,13 +635,7 @@ TEST(SearchCuda, SharedSumsPath) {
   // 24-column chunks, both distances, zero and reflected borders, remove_self. Calls with
   // patch offsets (which it does not take) run the other layouts.
   REQUIRE_GPU();
-  std::mt19937 rng(6262);
-  const int variants[3][2] = {{16, 7}, {20, 5}, {32, 9}};
-  int n = 0;
-  for (const auto& cp : variants)
-    for (int ws : {7, 9, 11})
-      for (int rep = 0; rep < 3; ++rep, ++n)
-        check_both_layouts<float>(register_case(rng, cp[0], cp[1], ws, rep, {19, 33}, {21, 40}, {1}), 900 + n);
+  check_register_variants(6262, {{16, 7}, {20, 5}, {32, 9}}, {7, 9, 11}, {19, 33}, {21, 40}, {1}, 900);
 }
 
 TEST(SearchCuda, SharedSumsSmallVideo) {
