@@ -37,7 +37,6 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <climits>
 #include <limits>
 
@@ -107,11 +106,10 @@ struct AnyOrderList : ThreadList<L2, KM> {
   }
 };
 
-template <bool L2, int PS, int KM, int TH>
-__global__ void __launch_bounds__(TH * kTW, TH == 8 ? 2 : 1) search_forward_shared_kernel(const ShArgs s) {
-  constexpr int NT = TH * kTW;  // DEV: tile rows TH (8 or 16)
+template <bool L2, int PS, int KM>
+__global__ void __launch_bounds__(kThreads, 2) search_forward_shared_kernel(const ShArgs s) {
   extern __shared__ __align__(16) float smem[];
-  __shared__ int part[NT / 32][4];     // per warp: min dy0, max dy0, min dx0, max dx0
+  __shared__ int part[kThreads / 32][4];     // per warp: min dy0, max dy0, min dx0, max dx0
   __shared__ int row_lo[kMaxRows], row_hi[kMaxRows];  // per offset row: the queries' dx range
   const ThrArgs& a = s.f;
   float* v0s = smem;                    // [fy][c][fx]
@@ -129,18 +127,18 @@ __global__ void __launch_bounds__(TH * kTW, TH == 8 ? 2 : 1) search_forward_shar
   blk /= a.nT;
   const int hd = blk % a.HD, b = blk / a.HD;
   const int qi = tid / kTW, qj = tid % kTW;  // the thread's query in the tile
-  const int gi = ti * TH + qi, gj = tj * kTW + qj;
+  const int gi = ti * kTH + qi, gj = tj * kTW + qj;
   const bool mine = gi < a.nH && gj < a.nW;  // a query of the grid (others only compute sums)
   const int qh = mine ? gi : 0, qw = mine ? gj : 0;  // stride0 = 1
   const int H = a.H, W = a.W, wh = a.wh, ww = a.ws;
   // Footprint pixel (fy, fx) is (FY0 + fy, FX0 + fx) before the bounds rule.
-  const int FY0 = ti * TH + a.o0, FX0 = tj * kTW + a.o0;
+  const int FY0 = ti * kTH + a.o0, FX0 = tj * kTW + a.o0;
 
   // vid0's footprint, bounds applied (columns past kTW + PS - 1 are staged too: they feed
   // sums no query reads).
   {
     const float* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + t * a.s0.t;
-    for (int e = tid; e < FH * C * kFX; e += NT) {
+    for (int e = tid; e < FH * C * kFX; e += kThreads) {
       const int fx = e % kFX, r = e / kFX, c = r % C, fy = r / C;
       const int yy = geo::bound32(FY0 + fy, H, a.reflect), xx = geo::bound32(FX0 + fx, W, a.reflect);
       v0s[fy * V0P + c * kFX + fx] = yy < 0 || xx < 0 ? 0.f : v0[yy * a.s0.y + xx * a.s0.x + c * a.s0.c];
@@ -188,7 +186,7 @@ __global__ void __launch_bounds__(TH * kTW, TH == 8 ? 2 : 1) search_forward_shar
     for (int k = 0; k < 4; ++k) {
       m4[k] = part[0][k];
 #pragma unroll
-      for (int w = 1; w < NT / 32; ++w) m4[k] = min(m4[k], part[w][k]);
+      for (int w = 1; w < kThreads / 32; ++w) m4[k] = min(m4[k], part[w][k]);
     }
     const int DY0 = m4[0], DY1 = -m4[1] + wh - 1, DX0 = m4[2], DX1 = -m4[3] + ww - 1;
     // Per offset row, the columns any query of the tile needs (with random flows, narrower
@@ -217,19 +215,18 @@ __global__ void __launch_bounds__(TH * kTW, TH == 8 ? 2 : 1) search_forward_shar
       // below 2 * kRWS stage one column each (its bounds resolved once per chunk), every
       // other channel: per value one asynchronous copy and two adds.
       if (xc > DX0) __syncthreads();  // the previous chunk's reads of the ring are done
-      constexpr int kStageRows = NT / kRWS;  // channels staged at a time
       const int scol = tid % kRWS, sc0 = tid / kRWS;
       const int sxx = geo::bound32(FX0 + xc + scol, W, a.reflect);
       const int64_t sxo = sxx < 0 ? -1 : sxx * a.s1.x;
       auto stage_row = [&](int rel) {  // rel = fy + dy - DY0
-        if (sc0 >= kStageRows) return;
+        if (sc0 >= 2) return;
         const int yy = geo::bound32(FY0 + DY0 + rel, H, a.reflect);
         float* d = ring + (rel % (FH + 1)) * RSP + sc0 * kRWS + scol;  // [c][col]
         if (yy < 0 || sxo < 0) {
-          for (int c = sc0; c < C; c += kStageRows, d += kStageRows * kRWS) *d = 0.f;
+          for (int c = sc0; c < C; c += 2, d += 2 * kRWS) *d = 0.f;
         } else {
           const float* src = vf + yy * a.s1.y + sxo + sc0 * a.s1.c;
-          for (int c = sc0; c < C; c += kStageRows, d += kStageRows * kRWS, src += kStageRows * a.s1.c)
+          for (int c = sc0; c < C; c += 2, d += 2 * kRWS, src += 2 * a.s1.c)
             __pipeline_memcpy_async(d, src, sizeof(float));
         }
       };
@@ -252,7 +249,7 @@ __global__ void __launch_bounds__(TH * kTW, TH == 8 ? 2 : 1) search_forward_shar
         // (m, k < 8), summing its channels in order from 0. dxb varies fastest across
         // lanes, so neighbouring lanes share vid0's loads (broadcast); S3 34.8 ms against
         // 36.6 with fxb fastest.
-        for (int un = tid; un < kFXB * FH * nb; un += NT) {
+        for (int un = tid; un < kFXB * FH * nb; un += kThreads) {
           const int dxb = b0 + un % nb, r = un / nb, fxb = r % kFXB, fy = r / kFXB;
           const float* pa = v0s + fy * V0P + fxb * 8;
           const float* pb = ring + ((fy + dy - DY0) % (FH + 1)) * RSP + (fxb + dxb) * 8;
@@ -298,24 +295,21 @@ __global__ void __launch_bounds__(TH * kTW, TH == 8 ? 2 : 1) search_forward_shar
           const float* base = sums + qi * kSFY + qj;
           const int ord0 = (n * wh + i) * ww;
           const bool self = a.remove_self && n == 0 && dy == 0;
-          for (int j = jlo; j < jhi; j += 3) {
-            const int j1 = min(j + 1, jhi - 1), j2 = min(j + 2, jhi - 1);
+          for (int j = jlo; j < jhi; j += 2) {
+            const int j1 = j + 1 < jhi ? j + 1 : j;
             const float* s0 = base + (dx0 + j - xc) * kFXP;
             const float* s1 = base + (dx0 + j1 - xc) * kFXP;
-            const float* s2 = base + (dx0 + j2 - xc) * kFXP;
-            float d0 = 0.f, d1 = 0.f, d2 = 0.f;
+            float d0 = 0.f, d1 = 0.f;
 #pragma unroll
             for (int pi = 0; pi < PS; ++pi)
 #pragma unroll
               for (int pj = 0; pj < PS; ++pj) {
                 d0 += s0[pi * kSFY + pj];
                 d1 += s1[pi * kSFY + pj];
-                d2 += s2[pi * kSFY + pj];
               }
-            const int x0 = qw + dx0 + j, x1 = qw + dx0 + j1, x2 = qw + dx0 + j2;
+            const int x0 = qw + dx0 + j, x1 = qw + dx0 + j1;
             if (x0 >= 0 && x0 < W && !(self && x0 == qw)) offer(d0, ord0 + j);
             if (j1 != j && x1 >= 0 && x1 < W && !(self && x1 == qw)) offer(d1, ord0 + j1);
-            if (j2 != j1 && x2 >= 0 && x2 < W && !(self && x2 == qw)) offer(d2, ord0 + j2);
           }
         }
       }
@@ -361,19 +355,19 @@ std::atomic<bool> enabled{true};  // set_forward_shared_enabled
 void set_forward_shared_enabled(bool on) { enabled = on; }
 
 // Compiled patch sides (the sums a candidate adds are unrolled), each for lists of 10 and 16.
-template <bool L2, int KM, int TH>
+template <bool L2, int KM>
 bool launch_ps(const ShArgs& s, int ps, size_t smem, unsigned blocks, cudaStream_t stream) {
   auto go = [&](auto kernel) {
     if (smem > 40 * 1024)
       STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    kernel<<<blocks, TH * kTW, smem, stream>>>(s);
+    kernel<<<blocks, kThreads, smem, stream>>>(s);
     check_launch("search_forward_shared_kernel");
     return true;
   };
   switch (ps) {
-    case 5: return go(search_forward_shared_kernel<L2, 5, KM, TH>);
-    case 7: return go(search_forward_shared_kernel<L2, 7, KM, TH>);
-    case 9: return go(search_forward_shared_kernel<L2, 9, KM, TH>);
+    case 5: return go(search_forward_shared_kernel<L2, 5, KM>);
+    case 7: return go(search_forward_shared_kernel<L2, 7, KM>);
+    case 9: return go(search_forward_shared_kernel<L2, 9, KM>);
     default: return false;
   }
 }
@@ -388,11 +382,10 @@ bool search_forward_shared(const SearchArgs& a, cudaStream_t stream) {
   ShArgs s{};
   s.f = thread_args(a);
   s.C = static_cast<int>(sh.C);
-  const int TH = getenv("STNLS_SHARED_TH") && atoi(getenv("STNLS_SHARED_TH")) == 16 ? 16 : 8;  // DEV
-  s.FH = TH + p.ps - 1;
+  s.FH = kTH + p.ps - 1;
   s.V0P = s.C * kFX + 4;   // kFX and kRWS are multiples of 8: C * columns / 4 units is even,
   s.RSP = s.C * kRWS + 4;  // + 1 unit makes it odd
-  s.tilesH = static_cast<int>(ceil_div(sh.nH, TH));
+  s.tilesH = static_cast<int>(ceil_div(sh.nH, kTH));
   s.tilesW = static_cast<int>(ceil_div(sh.nW, kTW));
   const size_t smem = static_cast<size_t>(v0_floats(s) + ring_floats(s) + sum_floats(s)) * sizeof(float);
   int optin = 0, dev = 0;
@@ -403,8 +396,7 @@ bool search_forward_shared(const SearchArgs& a, cudaStream_t stream) {
   if (blocks > INT32_MAX) return false;
   return by_dist(p.dist_type, [&](auto l2) {
     return by_list(sh.K, [&](auto km) {
-      return TH == 16 ? launch_ps<decltype(l2)::value, decltype(km)::value, 16>(s, p.ps, smem, static_cast<unsigned>(blocks), stream)
-                      : launch_ps<decltype(l2)::value, decltype(km)::value, 8>(s, p.ps, smem, static_cast<unsigned>(blocks), stream);
+      return launch_ps<decltype(l2)::value, decltype(km)::value>(s, p.ps, smem, static_cast<unsigned>(blocks), stream);
     });
   });
 }
