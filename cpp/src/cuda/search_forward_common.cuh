@@ -118,11 +118,12 @@ bool by_width(int64_t ww, Go&& go) {
 }
 
 // A thread's best KM candidates, sorted best first: order keys of the distances
-// (rank::dist_key) with their ordinals. A thread offers its candidates in increasing
-// ordinal order (frames, rows, columns in canonical order), so a tie in the key goes
-// after the entries already listed, and one 32-bit compare per entry orders the list
-// (rule 6). A NaN distance is listed with key kNaN, after every number and before the
-// empty entries (kNone).
+// (rank::dist_key) with their ordinals. offer() is for candidates offered in increasing
+// ordinal order (frames, rows, columns in canonical order): a tie in the key goes after
+// the entries already listed, so one 32-bit compare per entry orders the list (rule 6).
+// offer_any() takes candidates in any order and breaks ties in the key by the ordinal: the
+// same list, one compare more per entry. A NaN distance is listed with key kNaN, after
+// every number and before the empty entries (kNone).
 constexpr uint32_t kNaN = 0xfffffffeu, kNone = 0xffffffffu;
 
 template <bool L2, int KM>
@@ -133,10 +134,17 @@ struct ThreadList {
 #pragma unroll
     for (int m = 0; m < KM; ++m) key[m] = kNone, ord[m] = kEmpty;
   }
-  __device__ __forceinline__ void offer(float d, int32_t o) {
+  __device__ __forceinline__ void offer(float d, int32_t o) { insert<false>(d, o); }
+  __device__ __forceinline__ void offer_any(float d, int32_t o) { insert<true>(d, o); }
+  // The distance of a listed key.
+  __device__ __forceinline__ static float dist(uint32_t k) { return rank::key_dist<L2, float, uint32_t>(k == kNaN ? kNone : k); }
+
+ private:
+  template <bool BY_ORD>
+  __device__ __forceinline__ void insert(float d, int32_t o) {
     uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
     k = k == kNone ? kNaN : k;
-    if (!(k < key[KM - 1])) return;
+    if (!(k < key[KM - 1] || (BY_ORD && k == key[KM - 1] && o < ord[KM - 1]))) return;
     // One pass of a bubble: the new entry takes the first place whose entry it ranks
     // before, and from there every entry moves down one (two live entries at a time). The
     // move must not compare the displaced entry again: next to an equal key it would
@@ -144,7 +152,7 @@ struct ThreadList {
     bool moving = false;
 #pragma unroll
     for (int m = 0; m < KM; ++m) {
-      const bool lt = moving || k < key[m];
+      const bool lt = moving || k < key[m] || (BY_ORD && k == key[m] && o < ord[m]);
       moving = lt;
       const uint32_t yk = lt ? key[m] : k;
       const int32_t yo = lt ? ord[m] : o;
@@ -153,9 +161,44 @@ struct ThreadList {
       k = yk, o = yo;
     }
   }
-  // The distance of a listed key.
-  __device__ __forceinline__ static float dist(uint32_t k) { return rank::key_dist<L2, float, uint32_t>(k == kNaN ? kNone : k); }
 };
+
+// One step of a query's flow chain (rule 3) to frame u, the n-th searched frame (n > 0 takes
+// a step; n = 0 is frame t itself): forward frames chain from t, backward frames restart at
+// the query (qh, qw). (ch, cw) is the centre in the previous frame of the order, then in u.
+__device__ __forceinline__ void flow_chain_step(const ThrArgs& a, int b, int t, int qh, int qw, int n, int u, int& ch,
+                                                int& cw) {
+  if (n == 0) return;
+  if (u == t - 1) ch = qh, cw = qw;
+  const int prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
+  const float* fl = u > t ? a.fflow : a.bflow;
+  const detail::Strides5& sf = u > t ? a.sf : a.sb;
+  if (fl) {
+    const float* f = fl + b * sf.b + prev * sf.t + ch * sf.y + cw * sf.x;
+    geo::flow_step32(ch, cw, f[0], f[sf.c], a.H, a.W);
+  }
+}
+
+// The elementwise minimum of v[0..3] over a block of WARPS warps (every thread gets it):
+// warp shuffles, then `part` in shared memory. Ends with the block barrier that publishes
+// `part`; the caller's earlier reads of `part` must be done before it is called.
+template <int WARPS>
+__device__ __forceinline__ void block_min4(int (&v)[4], int (*part)[4], int lane, int wib) {
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v[k] = min(v[k], __shfl_xor_sync(0xffffffffu, v[k], o));
+  if (lane == 0)
+#pragma unroll
+    for (int k = 0; k < 4; ++k) part[wib][k] = v[k];
+  __syncthreads();
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    v[k] = part[0][k];
+#pragma unroll
+    for (int w = 1; w < WARPS; ++w) v[k] = min(v[k], part[w][k]);
+  }
+}
 
 }  // namespace cuda
 }  // namespace stnls

@@ -105,17 +105,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   if (live && pi == 0) {
     int ch = qh, cw = qw;
     for (int n = 0; n < st; ++n) {
-      const int u = frame_at(n);
-      if (n > 0) {
-        if (u == t - 1) ch = qh, cw = qw;
-        const int prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
-        const float* fl = u > t ? a.fflow : a.bflow;
-        const detail::Strides5& sf = u > t ? a.sf : a.sb;
-        if (fl) {
-          const float* f = fl + b * sf.b + prev * sf.t + ch * sf.y + cw * sf.x;
-          geo::flow_step32(ch, cw, f[0], f[sf.c], H, W);
-        }
-      }
+      flow_chain_step(a, b, t, qh, qw, n, frame_at(n), ch, cw);
       wins[n] = make_int2(geo::window_base32(ch, H, 1, a.ws, a.full_ws), geo::window_base32(cw, W, 1, a.ws, a.full_ws));
     }
   }

@@ -80,32 +80,6 @@ __host__ __device__ inline int v0_floats(const ShArgs& s) { return s.FH * s.V0P;
 __host__ __device__ inline int ring_floats(const ShArgs& s) { return (s.FH + 1) * s.RSP; }
 __host__ __device__ inline int sum_floats(const ShArgs& s) { return s.FH * kSFY; }
 
-// A thread's best KM candidates, like ThreadList, but offered in any order: a chunk's
-// columns come before the next chunk's, so a row's candidates can arrive after later
-// rows'. Ties in the key are broken by the ordinal (rule 6), so the list is the same
-// whatever the order of the offers.
-template <bool L2, int KM>
-struct AnyOrderList : ThreadList<L2, KM> {
-  using ThreadList<L2, KM>::key;
-  using ThreadList<L2, KM>::ord;
-  __device__ __forceinline__ void offer_any(float d, int32_t o) {
-    uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
-    k = k == kNone ? kNaN : k;
-    if (!(k < key[KM - 1] || (k == key[KM - 1] && o < ord[KM - 1]))) return;
-    bool moving = false;
-#pragma unroll
-    for (int m = 0; m < KM; ++m) {
-      const bool lt = moving || k < key[m] || (k == key[m] && o < ord[m]);
-      moving = lt;
-      const uint32_t yk = lt ? key[m] : k;
-      const int32_t yo = lt ? ord[m] : o;
-      key[m] = lt ? k : key[m];
-      ord[m] = lt ? o : ord[m];
-      k = yk, o = yo;
-    }
-  }
-};
-
 template <bool L2, int PS, int KM>
 __global__ void __launch_bounds__(kThreads, 2) search_forward_shared_kernel(const ShArgs s) {
   extern __shared__ __align__(16) float smem[];
@@ -148,22 +122,10 @@ __global__ void __launch_bounds__(kThreads, 2) search_forward_shared_kernel(cons
   const geo::Frames fr = geo::frames(t, a.nT, a.wt);
   const int nfwd = static_cast<int>(fr.t_hi - t + 1);  // frames t .. t_hi come first
   const float* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
-  AnyOrderList<L2, KM> list;
+  ThreadList<L2, KM> list;
   list.reset();
 
-  // One step of the flow chain (rule 3) to frame u, the n-th searched frame, as in
-  // search_forward_thread.cu.
-  auto step = [&](int n, int u, int& ch, int& cw) {
-    if (n == 0) return;
-    if (u == t - 1) ch = qh, cw = qw;
-    const int prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
-    const float* fl = u > t ? a.fflow : a.bflow;
-    const detail::Strides5& sf = u > t ? a.sf : a.sb;
-    if (fl) {
-      const float* f = fl + b * sf.b + prev * sf.t + ch * sf.y + cw * sf.x;
-      geo::flow_step32(ch, cw, f[0], f[sf.c], H, W);
-    }
-  };
+  auto step = [&](int n, int u, int& ch, int& cw) { flow_chain_step(a, b, t, qh, qw, n, u, ch, cw); };
 
   int ch = qh, cw = qw;
   for (int n = 0; n < a.st; ++n) {
@@ -174,20 +136,8 @@ __global__ void __launch_bounds__(kThreads, 2) search_forward_shared_kernel(cons
 
     // The block's box of offsets.
     int m4[4] = {mine ? dy0 : INT_MAX, mine ? -dy0 : INT_MAX, mine ? dx0 : INT_MAX, mine ? -dx0 : INT_MAX};
-#pragma unroll
-    for (int k = 0; k < 4; ++k)
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) m4[k] = min(m4[k], __shfl_xor_sync(0xffffffffu, m4[k], o));
-    if (lane == 0)
-#pragma unroll
-      for (int k = 0; k < 4; ++k) part[wib][k] = m4[k];
-    __syncthreads();  // (A) part is written; the previous frame's reads of everything are done
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      m4[k] = part[0][k];
-#pragma unroll
-      for (int w = 1; w < kThreads / 32; ++w) m4[k] = min(m4[k], part[w][k]);
-    }
+    block_min4<kThreads / 32>(m4, part, lane, wib);  // its barrier (A): the previous frame's
+                                                     // reads of everything are done
     const int DY0 = m4[0], DY1 = -m4[1] + wh - 1, DX0 = m4[2], DX1 = -m4[3] + ww - 1;
     // Per offset row, the columns any query of the tile needs (with random flows, narrower
     // than the box); rows past kMaxRows use the box.
@@ -205,7 +155,7 @@ __global__ void __launch_bounds__(kThreads, 2) search_forward_shared_kernel(cons
     const float* vf = v1 + u * a.s1.t;
     // With one chunk, this frame's candidates reach the list in increasing ordinal order
     // (rows, then columns), after every earlier frame's: the cheaper in-order insertion
-    // of ThreadList gives the same list.
+    // gives the same list. With several, a row's later chunks come after later rows.
     const bool one_chunk = DX1 - DX0 < kDXC;
     auto offer = [&](float d, int32_t o) { one_chunk ? list.offer(d, o) : list.offer_any(d, o); };
 

@@ -170,21 +170,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
   ThreadList<L2, KM> list;
   list.reset();
 
-  // One step of the flow chain (rule 3) to frame u, the n-th searched frame: forward
-  // frames chain from t, backward frames restart at the query. search_forward.cu walks the
-  // same chain; a helper shared with it compiled this kernel differently from the code the
-  // GPU tested, so the few lines stay here.
-  auto step = [&](int n, int u, int& ch, int& cw) {
-    if (n == 0) return;
-    if (u == t - 1) ch = qh, cw = qw;
-    const int prev = (u == t - 1) ? t : (u > t ? u - 1 : u + 1);
-    const float* fl = u > t ? a.fflow : a.bflow;
-    const detail::Strides5& sf = u > t ? a.sf : a.sb;
-    if (fl) {
-      const float* f = fl + b * sf.b + prev * sf.t + ch * sf.y + cw * sf.x;
-      geo::flow_step32(ch, cw, f[0], f[sf.c], H, W);
-    }
-  };
+  auto step = [&](int n, int u, int& ch, int& cw) { flow_chain_step(a, b, t, qh, qw, n, u, ch, cw); };
 
   int ch = qh, cw = qw;
   for (int n = 0; n < a.st; ++n) {
@@ -196,20 +182,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
     // The block's union of window starts.
     wy[tid] = y0, wx[tid] = x0;
     int m4[4] = {mine ? y0 : INT_MAX, mine ? -y0 : INT_MAX, mine ? x0 : INT_MAX, mine ? -x0 : INT_MAX};
-#pragma unroll
-    for (int k = 0; k < 4; ++k)
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) m4[k] = min(m4[k], __shfl_xor_sync(0xffffffffu, m4[k], o));
-    if (lane == 0)
-#pragma unroll
-      for (int k = 0; k < 4; ++k) part[wib][k] = m4[k];
-    __syncthreads();  // (A) part, wy and wx are written (the last frame's box reads are done)
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      m4[k] = part[0][k];
-#pragma unroll
-      for (int w = 1; w < kWarps; ++w) m4[k] = min(m4[k], part[w][k]);
-    }
+    block_min4<kWarps>(m4, part, lane, wib);  // its barrier (A): part, wy and wx are written
+                                              // (the last frame's box reads are done)
     const int miny = m4[0], maxy = -m4[1], minx = m4[2], maxx = -m4[3];
     // The box: every pixel any of the block's candidate patches reads in frame u. When it
     // does not fit, each thread's own window rectangle (RH x RW pixels) is staged instead,
