@@ -4,8 +4,10 @@
 // (cfg, e.g. S2: that configuration only and no CPU check, for profilers.)
 // Prints per config: forward median ms (and fwd_noshared_ms: the same call with the
 // shared-sums forward switched off; fwd_warp_ms: with every layout but the warp-per-query
-// kernels switched off), backward median ms (deterministic, the default,
-// and deterministic = false: the atomic scatter where it is faster), TFLOP/s with FLOPs = 2*B*Q*st*ws^2*ps^2*
+// kernels switched off), backward median ms (deterministic, the default; bwd_gather: with
+// the fixed-point scatter off, so the gather runs, tap-split where the call allows;
+// bwd_pixel: the gather one thread per pixel; bwd_nondet: deterministic = false, the atomic
+// scatter where it is faster), TFLOP/s with FLOPs = 2*B*Q*st*ws^2*ps^2*
 // pt*C, the fraction of the GPU's float32 FMA peak, and the backward workspace size.
 // First, every configuration's parameters are checked on a small video against the CPU
 // backend (prod and l2: indices identical, distances bitwise equal, gradients close, and
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "cuda/search_backward_fixed.h"
+#include "cuda/search_backward_taps.h"
 #include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_shared.h"
 #include "cuda/search_forward_thread.h"
@@ -201,8 +204,8 @@ int main(int argc, char** argv) {
         for (bool det : {true, false}) bad += check_vs_cpu(c, dist, det);
     std::printf("check vs CPU: %s\n", bad ? "FAILED" : "all equal");
   }
-  std::printf("%-4s %10s %15s %11s %10s %10s %10s %9s %9s %9s %12s\n", "cfg", "fwd_ms", "fwd_noshared_ms", "fwd_warp_ms", "bwd_ms",
-              "bwd_gather", "bwd_nondet", "fwd_TF/s", "fwd_%peak", "bwd_%fwd", "workspaceMB");
+  std::printf("%-4s %10s %15s %11s %10s %10s %10s %10s %9s %9s %9s %12s\n", "cfg", "fwd_ms", "fwd_noshared_ms", "fwd_warp_ms", "bwd_ms",
+              "bwd_gather", "bwd_pixel", "bwd_nondet", "fwd_TF/s", "fwd_%peak", "bwd_%fwd", "workspaceMB");
   for (const Config& c : cfgs) {
     if (only && std::strcmp(only, c.name) != 0) continue;
     SearchParams p;
@@ -247,8 +250,11 @@ int main(int argc, char** argv) {
     const size_t wsb = search_backward_workspace_size(p, dv0, dv1, cind);
     stnls::cuda::set_backward_fixed_enabled(false);
     const size_t wsb_gather = search_backward_workspace_size(p, dv0, dv1, cind);
+    stnls::cuda::set_backward_taps_enabled(false);
+    const size_t wsb_pixel = search_backward_workspace_size(p, dv0, dv1, cind);
+    stnls::cuda::set_backward_taps_enabled(true);
     stnls::cuda::set_backward_fixed_enabled(true);
-    const size_t wsb_max = std::max(wsb, wsb_gather);
+    const size_t wsb_max = std::max({wsb, wsb_gather, wsb_pixel});
     void* ws = nullptr;
     CK(cudaMalloc(&ws, std::max<size_t>(wsb_max, 1)));
     auto backward = [&](const SearchParams& bp) {
@@ -262,14 +268,17 @@ int main(int argc, char** argv) {
     const double bwd = backward(p);  // small calls: the fixed-point scatter
     stnls::cuda::set_backward_fixed_enabled(false);
     const double bwd_gather = backward(p);
+    stnls::cuda::set_backward_taps_enabled(false);
+    const double bwd_pixel = backward(p);
+    stnls::cuda::set_backward_taps_enabled(true);
     stnls::cuda::set_backward_fixed_enabled(true);
     SearchParams pa = p;
     pa.deterministic = false;  // the atomic scatter where it is faster (small calls)
     const double bwd_atomic = backward(pa);
     CK(cudaDeviceSynchronize());
     const double flops = 2.0 * c.B * sh.Q * sh.st * double(c.ws) * c.ws * c.ps * c.ps * 1 * c.C;
-    std::printf("%-4s %10.3f %15.3f %11.3f %10.3f %10.3f %10.3f %9.2f %9.1f %9.2f %12.1f   (forward extra memory %.1f MB)\n",
-                c.name, fwd, fwd_noshared, fwd_warp, bwd, bwd_gather, bwd_atomic, flops / fwd / 1e9,
+    std::printf("%-4s %10.3f %15.3f %11.3f %10.3f %10.3f %10.3f %10.3f %9.2f %9.1f %9.2f %12.1f   (forward extra memory %.1f MB)\n",
+                c.name, fwd, fwd_noshared, fwd_warp, bwd, bwd_gather, bwd_pixel, bwd_atomic, flops / fwd / 1e9,
                 100.0 * flops / (fwd * 1e-3) / peak, bwd / fwd, wsb / 1e6, (double(free0) - double(free1)) / 1e6);
     for (void* x : {(void*)v0, (void*)v1, (void*)ff, (void*)bf, (void*)d, (void*)ind, (void*)gd, (void*)g0, (void*)g1, ws})
       CK(cudaFree(x));

@@ -32,6 +32,23 @@ TEST(Chunking, SmallCallsStayWhole) {
   EXPECT_TRUE(chunk(2, 4, 1000, 1000, 100 * MiB, 10 * MiB).whole);
 }
 
+TEST(Chunking, ExtraBytesAllowedOnTopOfTheWholeLimit) {
+  // 84 MiB in all: chunked against 64 MiB, whole with 47 MiB allowed on top (the search
+  // backward's tap-split buffer), chunked again when the extra is not enough.
+  auto run = [](size_t extra) {
+    return choose_chunking(
+        1, 2, 1000, 1000, 10 * MiB, [] { return 84 * MiB; }, [](int64_t h) { return static_cast<size_t>(h) * 42 * MiB; },
+        extra);
+  };
+  EXPECT_FALSE(run(0).whole);
+  const Chunking c = run(47 * MiB);
+  EXPECT_TRUE(c.whole);
+  EXPECT_EQ(c.heads, 2);
+  EXPECT_EQ(c.bytes, 84 * MiB);
+  EXPECT_FALSE(run(19 * MiB).whole);
+  EXPECT_TRUE(run(20 * MiB).whole);
+}
+
 TEST(Chunking, LargeCallsTakeAsManyHeadsAsTheBudgetAllows) {
   // 3 x 5 slices of 7 MiB: 105 MiB > 64 MiB; chunks within max(16 MiB, G).
   Chunking c = chunk(3, 5, 1000, 1000, MiB, 7 * MiB);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cuda/search_backward_fixed.h"
+#include "cuda/search_backward_taps.h"
 #include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_shared.h"
 #include "cuda/search_forward_thread.h"
@@ -266,10 +267,18 @@ struct FixedPointOff {
   ~FixedPointOff() { cuda::set_backward_fixed_enabled(true); }
 };
 
+// Turns the tap-split gathers off for its scope: the fast path then gathers one thread per
+// pixel.
+struct TapsOff {
+  TapsOff() { cuda::set_backward_taps_enabled(false); }
+  ~TapsOff() { cuda::set_backward_taps_enabled(true); }
+};
+
 class SearchCudaVsCpu : public ::testing::TestWithParam<int> {};
 
 TEST_P(SearchCudaVsCpu, ForwardExactBackwardClose) {
-  // float32: the deterministic backward both ways, fixed-point scatter and gather.
+  // float32: the deterministic backward every way, fixed-point scatter, gather (tap-split
+  // where the call allows) and gather one thread per pixel.
   REQUIRE_GPU();
   const Case c = sampled_cases()[GetParam()];
   if (c.f64) {
@@ -277,6 +286,8 @@ TEST_P(SearchCudaVsCpu, ForwardExactBackwardClose) {
   } else {
     check_case<float>(c, 100 + GetParam());
     FixedPointOff gather;
+    check_case<float>(c, 100 + GetParam());
+    TapsOff per_pixel;
     check_case<float>(c, 100 + GetParam());
   }
 }
@@ -317,6 +328,50 @@ TEST(SearchCuda, FixedPointBackwardHeavyOverlap) {
   EXPECT_GT(last_workspace_bytes, 0u);
   c.p.dist_type = DistType::L2, c.p.reflect_bounds = false, c.channels_last = true, c.p.nheads = 3, c.C = 6;
   check_case<float>(c, 22);
+}
+
+TEST(SearchCuda, TapSplitBackward) {
+  // The tap-split gathers (thread per (query or location, tap), then a fold per pixel)
+  // against the CPU, bitwise repeatable, on the shapes that take them: S2's (ps 3, 8
+  // channels per head, stride0 1, k 10) and its variations through every rule the fold
+  // walks (reflection and zero padding, stride0, dilation, pt, offsets, use_adj,
+  // channels-last strides, L2). The workspace grows by the partial sums when the path is
+  // taken, which the test checks against the path switched off.
+  REQUIRE_GPU();
+  FixedPointOff gather;
+  Case base;
+  base.T = 4, base.H = 13, base.W = 14, base.C = 16, base.flow_std = 2.0;
+  base.p.ws = 5, base.p.wt = 2, base.p.ps = 3, base.p.k = 10, base.p.nheads = 2, base.p.stride0 = 1;
+  std::vector<Case> cases;
+  for (DistType dist : {DistType::Prod, DistType::L2}) {
+    Case c = base;
+    c.p.dist_type = dist;
+    cases.push_back(c);
+    Case d = c;
+    d.p.reflect_bounds = false, d.channels_last = true, d.C = 6, d.p.nheads = 1;
+    cases.push_back(d);
+    d = c;
+    d.p.stride0 = 2, d.p.dilation = 2, d.p.ps = 2, d.C = 32, d.p.nheads = 1, d.p.k = 7;
+    cases.push_back(d);
+    d = c;
+    d.p.pt = 2, d.p.use_adj = true, d.p.off_H0 = 1, d.p.off_W0 = -1, d.p.off_H1 = -1, d.p.off_W1 = 2, d.C = 4,
+    d.p.nheads = 1;
+    cases.push_back(d);
+    d = c;
+    d.B = 2, d.p.ps = 4, d.p.stride0 = 3, d.p.k = 16, d.p.ws = 7, d.flow_std = 0.3;  // heavy overlap
+    cases.push_back(d);
+  }
+  uint32_t seed = 60;
+  for (const Case& c : cases) {
+    check_case<float>(c, seed);
+    const size_t with_taps = last_workspace_bytes;
+    {
+      TapsOff per_pixel;
+      check_case<float>(c, seed);
+    }
+    EXPECT_GT(with_taps, last_workspace_bytes) << describe(c) << ": the tap-split path was not taken";
+    ++seed;
+  }
 }
 
 // The backward alone, from random index triples (some padding, with grad_dists 1e30, some
@@ -438,6 +493,8 @@ TEST(SearchCuda, FixedPointBackwardScalesAndNonFinite) {
   };
   run_all(40);
   FixedPointOff gather;
+  run_all(40);
+  TapsOff per_pixel;
   run_all(40);
 }
 

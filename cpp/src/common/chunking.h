@@ -2,8 +2,10 @@
 // workspace grows with the (query, neighbour) pairs (the inverse lists) and the pixels, so a
 // large call runs over chunks of (batch, head) slices, which are independent (a slice's
 // gradients read only that slice's indices), reusing one workspace:
-//  - the whole call at once when its workspace is at most max(64 MiB, G), G = the size of
-//    the gradients the call writes: small calls keep a single launch of each kernel;
+//  - the whole call at once when its workspace is at most max(64 MiB, G) + E, G = the size
+//    of the gradients the call writes, E = bytes a path may add on top, capped on its own
+//    (the search backward's tap-split buffer, whose speed comes from one launch over the
+//    whole call): small calls keep a single launch of each kernel;
 //  - else one batch entry and as many heads per chunk as keep the workspace at most
 //    max(16 MiB, G), at least one head.
 // A call whose lists would not fit int32 positions is chunked too, so only a single slice
@@ -25,15 +27,15 @@ struct Chunking {
 
 // B x HD slices of `pairs` (query, neighbour) pairs and `pixels` pixels each; `grads` bytes
 // of gradients in all. whole_bytes() is the whole call's workspace, chunk_bytes(h) that of
-// one batch entry and h heads.
+// one batch entry and h heads; whole_extra is E above.
 template <class WholeBytes, class ChunkBytes>
 Chunking choose_chunking(int64_t B, int64_t HD, int64_t pairs, int64_t pixels, size_t grads, WholeBytes whole_bytes,
-                         ChunkBytes chunk_bytes) {
+                         ChunkBytes chunk_bytes, size_t whole_extra = 0) {
   constexpr int64_t kMax = INT32_MAX;
   const bool one_slice = B == 1 && HD == 1;
   if (one_slice || (B * HD * pairs < kMax && B * HD * pixels < kMax)) {
     const size_t all = whole_bytes();
-    if (all <= std::max<size_t>(size_t(64) << 20, grads) || one_slice) return {HD, true, all};
+    if (all <= std::max<size_t>(size_t(64) << 20, grads) + whole_extra || one_slice) return {HD, true, all};
   }
   const size_t budget = std::max<size_t>(size_t(16) << 20, grads);
   int64_t h = HD;

@@ -42,6 +42,8 @@
 #include "cuda/search_backward_args.h"
 #include "cuda/search_backward_atomic.h"
 #include "cuda/search_backward_fixed.h"
+#include "cuda/search_backward_gather.cuh"
+#include "cuda/search_backward_taps.h"
 
 namespace stnls {
 namespace cuda {
@@ -54,97 +56,6 @@ using pixel::load_cv;
 using pixel::patch_code;
 using pixel::tap_pixel;
 using pixel::to_pixel_major_kernel;
-
-// The preimages of coordinate x under bound() on an axis of length L, in a fixed order.
-struct Pre {
-  int z[3];
-  int n;
-};
-__device__ __forceinline__ Pre preimages(int x, int L, bool reflect) {
-  Pre p;
-  p.z[0] = x;
-  p.n = 1;
-  if (reflect) {
-    if (x > 0) p.z[p.n++] = -x;
-    if (x < L - 1) p.z[p.n++] = 2 * (L - 1) - x;
-  }
-  return p;
-}
-
-// The taps i of one axis whose query coordinate z - (o0 + dil*i) + off can lie on the query
-// grid (a multiple of str0): with dil = 1 every str0-th tap from i0 (no test needed);
-// otherwise every tap, each tested (`test`).
-struct GridTaps {
-  int i0, step;
-  bool test;
-};
-__device__ __forceinline__ GridTaps grid_taps(int z, int o0, int off, int dil, int str0) {
-  if (str0 == 1) return {0, 1, false};
-  if (dil != 1) return {0, 1, true};
-  int r = (z - o0 + off) % str0;  // z - o0 - i + off == 0 (mod str0) <=> i == r (mod str0)
-  if (r < 0) r += str0;
-  return {r, str0, false};
-}
-
-// The taps through which pixel (t, y, x) of vid0 was read: f(pk, q, dy, dx) for every query
-// q on the query grid whose patch reads it at tap (pk, pi, pj), dy = o0 + dil*pi and
-// dx = o0 + dil*pj, in a fixed order (each gradient element sums in that order).
-template <class T, class F>
-__device__ __forceinline__ void for_each_query_tap(const BwdArgs<T>& a, int t, int y, int x, F f) {
-  const Pre pt_ = preimages(t, a.nT, a.reflect);
-  const Pre py = preimages(y, a.H, a.reflect);
-  const Pre px = preimages(x, a.W, a.reflect);
-  for (int it = 0; it < pt_.n; ++it)
-    for (int pk = 0; pk < a.pt; ++pk) {
-      const int tq = pt_.z[it] - pk;
-      if (tq < 0 || tq >= a.nT) continue;
-      for (int iy = 0; iy < py.n; ++iy) {
-        const GridTaps gy = grid_taps(py.z[iy], a.o0, a.offH0, a.dil, a.str0);
-        for (int pi = gy.i0; pi < a.ps; pi += gy.step) {
-          const int dy = a.o0 + a.dil * pi;
-          const int qh = py.z[iy] - dy + a.offH0;
-          if (qh < 0 || qh >= a.H || (gy.test && qh % a.str0)) continue;
-          for (int ix = 0; ix < px.n; ++ix) {
-            const GridTaps gx = grid_taps(px.z[ix], a.o0, a.offW0, a.dil, a.str0);
-            for (int pj = gx.i0; pj < a.ps; pj += gx.step) {
-              const int dx = a.o0 + a.dil * pj;
-              const int qw = px.z[ix] - dx + a.offW0;
-              if (qw < 0 || qw >= a.W || (gx.test && qw % a.str0)) continue;
-              f(pk, (static_cast<int64_t>(tq) * a.nH + qh / a.str0) * a.nW + qw / a.str0, dy, dx);
-            }
-          }
-        }
-      }
-    }
-}
-
-// The taps through which pixel (t, y, x) of vid1 was read: f(pk, u, yy, xx, dy, dx) for
-// every candidate location (u, yy, xx) whose patch reads it at tap (pk, pi, pj), in a
-// fixed order.
-template <class T, class F>
-__device__ __forceinline__ void for_each_candidate_tap(const BwdArgs<T>& a, int t, int y, int x, F f) {
-  const Pre pt_ = preimages(t, a.nT, a.reflect);
-  const Pre py = preimages(y, a.H, a.reflect);
-  const Pre px = preimages(x, a.W, a.reflect);
-  for (int it = 0; it < pt_.n; ++it)
-    for (int pk = 0; pk < a.pt; ++pk) {
-      const int u = pt_.z[it] - pk;
-      if (u < 0 || u >= a.nT) continue;
-      for (int iy = 0; iy < py.n; ++iy)
-        for (int pi = 0; pi < a.ps; ++pi) {
-          const int dy = a.o0 + a.dil * pi;
-          const int yy = py.z[iy] - dy + a.offH1;
-          if (yy < 0 || yy >= a.H) continue;
-          for (int ix = 0; ix < px.n; ++ix)
-            for (int pj = 0; pj < a.ps; ++pj) {
-              const int dx = a.o0 + a.dil * pj;
-              const int xx = px.z[ix] - dx + a.offW1;
-              if (xx < 0 || xx >= a.W) continue;
-              f(pk, u, yy, xx, dy, dx);
-            }
-        }
-    }
-}
 
 // Thread per (b, hd, channel group, t, y, x) of vid0.
 template <class T, bool L2, int CG>
@@ -288,37 +199,6 @@ __global__ void pack_queries_kernel(const BwdArgs<T> a, int2* pp1, int64_t n) {
 template <bool L2, int CV>
 constexpr int kGatherBlocks = (CV == 4 || (CV == 8 && !L2)) ? 3 : ((CV == 32 && L2) ? 1 : 2);
 
-// The pixel (b, hd, t, y, x) of a fast gather's thread e; bh = b * HD + hd.
-struct GatherPixel {
-  int x, y, t, b, hd;
-  int64_t bh;
-};
-__device__ __forceinline__ GatherPixel gather_pixel(const BwdArgs<float>& a, int64_t e) {
-  GatherPixel p;
-  p.x = static_cast<int>(e % a.W);
-  p.y = static_cast<int>((e / a.W) % a.H);
-  p.t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
-  p.bh = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
-  p.b = static_cast<int>(p.bh / a.HD), p.hd = static_cast<int>(p.bh % a.HD);
-  return p;
-}
-
-// A record's grad_dists and the CV channels of its patch's pixel at the given tap in the
-// pixel-major copy pm (zeros when the tap falls outside the video).
-template <int CV>
-__device__ __forceinline__ float record_pixel(const BwdArgs<float>& a, int2 r, int64_t bh, int64_t tap, int pk,
-                                              int ddy, int ddx, const float* pm, float (&v)[CV]) {
-  const float g = __int_as_float(r.x);
-  const int64_t pix = tap_pixel(r.y, bh, tap, pk, ddy, ddx, a.nT, a.H, a.W, a.reflect);
-  if (pix < 0) {
-#pragma unroll
-    for (int c = 0; c < CV; ++c) v[c] = 0.f;
-  } else {
-    load_cv<CV>(v, pm + pix * CV);
-  }
-  return g;
-}
-
 // grad_vid0, thread per (b, hd, t, y, x), every channel; pm0/pm1: pixel-major copies.
 template <bool L2, int CV>
 __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid0_fast_kernel(const BwdArgs<float> a, const float* pm0,
@@ -395,7 +275,7 @@ struct Layout {
   ListLayout lists;
   int64_t n, nloc;
   int cv;
-  size_t pm0, pm1, pp0, pp1, total;
+  size_t pm0, pm1, pp0, pp1, taps, taps_bytes, total;
 };
 
 IndsView inds_view(const SearchArgs& a) {
@@ -425,6 +305,12 @@ Layout workspace_layout(const SearchArgs& a) {
     L.pm0 = L.lists.cub;
     L.pm1 = L.pm0 + pmb;
     L.total = std::max(L.total, L.pm1 + pmb);
+    // The tap-split gathers' buffer of partial sums, when the call takes them.
+    L.taps_bytes = backward_taps_bytes(a, L.cv);
+    if (L.taps_bytes > 0) {
+      L.taps = align256(L.total);
+      L.total = L.taps + L.taps_bytes;
+    }
   }
   return L;
 }
@@ -440,7 +326,8 @@ void launch_grads(const BwdArgs<T>& ba, int64_t pixels, cudaStream_t stream) {
 }
 
 template <bool L2, int CV>
-void launch_fast(const BwdArgs<float>& ba, char* ws, const Layout& L, int64_t pixels, cudaStream_t stream) {
+void launch_fast(const SearchArgs& a, const BwdArgs<float>& ba, char* ws, const Layout& L, int64_t pixels,
+                 cudaStream_t stream) {
   float* pm0 = reinterpret_cast<float*>(ws + L.pm0);
   float* pm1 = reinterpret_cast<float*>(ws + L.pm1);
   int2* pp0 = reinterpret_cast<int2*>(ws + L.pp0);
@@ -460,6 +347,8 @@ void launch_fast(const BwdArgs<float>& ba, char* ws, const Layout& L, int64_t pi
   check_launch("to_pixel_major_kernel");
   to_pixel_major_kernel<CV><<<blocks, 256, 0, stream>>>(ba.vid1, ba.s1, ba.HD, ba.nT, ba.C, ba.H, ba.W, pm1, pixels);
   check_launch("to_pixel_major_kernel");
+  if (L.taps_bytes > 0)
+    return backward_taps(a, ba, CV, pm0, pm1, pp0, pp1, reinterpret_cast<float*>(ws + L.taps), stream);
   grad_vid0_fast_kernel<L2, CV><<<blocks, 256, 0, stream>>>(ba, pm0, pm1, pp0, pixels);
   check_launch("grad_vid0_fast_kernel");
   grad_vid1_fast_kernel<L2, CV><<<blocks, 256, 0, stream>>>(ba, pm0, pm1, pp1, pixels);
@@ -478,10 +367,10 @@ void backward_chunk(const SearchArgs& a, char* ws, cudaStream_t stream) {
   if constexpr (sizeof(T) == 4) {
     if (L.cv > 0) {
       switch (L.cv) {
-        case 4: return launch_fast<L2, 4>(ba, ws, L, pixels, stream);
-        case 8: return launch_fast<L2, 8>(ba, ws, L, pixels, stream);
-        case 16: return launch_fast<L2, 16>(ba, ws, L, pixels, stream);
-        default: return launch_fast<L2, 32>(ba, ws, L, pixels, stream);
+        case 4: return launch_fast<L2, 4>(a, ba, ws, L, pixels, stream);
+        case 8: return launch_fast<L2, 8>(a, ba, ws, L, pixels, stream);
+        case 16: return launch_fast<L2, 16>(a, ba, ws, L, pixels, stream);
+        default: return launch_fast<L2, 32>(a, ba, ws, L, pixels, stream);
       }
     }
   }
@@ -519,9 +408,12 @@ SearchArgs chunk_args(const SearchArgs& a, int64_t b, int64_t h0, int64_t nb, in
 Chunking chunking(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
   const size_t grads = 2 * static_cast<size_t>(sh.B * sh.HD * sh.T * sh.C * sh.H * sh.W) * scalar_bytes(a);
+  // The tap-split buffer is capped on its own (search_backward_taps.cu); the whole call
+  // keeps it (S2: 0.40 ms whole against 0.49 in two chunks of one head).
+  const Layout whole = workspace_layout(a);
   return detail::choose_chunking(
-      sh.B, sh.HD, sh.Q * sh.K, sh.T * sh.H * sh.W, grads, [&] { return workspace_layout(a).total; },
-      [&](int64_t h) { return workspace_layout(chunk_args(a, 0, 0, 1, h)).total; });
+      sh.B, sh.HD, sh.Q * sh.K, sh.T * sh.H * sh.W, grads, [&] { return whole.total; },
+      [&](int64_t h) { return workspace_layout(chunk_args(a, 0, 0, 1, h)).total; }, whole.taps_bytes);
 }
 
 template <class T, bool L2>
