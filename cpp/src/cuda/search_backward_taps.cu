@@ -13,9 +13,9 @@
 //
 // Every sum has a fixed order, so the gradients are bitwise the same on every run (they
 // round differently from the per-pixel gathers: each tap's neighbours are summed first).
-// P and W, CV floats per (query or location, tap), live side by side in the caller's
-// workspace, so both passes share one launch and both folds another; the path is taken
-// while the two stay under kMaxBytes together.
+// P and W share one buffer in the caller's workspace (grad_vid0's pass ends before
+// grad_vid1's begins), CV floats per (query or location, tap): the path is taken while that
+// buffer stays under kMaxBytes.
 #include "cuda/search_backward_taps.h"
 
 #include <algorithm>
@@ -24,7 +24,6 @@
 #include "common/dispatch.h"
 #include "common/geometry.h"
 #include "cuda/cuda_util.h"
-#include "cuda/inverse_lists.h"
 #include "cuda/pixel_major.cuh"
 #include "cuda/search_backward_gather.cuh"
 
@@ -37,7 +36,7 @@ using pixel::kNoPatch;
 using pixel::load_cv;
 using pixel::pixel_index;
 
-constexpr size_t kMaxBytes = size_t(128) << 20;
+constexpr size_t kMaxBytes = size_t(64) << 20;
 constexpr int kThreads = 256;
 
 std::atomic<bool> enabled{true};  // set_backward_taps_enabled
@@ -73,8 +72,10 @@ __device__ __forceinline__ void load_pixel(float (&v)[CV], const float* pm, int6
 
 // P[e], e = (b, hd, q) * NT + tap.
 template <bool L2, int CV>
-__device__ __forceinline__ void query_tap(const BwdArgs<float>& a, const float* pm0, const float* pm1, const int2* pp0,
-                                          float* P, int64_t e) {
+__global__ void __launch_bounds__(kThreads) query_taps_kernel(const BwdArgs<float> a, const float* pm0, const float* pm1,
+                                                              const int2* pp0, float* P, int64_t total) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (e >= total) return;
   const int NT = a.pt * a.ps * a.ps;
   const int64_t bq = e / NT;
   const Tap tp = tap_of(a, static_cast<int>(e % NT));
@@ -106,8 +107,11 @@ __device__ __forceinline__ void query_tap(const BwdArgs<float>& a, const float* 
 
 // W[e], e = location * NT + tap (location = ((b*HD + hd)*T + t)*H*W + y*W + x).
 template <bool L2, int CV>
-__device__ __forceinline__ void candidate_tap(const BwdArgs<float>& a, const float* pm0, const float* pm1,
-                                              const int2* pp1, float* Wb, int64_t e) {
+__global__ void __launch_bounds__(kThreads) candidate_taps_kernel(const BwdArgs<float> a, const float* pm0,
+                                                                  const float* pm1, const int2* pp1, float* Wb,
+                                                                  int64_t total) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (e >= total) return;
   const int NT = a.pt * a.ps * a.ps;
   const int64_t loc = e / NT;
   const Tap tp = tap_of(a, static_cast<int>(e % NT));
@@ -134,9 +138,12 @@ __device__ __forceinline__ void candidate_tap(const BwdArgs<float>& a, const flo
   store_cv<CV>(Wb + e * CV, acc);
 }
 
-// grad_vid0 at vid0 pixel e = (b, hd, t, y, x) from P.
+// grad_vid0 from P, thread per vid0 pixel (b, hd, t, y, x).
 template <int CV>
-__device__ __forceinline__ void fold_query_taps(const BwdArgs<float>& a, const float* P, int64_t e) {
+__global__ void __launch_bounds__(kThreads) fold_query_taps_kernel(const BwdArgs<float> a, const float* P,
+                                                                   int64_t pixels) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (e >= pixels) return;
   const GatherPixel px = gather_pixel(a, e);
   const int NT = a.pt * a.ps * a.ps;
   const float* pb = P + px.bh * a.Q * NT * CV;
@@ -155,9 +162,12 @@ __device__ __forceinline__ void fold_query_taps(const BwdArgs<float>& a, const f
     if (c < a.C) out[c * a.w0.c] = acc[c];
 }
 
-// grad_vid1 at vid1 pixel e = (b, hd, t, y, x) from W.
+// grad_vid1 from W, thread per vid1 pixel (b, hd, t, y, x).
 template <int CV>
-__device__ __forceinline__ void fold_candidate_taps(const BwdArgs<float>& a, const float* Wb, int64_t e) {
+__global__ void __launch_bounds__(kThreads) fold_candidate_taps_kernel(const BwdArgs<float> a, const float* Wb,
+                                                                       int64_t pixels) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (e >= pixels) return;
   const GatherPixel px = gather_pixel(a, e);
   const int NT = a.pt * a.ps * a.ps;
   const int64_t plane = static_cast<int64_t>(a.H) * a.W;
@@ -178,45 +188,7 @@ __device__ __forceinline__ void fold_candidate_taps(const BwdArgs<float>& a, con
     if (c < a.C) out[c * a.w1.c] = acc[c];
 }
 
-// The partial sums of both gradients in one launch: blocks [0, bq) take P's threads, the
-// rest W's (independent: two buffers), so neither pass waits for the other's last wave.
-template <bool L2, int CV>
-__global__ void __launch_bounds__(kThreads) taps_kernel(const BwdArgs<float> a, const float* pm0, const float* pm1,
-                                                        const int2* pp0, const int2* pp1, float* P, float* Wb,
-                                                        unsigned bq, int64_t nq, int64_t nl) {
-  if (blockIdx.x < bq) {
-    const int64_t e = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-    if (e < nq) query_tap<L2, CV>(a, pm0, pm1, pp0, P, e);
-  } else {
-    const int64_t e = static_cast<int64_t>(blockIdx.x - bq) * kThreads + threadIdx.x;
-    if (e < nl) candidate_tap<L2, CV>(a, pm0, pm1, pp1, Wb, e);
-  }
-}
-
-// Both folds in one launch: blockIdx.y 0 folds P into grad_vid0, 1 folds W into grad_vid1.
-template <int CV>
-__global__ void __launch_bounds__(kThreads) fold_kernel(const BwdArgs<float> a, const float* P, const float* Wb,
-                                                        int64_t pixels) {
-  const int64_t e = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  if (e >= pixels) return;
-  if (blockIdx.y == 0)
-    fold_query_taps<CV>(a, P, e);
-  else
-    fold_candidate_taps<CV>(a, Wb, e);
-}
-
-int64_t blocks_for(int64_t n) { return ceil_div(n, kThreads); }
-
-// Bytes of P and of W (each 256-aligned; W follows P).
-struct Buffers {
-  size_t p, w;
-};
-Buffers buffers(const SearchArgs& a, int cv) {
-  const SearchShape& sh = a.sh;
-  const size_t row = static_cast<size_t>(a.p.pt * a.p.ps * a.p.ps) * cv * sizeof(float);
-  return {align256(static_cast<size_t>(sh.B * sh.HD * sh.Q) * row),
-          align256(static_cast<size_t>(sh.B * sh.HD * sh.T * sh.H * sh.W) * row)};
-}
+unsigned blocks_for(int64_t n) { return static_cast<unsigned>(ceil_div(n, kThreads)); }
 
 template <bool L2, int CV>
 void run(const SearchArgs& a, const BwdArgs<float>& ba, const float* pm0, const float* pm1, const int2* pp0,
@@ -225,16 +197,18 @@ void run(const SearchArgs& a, const BwdArgs<float>& ba, const float* pm0, const 
   const int64_t NT = a.p.pt * a.p.ps * a.p.ps;
   const int64_t pixels = sh.B * sh.HD * sh.T * sh.H * sh.W;
   if (pixels == 0) return;
-  const int64_t nq = sh.B * sh.HD * sh.Q * NT, nl = pixels * NT;
-  float* P = buf;
-  float* Wb = reinterpret_cast<float*>(reinterpret_cast<char*>(buf) + buffers(a, CV).p);
-  const int64_t bq = blocks_for(nq), blocks = bq + blocks_for(nl);
-  if (blocks > INT32_MAX) throw BackendError("search backward: too many taps for one launch");
-  taps_kernel<L2, CV><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(ba, pm0, pm1, pp0, pp1, P, Wb,
-                                                                              static_cast<unsigned>(bq), nq, nl);
-  check_launch("taps_kernel");
-  fold_kernel<CV><<<dim3(static_cast<unsigned>(blocks_for(pixels)), 2), kThreads, 0, stream>>>(ba, P, Wb, pixels);
-  check_launch("fold_kernel");
+  const int64_t nq = sh.B * sh.HD * sh.Q * NT;
+  if (nq > 0) {
+    query_taps_kernel<L2, CV><<<blocks_for(nq), kThreads, 0, stream>>>(ba, pm0, pm1, pp0, buf, nq);
+    check_launch("query_taps_kernel");
+  }
+  fold_query_taps_kernel<CV><<<blocks_for(pixels), kThreads, 0, stream>>>(ba, buf, pixels);
+  check_launch("fold_query_taps_kernel");
+  candidate_taps_kernel<L2, CV><<<blocks_for(pixels * NT), kThreads, 0, stream>>>(ba, pm0, pm1, pp1, buf,
+                                                                                   pixels * NT);
+  check_launch("candidate_taps_kernel");
+  fold_candidate_taps_kernel<CV><<<blocks_for(pixels), kThreads, 0, stream>>>(ba, buf, pixels);
+  check_launch("fold_candidate_taps_kernel");
 }
 
 }  // namespace
@@ -247,10 +221,9 @@ size_t backward_taps_bytes(const SearchArgs& a, int cv) {
   const int64_t NT = a.p.pt * a.p.ps * a.p.ps;
   // One tap per patch leaves nothing to split: the per-pixel gathers do the same work.
   if (!enabled || cv == 0 || NT < 4 || sh.K == 0) return 0;
-  const double rows = static_cast<double>(sh.B * sh.HD) * (sh.Q + sh.T * sh.H * sh.W);  // P's and W's
-  if (rows * static_cast<double>(NT) * cv * sizeof(float) > static_cast<double>(kMaxBytes)) return 0;
-  const Buffers b = buffers(a, cv);
-  return b.p + b.w;
+  const double rows = std::max(static_cast<double>(sh.B * sh.HD * sh.Q), static_cast<double>(sh.B * sh.HD * sh.T * sh.H * sh.W));
+  const double bytes = rows * static_cast<double>(NT) * cv * sizeof(float);
+  return bytes <= static_cast<double>(kMaxBytes) ? static_cast<size_t>(bytes) : 0;
 }
 
 void backward_taps(const SearchArgs& a, const BwdArgs<float>& ba, int cv, const float* pm0, const float* pm1,
