@@ -119,6 +119,25 @@ def test_backward_matches_reference(c, deterministic, device):
                                  f"expected {exp[pos]!r}, got {got[pos]!r}")
 
 
+@pytest.mark.parametrize("shape", ["S2", "ps2-dil2-noreflect", "l2-pt2-stride2"])
+def test_large_backward_matches_reference(shape, device):
+    # Calls of more (query, neighbour, tap, channel) terms than the CUDA scatters take
+    # (40 M): the CUDA backward gathers, with one thread per (query or location, tap) at
+    # these sizes (the tap-split gathers) for both values of deterministic.
+    if device == "cpu":
+        pytest.skip("sizes that choose among the CUDA backward paths; the CPU has one path")
+    over = {"S2": {},  # S2's parameters on a 96 x 96 video: 66 M terms
+            "ps2-dil2-noreflect": dict(ps=2, dilation=2, reflect_bounds=False, C=32, nheads=1, k=12),
+            "l2-pt2-stride2": dict(dist_type="l2", pt=2, stride0=2, C=8, nheads=1, k=16, H=144, W=144)}
+    for deterministic in (True, False):
+        c = case(**dict(dict(ws=5, wt=2, ps=3, k=10, nheads=2, stride0=1, dtype="float32", B=1, T=5,
+                             C=16, H=96, W=96, flow="small", seed=7), **over[shape]),
+                 deterministic=deterministic)
+        (g0, g1), (r0, r1), (tol0, tol1), _ = _ref_and_lib_grads(c, device)
+        np.testing.assert_allclose(sc.to_numpy(g0), r0, rtol=0, atol=tol0)
+        np.testing.assert_allclose(sc.to_numpy(g1), r1, rtol=0, atol=tol1)
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_numpy_backward_equals_torch(seed):
     c = sc.random_case(60_000 + seed)
