@@ -372,6 +372,13 @@ TEST(SearchCuda, TapSplitBackward) {
     EXPECT_GT(with_taps, last_workspace_bytes) << describe(c) << ": the tap-split path was not taken";
     ++seed;
   }
+  // On a stream of the caller's: grad_vid0's chain runs on a second stream that the call
+  // joins back, so the results are complete once the caller's stream is.
+  cudaStream_t stream = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  check_case<float>(cases[0], seed, stream);
+  check_case<float>(cases[1], seed + 1, stream);
+  CUDA_OK(cudaStreamDestroy(stream));
 }
 
 // The backward alone, from random index triples (some padding, with grad_dists 1e30, some

@@ -44,6 +44,7 @@
 #include "cuda/search_backward_fixed.h"
 #include "cuda/search_backward_gather.cuh"
 #include "cuda/search_backward_taps.h"
+#include "cuda/side_stream.h"
 
 namespace stnls {
 namespace cuda {
@@ -165,15 +166,7 @@ __global__ void pack_candidates_kernel(const BwdArgs<T> a, int2* pp0, int64_t n)
   if (e >= n) return;
   const int k = static_cast<int>(e % a.K);
   const int64_t q = (e / a.K) % a.Q;
-  const int64_t bh = e / (static_cast<int64_t>(a.K) * a.Q);
-  const int b = static_cast<int>(bh / a.HD), hd = static_cast<int>(bh % a.HD);
-  const int32_t* ie = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
-  const int u = ie[0], y = ie[a.si[4]], x = ie[2 * a.si[4]];
-  const bool ok = u >= 0 && u < a.nT && y >= 0 && y < a.H && x >= 0 && x < a.W;
-  const float g = static_cast<float>(a.gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]]);
-  const int span = a.dil * (a.ps - 1);
-  pp0[e] = make_int2(__float_as_int(g),
-                     ok ? patch_code(u, y, x, a.nT, a.H, a.W, a.pt, a.o0, span, a.offH1, a.offW1) : kNoPatch);
+  pp0[e] = candidate_record(a, e / (static_cast<int64_t>(a.K) * a.Q), q, k);
 }
 
 // pp1[li] for list position li: the record of the entry's query (its patch in vid0).
@@ -302,11 +295,13 @@ Layout workspace_layout(const SearchArgs& a) {
     L.pp1 = L.lists.keys0;
     L.pp0 = L.lists.vals0;
     const size_t pmb = align256(static_cast<size_t>(L.nloc) * L.cv * sizeof(float));
-    L.pm0 = L.lists.cub;
+    // The tap-split gathers (with their buffer of partial sums) copy the videos while the
+    // lists are sorted, so their copies get memory of their own; the per-pixel gathers
+    // put them over the sort's scratch.
+    L.taps_bytes = backward_taps_bytes(a, L.cv);
+    L.pm0 = L.taps_bytes > 0 ? align256(L.lists.end) : L.lists.cub;
     L.pm1 = L.pm0 + pmb;
     L.total = std::max(L.total, L.pm1 + pmb);
-    // The tap-split gathers' buffer of partial sums, when the call takes them.
-    L.taps_bytes = backward_taps_bytes(a, L.cv);
     if (L.taps_bytes > 0) {
       L.taps = align256(L.total);
       L.total = L.taps + L.taps_bytes;
@@ -326,8 +321,7 @@ void launch_grads(const BwdArgs<T>& ba, int64_t pixels, cudaStream_t stream) {
 }
 
 template <bool L2, int CV>
-void launch_fast(const SearchArgs& a, const BwdArgs<float>& ba, char* ws, const Layout& L, int64_t pixels,
-                 cudaStream_t stream) {
+void launch_fast(const BwdArgs<float>& ba, char* ws, const Layout& L, int64_t pixels, cudaStream_t stream) {
   float* pm0 = reinterpret_cast<float*>(ws + L.pm0);
   float* pm1 = reinterpret_cast<float*>(ws + L.pm1);
   int2* pp0 = reinterpret_cast<int2*>(ws + L.pp0);
@@ -347,18 +341,61 @@ void launch_fast(const SearchArgs& a, const BwdArgs<float>& ba, char* ws, const 
   check_launch("to_pixel_major_kernel");
   to_pixel_major_kernel<CV><<<blocks, 256, 0, stream>>>(ba.vid1, ba.s1, ba.HD, ba.nT, ba.C, ba.H, ba.W, pm1, pixels);
   check_launch("to_pixel_major_kernel");
-  if (L.taps_bytes > 0)
-    return backward_taps(a, ba, CV, pm0, pm1, pp0, pp1, reinterpret_cast<float*>(ws + L.taps), stream);
   grad_vid0_fast_kernel<L2, CV><<<blocks, 256, 0, stream>>>(ba, pm0, pm1, pp0, pixels);
   check_launch("grad_vid0_fast_kernel");
   grad_vid1_fast_kernel<L2, CV><<<blocks, 256, 0, stream>>>(ba, pm0, pm1, pp1, pixels);
   check_launch("grad_vid1_fast_kernel");
 }
 
+// The tap-split path (search_backward_taps.cu). grad_vid0's chain (the pixel-major copies,
+// the query taps and their fold) reads no list, so it runs on a second stream beside the
+// lists' keys, sort and query records (S2: about 0.13 ms each), and grad_vid1's chain
+// follows both.
+template <bool L2, int CV>
+void taps_chunk(const SearchArgs& a, char* ws, const Layout& L, cudaStream_t stream) {
+  const SearchShape& sh = a.sh;
+  BwdArgs<float> ba = backward_args<float>(a);
+  const int64_t pixels = sh.B * sh.HD * sh.T * sh.H * sh.W;
+  float* pm0 = reinterpret_cast<float*>(ws + L.pm0);
+  float* pm1 = reinterpret_cast<float*>(ws + L.pm1);
+  int2* pp1 = reinterpret_cast<int2*>(ws + L.pp1);
+  float* buf = reinterpret_cast<float*>(ws + L.taps);
+  Fork fork(stream);
+  if (pixels > 0) {
+    const unsigned blocks = static_cast<unsigned>(ceil_div(pixels, 256));
+    to_pixel_major_kernel<CV><<<blocks, 256, 0, fork.side()>>>(ba.vid0, ba.s0, ba.HD, ba.nT, ba.C, ba.H, ba.W, pm0,
+                                                               pixels);
+    check_launch("to_pixel_major_kernel");
+    to_pixel_major_kernel<CV><<<blocks, 256, 0, fork.side()>>>(ba.vid1, ba.s1, ba.HD, ba.nT, ba.C, ba.H, ba.W, pm1,
+                                                               pixels);
+    check_launch("to_pixel_major_kernel");
+  }
+  backward_taps_vid0(a, ba, CV, pm0, pm1, buf, fork.side());
+  const Lists lists = build_lists(inds_view(a), L.lists, ws, stream);
+  ba.list_start = lists.start;
+  ba.list_qk = lists.entries;
+  if (L.n > 0) {
+    pack_queries_kernel<float><<<static_cast<unsigned>(ceil_div(L.n, 256)), 256, 0, stream>>>(ba, pp1, L.n);
+    check_launch("pack_queries_kernel");
+  }
+  fork.join();  // the copies are made and P is folded: the buffer can take W
+  backward_taps_vid1(a, ba, CV, pm0, pm1, pp1, buf, stream);
+}
+
 template <class T, bool L2>
 void backward_chunk(const SearchArgs& a, char* ws, cudaStream_t stream) {
   const SearchShape& sh = a.sh;
   const Layout L = workspace_layout(a);
+  if constexpr (sizeof(T) == 4) {
+    if (L.taps_bytes > 0) {
+      switch (L.cv) {
+        case 4: return taps_chunk<L2, 4>(a, ws, L, stream);
+        case 8: return taps_chunk<L2, 8>(a, ws, L, stream);
+        case 16: return taps_chunk<L2, 16>(a, ws, L, stream);
+        default: return taps_chunk<L2, 32>(a, ws, L, stream);
+      }
+    }
+  }
   const Lists lists = build_lists(inds_view(a), L.lists, ws, stream);
   BwdArgs<T> ba = backward_args<T>(a);
   ba.list_start = lists.start;
@@ -367,10 +404,10 @@ void backward_chunk(const SearchArgs& a, char* ws, cudaStream_t stream) {
   if constexpr (sizeof(T) == 4) {
     if (L.cv > 0) {
       switch (L.cv) {
-        case 4: return launch_fast<L2, 4>(a, ba, ws, L, pixels, stream);
-        case 8: return launch_fast<L2, 8>(a, ba, ws, L, pixels, stream);
-        case 16: return launch_fast<L2, 16>(a, ba, ws, L, pixels, stream);
-        default: return launch_fast<L2, 32>(a, ba, ws, L, pixels, stream);
+        case 4: return launch_fast<L2, 4>(ba, ws, L, pixels, stream);
+        case 8: return launch_fast<L2, 8>(ba, ws, L, pixels, stream);
+        case 16: return launch_fast<L2, 16>(ba, ws, L, pixels, stream);
+        default: return launch_fast<L2, 32>(ba, ws, L, pixels, stream);
       }
     }
   }

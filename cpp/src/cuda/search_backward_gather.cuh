@@ -118,6 +118,21 @@ __device__ __forceinline__ GatherPixel gather_pixel(const BwdArgs<float>& a, int
   return p;
 }
 
+// The record of neighbour k of query q in slice bh: (grad_dists as int bits, the code of
+// its candidate patch in vid1; kNoPatch for padding and out-of-range triples).
+template <class T>
+__device__ __forceinline__ int2 candidate_record(const BwdArgs<T>& a, int64_t bh, int64_t q, int k) {
+  const int b = static_cast<int>(bh / a.HD), hd = static_cast<int>(bh % a.HD);
+  const int32_t* ie = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2] + k * a.si[3];
+  const int u = ie[0], y = ie[a.si[4]], x = ie[2 * a.si[4]];
+  const bool ok = u >= 0 && u < a.nT && y >= 0 && y < a.H && x >= 0 && x < a.W;
+  const float g = static_cast<float>(a.gd[b * a.sd[0] + hd * a.sd[1] + q * a.sd[2] + k * a.sd[3]]);
+  const int span = a.dil * (a.ps - 1);
+  return make_int2(__float_as_int(g), ok ? pixel::patch_code(u, y, x, a.nT, a.H, a.W, a.pt, a.o0, span, a.offH1,
+                                                             a.offW1)
+                                         : pixel::kNoPatch);
+}
+
 // A record's grad_dists and the CV channels of its patch's pixel at the given tap in the
 // pixel-major copy pm (zeros when the tap falls outside the video).
 template <int CV>

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <type_traits>
 
 #include "common/dispatch.h"
 #include "common/geometry.h"
@@ -73,7 +74,7 @@ __device__ __forceinline__ void load_pixel(float (&v)[CV], const float* pm, int6
 // P[e], e = (b, hd, q) * NT + tap.
 template <bool L2, int CV>
 __global__ void __launch_bounds__(kThreads) query_taps_kernel(const BwdArgs<float> a, const float* pm0, const float* pm1,
-                                                              const int2* pp0, float* P, int64_t total) {
+                                                              float* P, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (e >= total) return;
   const int NT = a.pt * a.ps * a.ps;
@@ -93,9 +94,11 @@ __global__ void __launch_bounds__(kThreads) query_taps_kernel(const BwdArgs<floa
   for (int c = 0; c < CV; ++c) acc[c] = 0.f;
   const int ddy = tp.dy - a.offH1, ddx = tp.dx - a.offW1;
   const int64_t toff = tp.pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
-  const int2* pr = pp0 + bq * a.K;
   for (int k = 0; k < a.K; ++k) {
-    const int2 r = __ldg(pr + k);
+    // The record straight from inds and grad_dists: the tap threads of a query read the
+    // same elements (one transaction), and a packing pass would cost more than the
+    // decoding it saves (S2: A/B in bench/NOTES.md).
+    const int2 r = candidate_record(a, bh, q, k);
     if (r.y == kNoPatch) continue;
     float vb[CV];
     const float g = record_pixel<CV>(a, r, bh, toff, tp.pk, ddy, ddx, pm1, vb);
@@ -191,24 +194,45 @@ __global__ void __launch_bounds__(kThreads) fold_candidate_taps_kernel(const Bwd
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>(ceil_div(n, kThreads)); }
 
 template <bool L2, int CV>
-void run(const SearchArgs& a, const BwdArgs<float>& ba, const float* pm0, const float* pm1, const int2* pp0,
-         const int2* pp1, float* buf, cudaStream_t stream) {
+void run_vid0(const SearchArgs& a, const BwdArgs<float>& ba, const float* pm0, const float* pm1, float* P,
+              cudaStream_t stream) {
   const SearchShape& sh = a.sh;
-  const int64_t NT = a.p.pt * a.p.ps * a.p.ps;
   const int64_t pixels = sh.B * sh.HD * sh.T * sh.H * sh.W;
+  const int64_t nq = sh.B * sh.HD * sh.Q * a.p.pt * a.p.ps * a.p.ps;
   if (pixels == 0) return;
-  const int64_t nq = sh.B * sh.HD * sh.Q * NT;
   if (nq > 0) {
-    query_taps_kernel<L2, CV><<<blocks_for(nq), kThreads, 0, stream>>>(ba, pm0, pm1, pp0, buf, nq);
+    query_taps_kernel<L2, CV><<<blocks_for(nq), kThreads, 0, stream>>>(ba, pm0, pm1, P, nq);
     check_launch("query_taps_kernel");
   }
-  fold_query_taps_kernel<CV><<<blocks_for(pixels), kThreads, 0, stream>>>(ba, buf, pixels);
+  fold_query_taps_kernel<CV><<<blocks_for(pixels), kThreads, 0, stream>>>(ba, P, pixels);
   check_launch("fold_query_taps_kernel");
-  candidate_taps_kernel<L2, CV><<<blocks_for(pixels * NT), kThreads, 0, stream>>>(ba, pm0, pm1, pp1, buf,
-                                                                                   pixels * NT);
+}
+
+template <bool L2, int CV>
+void run_vid1(const SearchArgs& a, const BwdArgs<float>& ba, const float* pm0, const float* pm1, const int2* pp1,
+              float* Wb, cudaStream_t stream) {
+  const SearchShape& sh = a.sh;
+  const int64_t pixels = sh.B * sh.HD * sh.T * sh.H * sh.W;
+  const int64_t nl = pixels * a.p.pt * a.p.ps * a.p.ps;
+  if (pixels == 0) return;
+  candidate_taps_kernel<L2, CV><<<blocks_for(nl), kThreads, 0, stream>>>(ba, pm0, pm1, pp1, Wb, nl);
   check_launch("candidate_taps_kernel");
-  fold_candidate_taps_kernel<CV><<<blocks_for(pixels), kThreads, 0, stream>>>(ba, buf, pixels);
+  fold_candidate_taps_kernel<CV><<<blocks_for(pixels), kThreads, 0, stream>>>(ba, Wb, pixels);
   check_launch("fold_candidate_taps_kernel");
+}
+
+// Calls run(l2 tag, cv tag) for the call's distance and channel count.
+template <class Run>
+void dispatch(const SearchArgs& a, int cv, Run run) {
+  STNLS_DIST_SWITCH(a.p.dist_type, [&] {
+    using L = std::integral_constant<bool, kL2>;
+    switch (cv) {
+      case 4: return run(L{}, std::integral_constant<int, 4>{});
+      case 8: return run(L{}, std::integral_constant<int, 8>{});
+      case 16: return run(L{}, std::integral_constant<int, 16>{});
+      default: return run(L{}, std::integral_constant<int, 32>{});
+    }
+  });
 }
 
 }  // namespace
@@ -226,15 +250,15 @@ size_t backward_taps_bytes(const SearchArgs& a, int cv) {
   return bytes <= static_cast<double>(kMaxBytes) ? static_cast<size_t>(bytes) : 0;
 }
 
-void backward_taps(const SearchArgs& a, const BwdArgs<float>& ba, int cv, const float* pm0, const float* pm1,
-                   const int2* pp0, const int2* pp1, float* buffer, cudaStream_t stream) {
-  STNLS_DIST_SWITCH(a.p.dist_type, [&] {
-    switch (cv) {
-      case 4: return run<kL2, 4>(a, ba, pm0, pm1, pp0, pp1, buffer, stream);
-      case 8: return run<kL2, 8>(a, ba, pm0, pm1, pp0, pp1, buffer, stream);
-      case 16: return run<kL2, 16>(a, ba, pm0, pm1, pp0, pp1, buffer, stream);
-      default: return run<kL2, 32>(a, ba, pm0, pm1, pp0, pp1, buffer, stream);
-    }
+void backward_taps_vid0(const SearchArgs& a, const BwdArgs<float>& ba, int cv, const float* pm0, const float* pm1,
+                        float* buffer, cudaStream_t stream) {
+  dispatch(a, cv, [&](auto l2, auto c) { run_vid0<decltype(l2)::value, decltype(c)::value>(a, ba, pm0, pm1, buffer, stream); });
+}
+
+void backward_taps_vid1(const SearchArgs& a, const BwdArgs<float>& ba, int cv, const float* pm0, const float* pm1,
+                        const int2* pp1, float* buffer, cudaStream_t stream) {
+  dispatch(a, cv, [&](auto l2, auto c) {
+    run_vid1<decltype(l2)::value, decltype(c)::value>(a, ba, pm0, pm1, pp1, buffer, stream);
   });
 }
 

@@ -17,10 +17,14 @@ namespace cuda {
 // past its cap).
 size_t backward_taps_bytes(const detail::SearchArgs& a, int cv);
 
-// Both gradients from the fast path's pixel-major copies pm0/pm1 ([bh][t][y][x][cv]) and
-// records pp0 ((q, k) order) and pp1 (list order), with `buffer` of backward_taps_bytes.
-void backward_taps(const detail::SearchArgs& a, const BwdArgs<float>& ba, int cv, const float* pm0, const float* pm1,
-                   const int2* pp0, const int2* pp1, float* buffer, cudaStream_t stream);
+// grad_vid0 from the fast path's pixel-major copies pm0/pm1 ([bh][t][y][x][cv]), inds and
+// grad_dists (no lists), with `buffer` of backward_taps_bytes.
+void backward_taps_vid0(const detail::SearchArgs& a, const BwdArgs<float>& ba, int cv, const float* pm0,
+                        const float* pm1, float* buffer, cudaStream_t stream);
+// grad_vid1 from the copies, the lists in ba and the query records pp1 (list order), with
+// the same buffer once backward_taps_vid0's work is done.
+void backward_taps_vid1(const detail::SearchArgs& a, const BwdArgs<float>& ba, int cv, const float* pm0,
+                        const float* pm1, const int2* pp1, float* buffer, cudaStream_t stream);
 
 // Tests and benchmarks turn the path off to run the one-thread-per-pixel gathers.
 void set_backward_taps_enabled(bool on);
