@@ -1,5 +1,5 @@
-// Tap-split gathers of the CUDA search backward (fast path: float32, pixel-major copies and
-// packed records, see search_backward.cu). The one-thread-per-pixel gathers walk every
+// Tap-split gathers of the CUDA search backward (fast path: float32, pixel-major copies of
+// the videos, see search_backward.cu). The one-thread-per-pixel gathers walk every
 // (tap, neighbour) term of a pixel in one thread: ps^2 * K dependent record and pixel loads
 // in a row (S2: 90), at the occupancy their CV accumulators allow, so they wait on memory
 // latency. Here each tap is a thread of its own and the pixel's sum is folded afterwards:
@@ -13,9 +13,11 @@
 //
 // Every sum has a fixed order, so the gradients are bitwise the same on every run (they
 // round differently from the per-pixel gathers: each tap's neighbours are summed first).
-// P and W share one buffer in the caller's workspace (grad_vid0's pass ends before
-// grad_vid1's begins), CV floats per (query or location, tap): the path is taken while that
-// buffer stays under kMaxBytes.
+// grad_vid0's pass reads no list (its records come straight from inds and grad_dists), so
+// search_backward.cu runs it on a second stream while the lists are sorted. P and W share
+// one buffer in the caller's workspace (grad_vid1's pass starts once grad_vid0's fold is
+// done), CV floats per (query or location, tap): the path is taken while that buffer stays
+// under kMaxBytes (S2: 47 MB).
 #include "cuda/search_backward_taps.h"
 
 #include <algorithm>
@@ -60,6 +62,16 @@ __device__ __forceinline__ void store_cv(float* p, const float (&v)[CV]) {
   for (int c = 0; c < CV; c += 4) *reinterpret_cast<float4*>(p + c) = make_float4(v[c], v[c + 1], v[c + 2], v[c + 3]);
 }
 
+// A gradient pixel's C channels (strides w) from the fold's sums.
+template <int CV>
+__device__ __forceinline__ void write_pixel(float* g, const detail::Strides6& w, const GatherPixel& px, int C,
+                                            const float (&acc)[CV]) {
+  float* out = g + px.b * w.b + px.hd * w.h + px.t * w.t + px.y * w.y + px.x * w.x;
+#pragma unroll
+  for (int c = 0; c < CV; ++c)
+    if (c < C) out[c * w.c] = acc[c];
+}
+
 // The CV channels of pixel `pix` of a pixel-major copy (zeros for -1, a read outside).
 template <int CV>
 __device__ __forceinline__ void load_pixel(float (&v)[CV], const float* pm, int64_t pix) {
@@ -95,9 +107,9 @@ __global__ void __launch_bounds__(kThreads) query_taps_kernel(const BwdArgs<floa
   const int ddy = tp.dy - a.offH1, ddx = tp.dx - a.offW1;
   const int64_t toff = tp.pk * plane + static_cast<int64_t>(ddy) * a.W + ddx;
   for (int k = 0; k < a.K; ++k) {
-    // The record straight from inds and grad_dists: the tap threads of a query read the
-    // same elements (one transaction), and a packing pass would cost more than the
-    // decoding it saves (S2: A/B in bench/NOTES.md).
+    // The record straight from inds and grad_dists (the tap threads of a query read the
+    // same elements): no packed records, so this pass need not wait for the sort whose
+    // buffers they would reuse.
     const int2 r = candidate_record(a, bh, q, k);
     if (r.y == kNoPatch) continue;
     float vb[CV];
@@ -159,10 +171,7 @@ __global__ void __launch_bounds__(kThreads) fold_query_taps_kernel(const BwdArgs
 #pragma unroll
     for (int c = 0; c < CV; ++c) acc[c] += v[c];
   });
-  float* out = a.g0 + px.b * a.w0.b + px.hd * a.w0.h + px.t * a.w0.t + px.y * a.w0.y + px.x * a.w0.x;
-#pragma unroll
-  for (int c = 0; c < CV; ++c)
-    if (c < a.C) out[c * a.w0.c] = acc[c];
+  write_pixel<CV>(a.g0, a.w0, px, a.C, acc);
 }
 
 // grad_vid1 from W, thread per vid1 pixel (b, hd, t, y, x).
@@ -185,10 +194,7 @@ __global__ void __launch_bounds__(kThreads) fold_candidate_taps_kernel(const Bwd
 #pragma unroll
     for (int c = 0; c < CV; ++c) acc[c] += v[c];
   });
-  float* out = a.g1 + px.b * a.w1.b + px.hd * a.w1.h + px.t * a.w1.t + px.y * a.w1.y + px.x * a.w1.x;
-#pragma unroll
-  for (int c = 0; c < CV; ++c)
-    if (c < a.C) out[c * a.w1.c] = acc[c];
+  write_pixel<CV>(a.g1, a.w1, px, a.C, acc);
 }
 
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>(ceil_div(n, kThreads)); }
