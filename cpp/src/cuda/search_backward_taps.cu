@@ -251,14 +251,17 @@ size_t backward_taps_bytes(const SearchArgs& a, int cv) {
   const int64_t NT = a.p.pt * a.p.ps * a.p.ps;
   // One tap per patch leaves nothing to split: the per-pixel gathers do the same work.
   if (!enabled || cv == 0 || NT < 4 || sh.K == 0) return 0;
-  const double rows = std::max(static_cast<double>(sh.B * sh.HD * sh.Q), static_cast<double>(sh.B * sh.HD * sh.T * sh.H * sh.W));
+  const double rows =
+      std::max(static_cast<double>(sh.B * sh.HD * sh.Q), static_cast<double>(sh.B * sh.HD * sh.T * sh.H * sh.W));
   const double bytes = rows * static_cast<double>(NT) * cv * sizeof(float);
   return bytes <= static_cast<double>(kMaxBytes) ? static_cast<size_t>(bytes) : 0;
 }
 
 void backward_taps_vid0(const SearchArgs& a, const BwdArgs<float>& ba, int cv, const float* pm0, const float* pm1,
                         float* buffer, cudaStream_t stream) {
-  dispatch(a, cv, [&](auto l2, auto c) { run_vid0<decltype(l2)::value, decltype(c)::value>(a, ba, pm0, pm1, buffer, stream); });
+  dispatch(a, cv, [&](auto l2, auto c) {
+    run_vid0<decltype(l2)::value, decltype(c)::value>(a, ba, pm0, pm1, buffer, stream);
+  });
 }
 
 void backward_taps_vid1(const SearchArgs& a, const BwdArgs<float>& ba, int cv, const float* pm0, const float* pm1,
