@@ -249,7 +249,8 @@ bool backward_taps_enabled() { return enabled; }
 size_t backward_taps_bytes(const SearchArgs& a, int cv) {
   const SearchShape& sh = a.sh;
   const int64_t NT = a.p.pt * a.p.ps * a.p.ps;
-  // One tap per patch leaves nothing to split: the per-pixel gathers do the same work.
+  // Under 4 taps per patch (ps 1) there is little to split: the per-pixel gathers do about
+  // the same work without the buffer.
   if (!enabled || cv == 0 || NT < 4 || sh.K == 0) return 0;
   const double rows =
       std::max(static_cast<double>(sh.B * sh.HD * sh.Q), static_cast<double>(sh.B * sh.HD * sh.T * sh.H * sh.W));

@@ -13,8 +13,8 @@ namespace stnls {
 namespace cuda {
 
 // Bytes of the partial-sum buffer for a call with CV channels in the pixel-major copies, or
-// 0 when the call does not take this path (switched off, one tap per patch, or a buffer
-// past its cap).
+// 0 when the call does not take this path (switched off, fewer than 4 taps per patch, no
+// neighbours, or a buffer past its cap).
 size_t backward_taps_bytes(const detail::SearchArgs& a, int cv);
 
 // grad_vid0 from the fast path's pixel-major copies pm0/pm1 ([bh][t][y][x][cv]), inds and
