@@ -5,7 +5,6 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include <climits>
-#include <mutex>
 
 #include "cuda/cuda_util.h"
 #include "stnls/error.h"
@@ -44,35 +43,6 @@ __global__ void __launch_bounds__(kThreads) list_start_kernel(const int32_t* sor
   start[l] = static_cast<int32_t>(lo);
 }
 
-// CUB's scratch bytes for sorting n pairs on nbits bits: they depend on (device, n, nbits)
-// alone, and the query asks the runtime about the device on every call (host time that a
-// small backward's kernels do not hide), so the last few answers are kept.
-size_t sort_scratch_bytes(int64_t n, int nbits) {
-  struct Entry {
-    int dev = -1;
-    int64_t n = 0;
-    int nbits = 0;
-    size_t bytes = 0;
-  };
-  static std::mutex mu;
-  static Entry cache[8];
-  static int next = 0;
-  int dev = 0;
-  STNLS_CUDA_CHECK(cudaGetDevice(&dev));
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    for (const Entry& e : cache)
-      if (e.dev == dev && e.n == n && e.nbits == nbits) return e.bytes;
-  }
-  size_t bytes = 0;
-  cub::DoubleBuffer<int32_t> k(nullptr, nullptr), v(nullptr, nullptr);
-  STNLS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, k, v, static_cast<int>(n), 0, nbits));
-  std::lock_guard<std::mutex> lock(mu);
-  cache[next] = {dev, n, nbits, bytes};
-  next = (next + 1) % 8;
-  return bytes;
-}
-
 }  // namespace
 
 ListLayout list_layout(const IndsView& in, size_t base, const char* too_big) {
@@ -88,7 +58,10 @@ ListLayout list_layout(const IndsView& in, size_t base, const char* too_big) {
   L.vals1 = L.vals0 + nb;
   L.start = L.vals1 + nb;
   L.cub = L.start + align256(static_cast<size_t>(L.nloc + 1) * sizeof(int32_t));
-  if (L.n > 0) L.cub_bytes = sort_scratch_bytes(L.n, L.nbits);
+  if (L.n > 0) {
+    cub::DoubleBuffer<int32_t> k(nullptr, nullptr), v(nullptr, nullptr);
+    STNLS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, L.cub_bytes, k, v, static_cast<int>(L.n), 0, L.nbits));
+  }
   L.end = L.cub + align256(L.cub_bytes);
   return L;
 }

@@ -389,8 +389,9 @@ void taps_chunk(const SearchArgs& a, char* ws, const Layout& L, cudaStream_t str
 }
 
 template <class T, bool L2>
-void backward_chunk(const SearchArgs& a, const Layout& L, char* ws, cudaStream_t stream) {
+void backward_chunk(const SearchArgs& a, char* ws, cudaStream_t stream) {
   const SearchShape& sh = a.sh;
+  const Layout L = workspace_layout(a);
   if constexpr (sizeof(T) == 4) {
     if (L.taps_bytes > 0) {
       switch (L.cv) {
@@ -447,13 +448,12 @@ SearchArgs chunk_args(const SearchArgs& a, int64_t b, int64_t h0, int64_t nb, in
   return c;
 }
 
-// `whole` is workspace_layout(a): computed once per call (each layout asks CUB for its sort
-// scratch size).
-Chunking chunking(const SearchArgs& a, const Layout& whole) {
+Chunking chunking(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
   const size_t grads = 2 * static_cast<size_t>(sh.B * sh.HD * sh.T * sh.C * sh.H * sh.W) * scalar_bytes(a);
   // The tap-split buffer is capped on its own (search_backward_taps.cu); the whole call
   // keeps it (S2: 0.40 ms whole against 0.49 in two chunks of one head).
+  const Layout whole = workspace_layout(a);
   return detail::choose_chunking(
       sh.B, sh.HD, sh.Q * sh.K, sh.T * sh.H * sh.W, grads, [&] { return whole.total; },
       [&](int64_t h) { return workspace_layout(chunk_args(a, 0, 0, 1, h)).total; }, whole.taps_bytes);
@@ -461,16 +461,14 @@ Chunking chunking(const SearchArgs& a, const Layout& whole) {
 
 template <class T, bool L2>
 void backward_impl(const SearchArgs& a, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  const Layout whole = workspace_layout(a);
-  const Chunking ch = chunking(a, whole);
+  const Chunking ch = chunking(a);
   if (workspace_bytes < ch.bytes || (ch.bytes > 0 && workspace == nullptr))
     throw ValueError("workspace: expected " + std::to_string(ch.bytes) +
                      " bytes (search_backward_workspace_size), got " + std::to_string(workspace_bytes));
   char* ws = static_cast<char*>(workspace);
-  if (ch.whole) return backward_chunk<T, L2>(a, whole, ws, stream);
+  if (ch.whole) return backward_chunk<T, L2>(a, ws, stream);
   detail::for_each_chunk(a.sh.B, a.sh.HD, ch, [&](int64_t b, int64_t h0, int64_t nh) {
-    const SearchArgs c = chunk_args(a, b, h0, 1, nh);
-    backward_chunk<T, L2>(c, workspace_layout(c), ws, stream);
+    backward_chunk<T, L2>(chunk_args(a, b, h0, 1, nh), ws, stream);
   });
 }
 
@@ -503,7 +501,7 @@ size_t search_backward_workspace_size(const SearchArgs& a) {
   if (use_atomic(a)) return 0;
   if (use_fixed(a)) return search_backward_fixed_workspace_size(a);
   DeviceGuard guard(a.device.index);
-  return chunking(a, workspace_layout(a)).bytes;
+  return chunking(a).bytes;
 }
 
 void search_backward(const SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {

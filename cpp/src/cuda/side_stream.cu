@@ -1,8 +1,7 @@
 // The second stream of each device (one per device for the process, created on first use,
-// never destroyed, like a library handle) and the fork/join events (one pair per host
-// thread and device, so concurrent calls from several threads never share an event; a
-// thread's calls reuse its pair: a wait enqueued on an event stays with the record it
-// saw). Calls that share the side stream only queue behind each other there.
+// never destroyed, like a library handle) and the fork/join events of one call (created per
+// call, so concurrent calls from several host threads never share an event; calls that
+// share the side stream only queue behind each other there).
 #include "cuda/side_stream.h"
 
 #include <mutex>
@@ -15,43 +14,29 @@ namespace {
 
 constexpr int kMaxDevices = 64;
 
-int current_device() {
+cudaStream_t side_stream() {
+  static std::mutex mu;
+  static cudaStream_t streams[kMaxDevices] = {};
   int dev = 0;
   STNLS_CUDA_CHECK(cudaGetDevice(&dev));
   if (dev < 0 || dev >= kMaxDevices) throw BackendError("side stream: device index out of range");
-  return dev;
-}
-
-cudaStream_t side_stream(int dev) {
-  static std::mutex mu;
-  static cudaStream_t streams[kMaxDevices] = {};
   std::lock_guard<std::mutex> lock(mu);
   if (streams[dev] == nullptr) STNLS_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[dev], cudaStreamNonBlocking));
   return streams[dev];
 }
 
-struct EventPair {
-  cudaEvent_t forked = nullptr, joined = nullptr;
-};
-
-// Created on a thread's first fork on the device; left to the process's end.
-EventPair& thread_events(int dev) {
-  thread_local EventPair pairs[kMaxDevices];
-  EventPair& e = pairs[dev];
-  if (e.forked == nullptr) STNLS_CUDA_CHECK(cudaEventCreateWithFlags(&e.forked, cudaEventDisableTiming));
-  if (e.joined == nullptr) STNLS_CUDA_CHECK(cudaEventCreateWithFlags(&e.joined, cudaEventDisableTiming));
-  return e;
-}
-
 }  // namespace
 
-Fork::Fork(cudaStream_t main) : main_(main) {
-  const int dev = current_device();
-  side_ = side_stream(dev);
-  const EventPair& e = thread_events(dev);
-  forked_ = e.forked, joined_ = e.joined;
-  STNLS_CUDA_CHECK(cudaEventRecord(forked_, main_));
-  STNLS_CUDA_CHECK(cudaStreamWaitEvent(side_, forked_, 0));
+Fork::Fork(cudaStream_t main) : main_(main), side_(side_stream()) {
+  STNLS_CUDA_CHECK(cudaEventCreateWithFlags(&forked_, cudaEventDisableTiming));
+  cudaError_t e = cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming);
+  if (e == cudaSuccess) e = cudaEventRecord(forked_, main_);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(side_, forked_, 0);
+  if (e != cudaSuccess) {  // the destructor does not run for a constructor that throws
+    cudaEventDestroy(forked_);
+    if (joined_ != nullptr) cudaEventDestroy(joined_);
+    check_cuda(e, "Fork");
+  }
 }
 
 void Fork::join() {
@@ -61,8 +46,11 @@ void Fork::join() {
 }
 
 Fork::~Fork() {
-  if (!done_ && cudaEventRecord(joined_, side_) == cudaSuccess)
+  if (!done_ && joined_ != nullptr && cudaEventRecord(joined_, side_) == cudaSuccess)
     cudaStreamWaitEvent(main_, joined_, 0);  // never throw from a destructor
+  // Destroying an event with work pending is allowed: its resources go when it completes.
+  if (forked_ != nullptr) cudaEventDestroy(forked_);
+  if (joined_ != nullptr) cudaEventDestroy(joined_);
 }
 
 }  // namespace cuda
