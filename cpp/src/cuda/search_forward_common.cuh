@@ -123,7 +123,8 @@ bool by_width(int64_t ww, Go&& go) {
 // the entries already listed, so one 32-bit compare per entry orders the list (rule 6).
 // offer_any() takes candidates in any order and breaks ties in the key by the ordinal: the
 // same list, one compare more per entry. A NaN distance is listed with key kNaN, after
-// every number and before the empty entries (kNone).
+// every number and before the empty entries (kNone). Both take `ok`: false offers nothing
+// (the callers' rule-4 checks join the list's own test: one branch per offer).
 constexpr uint32_t kNaN = 0xfffffffeu, kNone = 0xffffffffu;
 
 template <bool L2, int KM>
@@ -134,32 +135,35 @@ struct ThreadList {
 #pragma unroll
     for (int m = 0; m < KM; ++m) key[m] = kNone, ord[m] = kEmpty;
   }
-  __device__ __forceinline__ void offer(float d, int32_t o) { insert<false>(d, o); }
-  __device__ __forceinline__ void offer_any(float d, int32_t o) { insert<true>(d, o); }
+  __device__ __forceinline__ void offer(float d, int32_t o, bool ok = true) { insert<false>(d, o, ok); }
+  __device__ __forceinline__ void offer_any(float d, int32_t o, bool ok = true) { insert<true>(d, o, ok); }
   // The distance of a listed key.
   __device__ __forceinline__ static float dist(uint32_t k) { return rank::key_dist<L2, float, uint32_t>(k == kNaN ? kNone : k); }
 
  private:
   template <bool BY_ORD>
-  __device__ __forceinline__ void insert(float d, int32_t o) {
+  __device__ __forceinline__ void insert(float d, int32_t o, bool ok) {
     uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
     k = k == kNone ? kNaN : k;
-    if (!(k < key[KM - 1] || (BY_ORD && k == key[KM - 1] && o < ord[KM - 1]))) return;
-    // One pass of a bubble: the new entry takes the first place whose entry it ranks
-    // before, and from there every entry moves down one (two live entries at a time). The
-    // move must not compare the displaced entry again: next to an equal key it would
-    // stop, and the two ties would swap.
-    bool moving = false;
+    // Most offers rank after the last entry once the list has filled: they branch out
+    // here (with the row-split and shared-sums layouts, whole warps often do).
+    if (!(ok && (k < key[KM - 1] || (BY_ORD && k == key[KM - 1] && o < ord[KM - 1])))) return;
+    // before[m]: the new entry ranks before entry m. The list is sorted, so `before` is
+    // false up to the new entry's place and true from there on; entry m then takes entry
+    // m - 1's place, or the new entry's. Every `before` compares the new entry with the
+    // list as it was: the compares are independent and each entry's update is two selects
+    // deep, where a bubble that carries the displaced entry from place to place makes one
+    // chain of KM compares and selects, which the next offer waits for.
+    bool before[KM];
 #pragma unroll
-    for (int m = 0; m < KM; ++m) {
-      const bool lt = moving || k < key[m] || (BY_ORD && k == key[m] && o < ord[m]);
-      moving = lt;
-      const uint32_t yk = lt ? key[m] : k;
-      const int32_t yo = lt ? ord[m] : o;
-      key[m] = lt ? k : key[m];
-      ord[m] = lt ? o : ord[m];
-      k = yk, o = yo;
+    for (int m = 0; m < KM; ++m) before[m] = k < key[m] || (BY_ORD && k == key[m] && o < ord[m]);
+#pragma unroll
+    for (int m = KM - 1; m > 0; --m) {
+      key[m] = before[m] ? (before[m - 1] ? key[m - 1] : k) : key[m];
+      ord[m] = before[m] ? (before[m - 1] ? ord[m - 1] : o) : ord[m];
     }
+    key[0] = before[0] ? k : key[0];
+    ord[0] = before[0] ? o : ord[0];
   }
 };
 

@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
         for (int j = 0; j < WW; ++j) {
           const int x = w0.y + j;
           const bool ok = x >= 0 && x < W && !(a.remove_self && fn == 0 && y == qh && x == qw);
-          if (ok) list.offer(acc[j], n * WW + j);
+          list.offer(acc[j], n * WW + j, ok);
         }
       }
     }

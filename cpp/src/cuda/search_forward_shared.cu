@@ -157,7 +157,7 @@ __global__ void __launch_bounds__(kThreads, 2) search_forward_shared_kernel(cons
     // (rows, then columns), after every earlier frame's: the cheaper in-order insertion
     // gives the same list. With several, a row's later chunks come after later rows.
     const bool one_chunk = DX1 - DX0 < kDXC;
-    auto offer = [&](float d, int32_t o) { one_chunk ? list.offer(d, o) : list.offer_any(d, o); };
+    auto offer = [&](float d, int32_t o, bool ok) { one_chunk ? list.offer(d, o, ok) : list.offer_any(d, o, ok); };
 
     for (int xc = DX0; xc <= DX1; xc += kDXC) {
       // Ring row for footprint row fy at step dy: pixel row FY0 + fy + dy, in slot
@@ -261,9 +261,9 @@ __global__ void __launch_bounds__(kThreads, 2) search_forward_shared_kernel(cons
                 d2 += s2[pi * kSFY + pj];
               }
             const int x0 = qw + dx0 + j, x1 = qw + dx0 + j1, x2 = qw + dx0 + j2;
-            if (x0 >= 0 && x0 < W && !(self && x0 == qw)) offer(d0, ord0 + j);
-            if (j1 != j && x1 >= 0 && x1 < W && !(self && x1 == qw)) offer(d1, ord0 + j1);
-            if (j2 != j1 && x2 >= 0 && x2 < W && !(self && x2 == qw)) offer(d2, ord0 + j2);
+            offer(d0, ord0 + j, x0 >= 0 && x0 < W && !(self && x0 == qw));
+            offer(d1, ord0 + j1, j1 != j && x1 >= 0 && x1 < W && !(self && x1 == qw));
+            offer(d2, ord0 + j2, j2 != j1 && x2 >= 0 && x2 < W && !(self && x2 == qw));
           }
         }
       }

@@ -109,7 +109,7 @@ __device__ __forceinline__ void sweep_window(const float* base, int row, int n, 
 #pragma unroll
           for (int j = 0; j < WW; ++j) {
             const bool ok = ((xok >> j) & 1u) && !(self_here && y == qh && x0 + j == qw);
-            if (ok) list.offer(done[j], ord0 + j);
+            list.offer(done[j], ord0 + j, ok);
           }
         }
 #pragma unroll
