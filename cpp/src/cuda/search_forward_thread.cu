@@ -52,15 +52,19 @@ constexpr int kThreads = kQH * kQW;
 constexpr int kWarps = kThreads / 32;
 constexpr size_t kBoxBytes = 48 * 1024;         // shared memory for one frame's box (4 blocks per SM)
 
-// Distances of one query's window in frame n (window start (y0, x0), wh x WW candidates)
-// from its pixel rectangle in shared memory (rows of `row` floats, pixels of CV floats),
-// offered to the list. Pixel row r of the rectangle feeds candidate rows r - pi, pi < PS,
-// whose accumulators rotate through acc[row % PS]; each pixel is loaded once and a
-// candidate's pixels arrive in (pi, pj) order.
+// Distances of one query's window in frame n (window start (y0, x0), WW x WW candidates:
+// a finite ws makes the window as tall as it is wide) from its pixel rectangle in shared
+// memory (rows of `row` floats, pixels of CV floats), offered to the list. Pixel row r of
+// the rectangle feeds candidate rows r - pi, pi < PS, whose accumulators rotate through
+// acc[row % PS]; each pixel is loaded once and a candidate's pixels arrive in (pi, pj)
+// order. Every loop is unrolled with compile-time bounds, so which accumulators a pixel
+// feeds is known when compiling: no branch per row and patch row, and the multiply-adds
+// of neighbouring pixels can interleave.
 template <bool L2, int CV, int PS, int WW, int KM>
 __device__ __forceinline__ void sweep_window(const float* base, int row, int n, int y0, int x0, int qh, int qw, int H,
-                                             int W, int wh, bool remove_self, const float (&qv)[PS * PS * CV],
+                                             int W, bool remove_self, const float (&qv)[PS * PS * CV],
                                              ThreadList<L2, KM>& list) {
+  constexpr int WH = WW;
   // Which candidates are real ones (rule 4: inside the frame; remove_self in frame t).
   unsigned xok = 0;
 #pragma unroll
@@ -71,50 +75,46 @@ __device__ __forceinline__ void sweep_window(const float* base, int row, int n, 
   for (int p = 0; p < PS; ++p)
 #pragma unroll
     for (int j = 0; j < WW; ++j) acc[p][j] = 0.f;
-  const int nrows = wh + PS - 1;
-  for (int r0 = 0; r0 < nrows; r0 += PS) {
 #pragma unroll
-    for (int ph = 0; ph < PS; ++ph) {
-      const int r = r0 + ph;
-      if (r >= nrows) break;
-      const float* rp = base + r * row;
+  for (int r = 0; r < WH + PS - 1; ++r) {
+    const int ph = r % PS;
+    const float* rp = base + r * row;
 #pragma unroll
-      for (int s = 0; s < WW + PS - 1; ++s) {
-        float px[CV];
-        load_px<CV>(px, rp + s * CV);
+    for (int s = 0; s < WW + PS - 1; ++s) {
+      float px[CV];
+      load_px<CV>(px, rp + s * CV);
 #pragma unroll
-        for (int pi = 0; pi < PS; ++pi) {
-          const int i = r - pi;
-          if (i < 0 || i >= wh) continue;
+      for (int pi = 0; pi < PS; ++pi) {
+        const int i = r - pi;
+        if (i < 0 || i >= WH) continue;
 #pragma unroll
-          for (int pj = 0; pj < PS; ++pj) {
-            const int j = s - pj;
-            if (j < 0 || j >= WW) continue;
-            float& ac = acc[(ph - pi + PS) % PS][j];
-            constexpr bool kCS = geo::channel_sums(CV);  // the summation order
-            float sc = geo::pixel_start(kCS, ac);
+        for (int pj = 0; pj < PS; ++pj) {
+          const int j = s - pj;
+          if (j < 0 || j >= WW) continue;
+          float& ac = acc[(ph - pi + PS) % PS][j];
+          constexpr bool kCS = geo::channel_sums(CV);  // the summation order
+          float sc = geo::pixel_start(kCS, ac);
 #pragma unroll
-            for (int c = 0; c < CV; ++c) sc = geo::dist_acc<L2>(sc, qv[(pi * PS + pj) * CV + c], px[c]);
-            ac = geo::pixel_end(kCS, ac, sc);
-          }
+          for (int c = 0; c < CV; ++c) sc = geo::dist_acc<L2>(sc, qv[(pi * PS + pj) * CV + c], px[c]);
+          ac = geo::pixel_end(kCS, ac, sc);
         }
       }
-      // Candidate row r - (PS - 1) has all its terms.
-      const int i = r - (PS - 1);
-      if (i >= 0) {
-        float(&done)[WW] = acc[(ph + 1) % PS];
-        const int y = y0 + i;
-        if (y >= 0 && y < H) {
-          const int ord0 = (n * wh + i) * WW;
+    }
+    // Candidate row r - (PS - 1) has all its terms.
+    const int i = r - (PS - 1);
+    if (i >= 0) {
+      float(&done)[WW] = acc[(ph + 1) % PS];
+      const int y = y0 + i;
+      if (y >= 0 && y < H) {
+        const int ord0 = (n * WH + i) * WW;
 #pragma unroll
-          for (int j = 0; j < WW; ++j) {
-            const bool ok = ((xok >> j) & 1u) && !(self_here && y == qh && x0 + j == qw);
-            list.offer(done[j], ord0 + j, ok);
-          }
+        for (int j = 0; j < WW; ++j) {
+          const bool ok = ((xok >> j) & 1u) && !(self_here && y == qh && x0 + j == qw);
+          list.offer(done[j], ord0 + j, ok);
         }
-#pragma unroll
-        for (int j = 0; j < WW; ++j) done[j] = 0.f;
       }
+#pragma unroll
+      for (int j = 0; j < WW; ++j) done[j] = 0.f;
     }
   }
 }
@@ -144,7 +144,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
   const int gi = ti * kQH + tid / kQW, gj = tj * kQW + tid % kQW;
   const bool mine = gi < a.nH && gj < a.nW;  // a query of the grid (others only stage)
   const int qh = (mine ? gi : 0) * a.str0, qw = (mine ? gj : 0) * a.str0;
-  const int H = a.H, W = a.W, wh = a.wh;
+  const int H = a.H, W = a.W;
+  constexpr int wh = WW;  // a finite ws: square windows (the host checks)
 
   // Query patch in registers, [pi][pj][c] (pt = 1).
   float qv[PS * PS * CV];
@@ -231,7 +232,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
       __syncthreads();  // (B) the box is staged
       if (mine && tid >= k0 && tid < k0 + per_round) {
         const float* base = shared_box ? box + ((y0 - miny) * BW + (x0 - minx)) * CV : box + (tid - k0) * RH * RW * CV;
-        sweep_window<L2, CV, PS, WW, KM>(base, (shared_box ? BW : RW) * CV, n, y0, x0, qh, qw, H, W, wh, a.remove_self, qv, list);
+        sweep_window<L2, CV, PS, WW, KM>(base, (shared_box ? BW : RW) * CV, n, y0, x0, qh, qw, H, W, a.remove_self, qv, list);
       }
     }
     // (A) of the next frame orders these reads before the next staging.
@@ -314,7 +315,7 @@ void set_forward_thread_enabled(bool on) { enabled = on; }
 bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   const SearchParams& p = a.p;
   const SearchShape& sh = a.sh;
-  if (!enabled || !register_layouts_apply(a)) return false;
+  if (!enabled || !register_layouts_apply(a) || sh.wh != sh.ww) return false;
   ThrArgs f = thread_args(a);
   f.tilesH = static_cast<int>(ceil_div(sh.nH, kQH));
   f.tilesW = static_cast<int>(ceil_div(sh.nW, kQW));
