@@ -17,11 +17,11 @@
 //   ordinals (ThreadList), so there is no warp-wide selection.
 // A block owns a kQH x kQW tile of the query grid in one frame. Per searched frame it walks
 // its threads' flow chains, takes the union box of their windows (patch margins
-// included), and stages that box once in shared memory, pixel-major ([row][col][c]),
-// with the bounds rule already applied; every thread then reads its window from it. When
-// the box does not fit (flows that scatter the tile's windows far apart), each thread's
-// own window rectangle is staged instead, as many at a time as fit: same values, same
-// order, more rounds.
+// included), and stages that box once in shared memory, pixel-major ([row][col][c], with
+// the channel groups placed by group_at), with the bounds rule already applied; every
+// thread then reads its window from it. When the box does not fit (flows that scatter the
+// tile's windows far apart), each thread's own window rectangle is staged instead, as many
+// at a time as fit: same values, same order, more rounds.
 //
 // Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
 // wide (a compiled width: 5, 7, 9), k in [1, 16], no anchor_self, and the channels per head
@@ -52,17 +52,31 @@ constexpr int kThreads = kQH * kQW;
 constexpr int kWarps = kThreads / 32;
 constexpr size_t kBoxBytes = 48 * 1024;         // shared memory for one frame's box (4 blocks per SM)
 
+// Where channel c's group of 4 lies in a staged pixel of rectangle row `row` (floats from
+// the pixel's start). A warp's lanes read pixels of scattered windows, 16 bytes at a time
+// and 8 lanes per shared-memory wavefront; with 8 channels (32-byte pixels) a pixel's
+// first 16 bytes fall in one of only 4 of the 8 bank groups. Odd rows keep their pixels'
+// two halves swapped, so that lanes reading different rows spread over all 8. The swap is
+// per row, not per pixel: a reader keeps two pointers per window (the halves of its first
+// row) and constant offsets from them (a per-pixel swap cost hundreds of bytes of spills).
+template <int CV>
+__host__ __device__ constexpr int group_at(int row, int c) {
+  return CV == 8 ? c ^ ((row & 1) << 2) : c;
+}
+
 // Distances of one query's window in frame n (window start (y0, x0), WW x WW candidates:
-// a finite ws makes the window as tall as it is wide) from its pixel rectangle in shared
-// memory (rows of `row` floats, pixels of CV floats), offered to the list. Pixel row r of
-// the rectangle feeds candidate rows r - pi, pi < PS, whose accumulators rotate through
-// acc[row % PS]; each pixel is loaded once and a candidate's pixels arrive in (pi, pj)
-// order. Every loop is unrolled with compile-time bounds, so which accumulators a pixel
-// feeds is known when compiling: no branch per row and patch row, and the multiply-adds
-// of neighbouring pixels can interleave.
+// a finite ws makes the window as tall as it is wide) from a staged rectangle in shared
+// memory (the window's first pixel at row row0, column col0; rows of `pitch` pixels, pixels
+// of CV floats laid out by group_at), offered to the list. Window row r feeds candidate
+// rows r - pi, pi < PS, whose accumulators rotate through acc[row % PS]; each pixel is
+// loaded once and a candidate's pixels arrive in (pi, pj) order. Every loop is unrolled
+// with compile-time bounds, so which accumulators a pixel feeds is known when compiling:
+// no branch per row and patch row, and the multiply-adds of neighbouring pixels can
+// interleave.
 template <bool L2, int CV, int PS, int WW, int KM>
-__device__ __forceinline__ void sweep_window(const float* base, int row, int n, int y0, int x0, int qh, int qw, int H,
-                                             int W, bool remove_self, const float (&qv)[PS * PS * CV],
+__device__ __forceinline__ void sweep_window(const float* rect, int row0, int col0, int pitch, int n, int y0, int x0,
+                                             int qh, int qw, int H, int W, bool remove_self,
+                                             const float (&qv)[PS * PS * CV],
                                              ThreadList<L2, KM>& list) {
   constexpr int WH = WW;
   // Which candidates are real ones (rule 4: inside the frame; remove_self in frame t).
@@ -75,14 +89,27 @@ __device__ __forceinline__ void sweep_window(const float* base, int row, int n, 
   for (int p = 0; p < PS; ++p)
 #pragma unroll
     for (int j = 0; j < WW; ++j) acc[p][j] = 0.f;
+  // Where the window's first row keeps channels 0-3 (`even`) and 4-7 (`odd`): group_at of
+  // row0; rows r further down swap them on odd r.
+  const float* first = rect + (row0 * pitch + col0) * CV;
+  const float* even = first + group_at<CV>(row0, 0);
+  const float* odd = first + group_at<CV>(row0, 4);
 #pragma unroll
   for (int r = 0; r < WH + PS - 1; ++r) {
     const int ph = r % PS;
-    const float* rp = base + r * row;
+    // Channels 0-3 and 4-7 of the row's pixels: the row's parity is row0's, flipped on odd
+    // r (with 8 channels only: other widths keep their groups in place).
+    const bool flip = CV == 8 && (r & 1);
+    const float* g0 = (flip ? odd : even) + r * pitch * CV;
+    const float* g1 = (flip ? even : odd) + r * pitch * CV;
 #pragma unroll
     for (int s = 0; s < WW + PS - 1; ++s) {
       float px[CV];
-      load_px<CV>(px, rp + s * CV);
+#pragma unroll
+      for (int c = 0; c < CV; c += 4) {
+        const float4 x = *reinterpret_cast<const float4*>((c == 4 ? g1 : c == 0 ? g0 : g0 + c) + s * CV);
+        px[c] = x.x, px[c + 1] = x.y, px[c + 2] = x.z, px[c + 3] = x.w;
+      }
 #pragma unroll
       for (int pi = 0; pi < PS; ++pi) {
         const int i = r - pi;
@@ -215,7 +242,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
         }
         float* d = dst + (r * cols + s) * CV;
 #pragma unroll
-        for (int c = 0; c < CV; c += 4) *reinterpret_cast<float4*>(d + c) = make_float4(v[c], v[c + 1], v[c + 2], v[c + 3]);
+        for (int c = 0; c < CV; c += 4)
+          *reinterpret_cast<float4*>(d + group_at<CV>(r, c)) = make_float4(v[c], v[c + 1], v[c + 2], v[c + 3]);
         r += rstep, s += sstep;
         if (s >= cols) s -= cols, ++r;
       }
@@ -231,8 +259,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
       }
       __syncthreads();  // (B) the box is staged
       if (mine && tid >= k0 && tid < k0 + per_round) {
-        const float* base = shared_box ? box + ((y0 - miny) * BW + (x0 - minx)) * CV : box + (tid - k0) * RH * RW * CV;
-        sweep_window<L2, CV, PS, WW, KM>(base, (shared_box ? BW : RW) * CV, n, y0, x0, qh, qw, H, W, a.remove_self, qv, list);
+        // The staged rectangle, where the window starts in it, its pitch.
+        const float* rect = shared_box ? box : box + (tid - k0) * RH * RW * CV;
+        sweep_window<L2, CV, PS, WW, KM>(rect, shared_box ? y0 - miny : 0, shared_box ? x0 - minx : 0,
+                                         shared_box ? BW : RW, n, y0, x0, qh, qw, H, W, a.remove_self, qv, list);
       }
     }
     // (A) of the next frame orders these reads before the next staging.
