@@ -9,9 +9,26 @@ from torch import Tensor
 from torch.utils.dlpack import to_dlpack
 
 
+# torch's own getters of the current device and of a device's current stream handle (what
+# torch.cuda.current_device() and current_stream().cuda_stream return, without the Python
+# layers around them: a Stream object per call, lazy-init checks). A torch without them
+# takes the public functions.
+_GET_DEVICE = getattr(torch._C, "_cuda_getDevice", None)
+_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+_NO_SWITCH = contextlib.nullcontext()
+
+
+def _current_device() -> int:
+    return _GET_DEVICE() if _GET_DEVICE is not None else torch.cuda.current_device()
+
+
 def stream(t: Tensor):
     """The current torch stream of t's device (None on the CPU)."""
-    return torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else None
+    if not t.is_cuda:
+        return None
+    if _RAW_STREAM is not None:
+        return _RAW_STREAM(t.get_device())
+    return torch.cuda.current_stream(t.device).cuda_stream
 
 
 def dlpack(t):
@@ -30,7 +47,7 @@ def dlpack(t):
     """
     if type(t) is not Tensor or t.layout is not torch.strided or t.requires_grad or t.is_conj():
         return t
-    if t.is_cpu or (t.is_cuda and t.get_device() == torch.cuda.current_device()):
+    if t.is_cpu or (t.is_cuda and t.get_device() == _current_device()):
         return to_dlpack(t)
     return t
 
@@ -47,5 +64,8 @@ def workspace(nbytes: int, like: Tensor):
 
 def on_device(t: Tensor):
     """Makes t's GPU the current device while the binding runs: torch hands a CUDA tensor
-    over through DLPack only from its own device (the core also switches to it)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+    over through DLPack only from its own device (the core also switches to it). Nothing to
+    switch (the usual case) costs no context object."""
+    if t.is_cuda and t.get_device() != _current_device():
+        return torch.cuda.device(t.device)
+    return _NO_SWITCH
