@@ -118,44 +118,54 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
 #pragma unroll
   for (int j = 0; j < WW; ++j) acc[j] = 0.f;
   const int ncr = st * wh;  // candidate rows of all searched frames
-  for (int s = 0; s < ncr + PS - 1; ++s) {
-    const int F = s / wh, r = s - F * wh;
-    // Stage window row r of frame F (slot 0) and, in a frame's first PS - 1 steps, row
-    // r + wh of frame F - 1 (slot 1). Lane pi copies pixels pi, pi + PS, ... (neighbouring
-    // lanes, neighbouring pixels: one global sector per query and channel).
-    if (live) {
+  // Window row wr (0 .. wh + PS - 2) of searched frame f into dst, [c][col]. Lane pi
+  // copies pixels pi, pi + PS, ... (neighbouring lanes, neighbouring pixels: one global
+  // sector per query and channel).
+  auto stage = [&](int f, int wr, float* dst) {
+    const int2 w0 = wins[f];
+    const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + wr, H, a.reflect);
+    const float* rowp = v1 + frame_at(f) * a.s1.t + (yy < 0 ? 0 : yy) * a.s1.y;
+    for (int px = pi; px < RW; px += PS) {
+      const int xx = geo::bound32(w0.y + a.o0 - a.offW1 + px, W, a.reflect);
+      float* d = dst + px;
+      if (yy < 0 || xx < 0) {
 #pragma unroll
-      for (int slot = 0; slot < 2; ++slot) {
-        const int f = F - slot;
-        if (slot == 0 ? F >= st : (F < 1 || r >= PS - 1)) continue;
-        const int2 w0 = wins[f];
-        const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + r + slot * wh, H, a.reflect);
-        const float* rowp = v1 + frame_at(f) * a.s1.t + (yy < 0 ? 0 : yy) * a.s1.y;
-        float* dst = myrows + slot * SS;
-        for (int px = pi; px < RW; px += PS) {
-          const int xx = geo::bound32(w0.y + a.o0 - a.offW1 + px, W, a.reflect);
-          float* d = dst + px;
-          if (yy < 0 || xx < 0) {
+        for (int c = 0; c < CV; ++c) d[c * RW] = 0.f;
+      } else {
+        const float* src = rowp + xx * a.s1.x;
 #pragma unroll
-            for (int c = 0; c < CV; ++c) d[c * RW] = 0.f;
-          } else {
-            const float* src = rowp + xx * a.s1.x;
-#pragma unroll
-            for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RW, src + c * a.s1.c, sizeof(float));
-          }
-        }
+        for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RW, src + c * a.s1.c, sizeof(float));
       }
     }
+  };
+  // The two slots alternate: step s reads its frame's row from slot s % 2 and, in a frame's
+  // first PS - 1 steps, the previous frame's row from the other one. A step that reads one
+  // slot only copies the next step's row into the other while it computes (the copies'
+  // latency was 30% of the stalls when every step waited for its own); the others stage
+  // what they miss at their start.
+  auto slot = [&](int x) { return myrows + (x & 1) * SS; };
+  bool prefetched = false;  // this step's own frame row was copied during the last step
+  for (int s = 0; s < ncr + PS - 1; ++s) {
+    const int F = s / wh, r = s - F * wh;
+    const bool own = F < st, prev = F >= 1 && r < PS - 1;  // the rows this step reads
+    if (live) {
+      if (own && !prefetched) stage(F, r, slot(s));
+      if (prev) stage(F - 1, r + wh, slot(s + 1));
+    }
     __pipeline_commit();
-    __pipeline_wait_prior(0);
+    const int F1 = (s + 1) / wh;
+    prefetched = !prev && F1 < st;
+    if (live && prefetched) stage(F1, s + 1 - F1 * wh, slot(s + 1));
+    __pipeline_commit();
+    __pipeline_wait_prior(1);  // all but the copies for the next step
     __syncwarp();
 
     // Patch row pi's terms of candidate row n = s - pi (a lane outside 0 <= n < ncr
-    // computes on whatever slot 0 holds and its sums are never offered).
+    // computes on whatever its slot holds and its sums are never offered).
     const int n = s - pi;
     const bool valid = live && n >= 0 && n < ncr;
     const int fn = valid ? n / wh : F;
-    const float* base = myrows + (fn == F ? 0 : SS);
+    const float* base = fn == F ? slot(s) : slot(s + 1);
     if (pi == 0) {
 #pragma unroll
       for (int j = 0; j < WW; ++j) acc[j] = 0.f;
