@@ -23,8 +23,9 @@
 // - lane PS - 1 completes a candidate row per step and offers it to its sorted register
 //   list (ThreadList), in increasing ordinal order (rule 6).
 // Each warp (32 / PS queries, consecutive in the query grid) stages its own rows with
-// asynchronous copies, channel-major per row ([c][col]); a query's rows start PS floats
-// (mod 32) after the previous query's, so the lanes' loads and stores hit distinct banks.
+// asynchronous copies, channel-major per row ([c][col], an even number of columns: the
+// distance loop reads pixel pairs); a query's rows start 2 PS floats (mod 32) after the
+// previous query's, so the queries' 8-byte loads hit distinct banks.
 //
 // Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
 // wide (a compiled width: 5, 7, 9) and at least PS - 1 rows high, k in [1, 16], no
@@ -62,7 +63,8 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   extern __shared__ __align__(16) float smem[];
   constexpr int QPW = 32 / PS;       // queries per warp
   constexpr int RW = WW + PS - 1;    // pixels of a window row
-  constexpr int SS = CV * RW;        // floats of one staged row (slot)
+  constexpr int RP = (RW + 1) / 2 * 2;  // floats per channel of a staged row: pixel pairs
+  constexpr int SS = CV * RP;        // floats of one staged row (slot)
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
   const bool live = lane < QPW * PS;  // lanes past the warp's last query stage nothing
   const int qi = live ? lane / PS : 0, pi = lane - (lane / PS) * PS;
@@ -130,11 +132,11 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
       float* d = dst + px;
       if (yy < 0 || xx < 0) {
 #pragma unroll
-        for (int c = 0; c < CV; ++c) d[c * RW] = 0.f;
+        for (int c = 0; c < CV; ++c) d[c * RP] = 0.f;
       } else {
         const float* src = rowp + xx * a.s1.x;
 #pragma unroll
-        for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RW, src + c * a.s1.c, sizeof(float));
+        for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RP, src + c * a.s1.c, sizeof(float));
       }
     }
   };
@@ -171,30 +173,34 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
       for (int j = 0; j < WW; ++j) acc[j] = 0.f;
     }
     // Pixel px is tap pj of candidate px - pj: its channel chain for that candidate is s[pj]
-    // (geo::channel_sums; a compile-time choice here).
-    constexpr bool kCS = geo::channel_sums(CV);
+    // (geo::channel_sums: every pixel's chain starts from 0, so two pixels' chains can run
+    // side by side). Pixels come in pairs, one 8-byte load per channel (a padding column
+    // when RW is odd feeds no candidate); their sums join acc in pixel order.
+    static_assert(geo::channel_sums(CV), "pixel pairs need per-pixel channel chains");
 #pragma unroll
-    for (int px = 0; px < RW; ++px) {
-      float s[PS];
+    for (int p0 = 0; p0 < RP; p0 += 2) {
+      float s[2][PS];
 #pragma unroll
-      for (int pj = 0; pj < PS; ++pj) {
-        const int j = px - pj;
-        s[pj] = j >= 0 && j < WW ? geo::pixel_start(kCS, acc[j]) : 0.f;
-      }
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int pj = 0; pj < PS; ++pj) s[h][pj] = 0.f;
 #pragma unroll
       for (int c = 0; c < CV; ++c) {
-        const float x = base[c * RW + px];
+        const float2 x = *reinterpret_cast<const float2*>(base + c * RP + p0);
 #pragma unroll
         for (int pj = 0; pj < PS; ++pj) {
-          const int j = px - pj;
-          if (j >= 0 && j < WW) s[pj] = geo::dist_acc<L2>(s[pj], qv[pj * CV + c], x);
+          const int j = p0 - pj;
+          if (j >= 0 && j < WW) s[0][pj] = geo::dist_acc<L2>(s[0][pj], qv[pj * CV + c], x.x);
+          if (j + 1 >= 0 && j + 1 < WW) s[1][pj] = geo::dist_acc<L2>(s[1][pj], qv[pj * CV + c], x.y);
         }
       }
 #pragma unroll
-      for (int pj = 0; pj < PS; ++pj) {
-        const int j = px - pj;
-        if (j >= 0 && j < WW) acc[j] = geo::pixel_end(kCS, acc[j], s[pj]);
-      }
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int pj = 0; pj < PS; ++pj) {
+          const int j = p0 + h - pj;
+          if (j >= 0 && j < WW) acc[j] = geo::pixel_end(true, acc[j], s[h][pj]);
+        }
     }
     __syncwarp();  // the slots' reads are done before the next step stages over them
 
@@ -248,9 +254,9 @@ bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
   auto go = [&](auto kernel) {
     constexpr int QPW = 32 / PS;
     ThrArgs g = f;
-    // A query's floats: its two slots, rounded up to PS mod 32 (banks, see the top).
-    const int two = 2 * CV * (ww + PS - 1);
-    g.qs = two + ((PS - two) % 32 + 32) % 32;
+    // A query's floats: its two slots, rounded up to 2 PS mod 32 (banks, see the top).
+    const int two = 2 * CV * ((ww + PS) / 2 * 2);
+    g.qs = two + ((2 * PS - two) % 32 + 32) % 32;
     const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(QPW, g.qs, g.st) * sizeof(float);
     int optin = 0, dev = 0;
     STNLS_CUDA_CHECK(cudaGetDevice(&dev));
