@@ -23,9 +23,8 @@
 // - lane PS - 1 completes a candidate row per step and offers it to its sorted register
 //   list (ThreadList), in increasing ordinal order (rule 6).
 // Each warp (32 / PS queries, consecutive in the query grid) stages its own rows with
-// asynchronous copies, channel-major per row ([c][col], an even number of columns: the
-// distance loop reads pixel pairs); a query's rows start 2 PS floats (mod 32) after the
-// previous query's, so the queries' 8-byte loads hit distinct banks.
+// asynchronous copies, channel-major per row ([c][col]); a query's rows start PS floats
+// (mod 32) after the previous query's, so the lanes' loads and stores hit distinct banks.
 //
 // Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
 // wide (a compiled width: 5, 7, 9) and at least PS - 1 rows high, k in [1, 16], no
@@ -63,8 +62,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   extern __shared__ __align__(16) float smem[];
   constexpr int QPW = 32 / PS;       // queries per warp
   constexpr int RW = WW + PS - 1;    // pixels of a window row
-  constexpr int RP = (RW + 1) / 2 * 2;  // floats per channel of a staged row: pixel pairs
-  constexpr int SS = CV * RP;        // floats of one staged row (slot)
+  constexpr int SS = CV * RW;        // floats of one staged row (slot)
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
   const bool live = lane < QPW * PS;  // lanes past the warp's last query stage nothing
   const int qi = live ? lane / PS : 0, pi = lane - (lane / PS) * PS;
@@ -120,87 +118,73 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
 #pragma unroll
   for (int j = 0; j < WW; ++j) acc[j] = 0.f;
   const int ncr = st * wh;  // candidate rows of all searched frames
-  // Window row wr (0 .. wh + PS - 2) of searched frame f into dst, [c][col]. Lane pi
-  // copies pixels pi, pi + PS, ... (neighbouring lanes, neighbouring pixels: one global
-  // sector per query and channel).
-  auto stage = [&](int f, int wr, float* dst) {
-    const int2 w0 = wins[f];
-    const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + wr, H, a.reflect);
-    const float* rowp = v1 + frame_at(f) * a.s1.t + (yy < 0 ? 0 : yy) * a.s1.y;
-    for (int px = pi; px < RW; px += PS) {
-      const int xx = geo::bound32(w0.y + a.o0 - a.offW1 + px, W, a.reflect);
-      float* d = dst + px;
-      if (yy < 0 || xx < 0) {
-#pragma unroll
-        for (int c = 0; c < CV; ++c) d[c * RP] = 0.f;
-      } else {
-        const float* src = rowp + xx * a.s1.x;
-#pragma unroll
-        for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RP, src + c * a.s1.c, sizeof(float));
-      }
-    }
-  };
-  // The two slots alternate: step s reads its frame's row from slot s % 2 and, in a frame's
-  // first PS - 1 steps, the previous frame's row from the other one. A step that reads one
-  // slot only copies the next step's row into the other while it computes (the copies'
-  // latency was 30% of the stalls when every step waited for its own); the others stage
-  // what they miss at their start.
-  auto slot = [&](int x) { return myrows + (x & 1) * SS; };
-  bool prefetched = false;  // this step's own frame row was copied during the last step
   for (int s = 0; s < ncr + PS - 1; ++s) {
     const int F = s / wh, r = s - F * wh;
-    const bool own = F < st, prev = F >= 1 && r < PS - 1;  // the rows this step reads
+    // Stage window row r of frame F (slot 0) and, in a frame's first PS - 1 steps, row
+    // r + wh of frame F - 1 (slot 1). Lane pi copies pixels pi, pi + PS, ... (neighbouring
+    // lanes, neighbouring pixels: one global sector per query and channel).
     if (live) {
-      if (own && !prefetched) stage(F, r, slot(s));
-      if (prev) stage(F - 1, r + wh, slot(s + 1));
+#pragma unroll
+      for (int slot = 0; slot < 2; ++slot) {
+        const int f = F - slot;
+        if (slot == 0 ? F >= st : (F < 1 || r >= PS - 1)) continue;
+        const int2 w0 = wins[f];
+        const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + r + slot * wh, H, a.reflect);
+        const float* rowp = v1 + frame_at(f) * a.s1.t + (yy < 0 ? 0 : yy) * a.s1.y;
+        float* dst = myrows + slot * SS;
+        for (int px = pi; px < RW; px += PS) {
+          const int xx = geo::bound32(w0.y + a.o0 - a.offW1 + px, W, a.reflect);
+          float* d = dst + px;
+          if (yy < 0 || xx < 0) {
+#pragma unroll
+            for (int c = 0; c < CV; ++c) d[c * RW] = 0.f;
+          } else {
+            const float* src = rowp + xx * a.s1.x;
+#pragma unroll
+            for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RW, src + c * a.s1.c, sizeof(float));
+          }
+        }
+      }
     }
     __pipeline_commit();
-    const int F1 = (s + 1) / wh;
-    prefetched = !prev && F1 < st;
-    if (live && prefetched) stage(F1, s + 1 - F1 * wh, slot(s + 1));
-    __pipeline_commit();
-    __pipeline_wait_prior(1);  // all but the copies for the next step
+    __pipeline_wait_prior(0);
     __syncwarp();
 
     // Patch row pi's terms of candidate row n = s - pi (a lane outside 0 <= n < ncr
-    // computes on whatever its slot holds and its sums are never offered).
+    // computes on whatever slot 0 holds and its sums are never offered).
     const int n = s - pi;
     const bool valid = live && n >= 0 && n < ncr;
     const int fn = valid ? n / wh : F;
-    const float* base = fn == F ? slot(s) : slot(s + 1);
+    const float* base = myrows + (fn == F ? 0 : SS);
     if (pi == 0) {
 #pragma unroll
       for (int j = 0; j < WW; ++j) acc[j] = 0.f;
     }
     // Pixel px is tap pj of candidate px - pj: its channel chain for that candidate is s[pj]
-    // (geo::channel_sums: every pixel's chain starts from 0, so two pixels' chains can run
-    // side by side). Pixels come in pairs, one 8-byte load per channel (a padding column
-    // when RW is odd feeds no candidate); their sums join acc in pixel order.
-    static_assert(geo::channel_sums(CV), "pixel pairs need per-pixel channel chains");
+    // (geo::channel_sums; a compile-time choice here).
+    constexpr bool kCS = geo::channel_sums(CV);
 #pragma unroll
-    for (int p0 = 0; p0 < RP; p0 += 2) {
-      float s[2][PS];
+    for (int px = 0; px < RW; ++px) {
+      float s[PS];
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int pj = 0; pj < PS; ++pj) s[h][pj] = 0.f;
+      for (int pj = 0; pj < PS; ++pj) {
+        const int j = px - pj;
+        s[pj] = j >= 0 && j < WW ? geo::pixel_start(kCS, acc[j]) : 0.f;
+      }
 #pragma unroll
       for (int c = 0; c < CV; ++c) {
-        const float2 x = *reinterpret_cast<const float2*>(base + c * RP + p0);
+        const float x = base[c * RW + px];
 #pragma unroll
         for (int pj = 0; pj < PS; ++pj) {
-          const int j = p0 - pj;
-          if (j >= 0 && j < WW) s[0][pj] = geo::dist_acc<L2>(s[0][pj], qv[pj * CV + c], x.x);
-          if (j + 1 >= 0 && j + 1 < WW) s[1][pj] = geo::dist_acc<L2>(s[1][pj], qv[pj * CV + c], x.y);
+          const int j = px - pj;
+          if (j >= 0 && j < WW) s[pj] = geo::dist_acc<L2>(s[pj], qv[pj * CV + c], x);
         }
       }
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int pj = 0; pj < PS; ++pj) {
-          const int j = p0 + h - pj;
-          if (j >= 0 && j < WW) acc[j] = geo::pixel_end(true, acc[j], s[h][pj]);
-        }
+      for (int pj = 0; pj < PS; ++pj) {
+        const int j = px - pj;
+        if (j >= 0 && j < WW) acc[j] = geo::pixel_end(kCS, acc[j], s[pj]);
+      }
     }
     __syncwarp();  // the slots' reads are done before the next step stages over them
 
@@ -254,9 +238,9 @@ bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
   auto go = [&](auto kernel) {
     constexpr int QPW = 32 / PS;
     ThrArgs g = f;
-    // A query's floats: its two slots, rounded up to 2 PS mod 32 (banks, see the top).
-    const int two = 2 * CV * ((ww + PS) / 2 * 2);
-    g.qs = two + ((2 * PS - two) % 32 + 32) % 32;
+    // A query's floats: its two slots, rounded up to PS mod 32 (banks, see the top).
+    const int two = 2 * CV * (ww + PS - 1);
+    g.qs = two + ((PS - two) % 32 + 32) % 32;
     const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(QPW, g.qs, g.st) * sizeof(float);
     int optin = 0, dev = 0;
     STNLS_CUDA_CHECK(cudaGetDevice(&dev));
