@@ -132,24 +132,8 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
         const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + r + slot * wh, H, a.reflect);
         const float* rowp = v1 + frame_at(f) * a.s1.t + (yy < 0 ? 0 : yy) * a.s1.y;
         float* dst = myrows + slot * SS;
-        const int x0 = w0.y + a.o0 - a.offW1;  // the row's first pixel column
-        if (yy >= 0 && x0 >= 0 && x0 + RW <= W && a.s1.x == 1) {
-          // The whole row inside the frame, pixels adjacent: one address per channel, the
-          // lane's pixels at constant offsets from it (the general loop below spends two
-          // integer adds per copy on 64-bit addresses).
-          const float* src = rowp + x0 + pi;
-          float* d = dst + pi;
-#pragma unroll
-          for (int c = 0; c < CV; ++c) {
-            const float* sc = src + c * a.s1.c;
-#pragma unroll
-            for (int m = 0; m < (RW + PS - 1) / PS; ++m)
-              if (m * PS < RW - pi) __pipeline_memcpy_async(d + c * RW + m * PS, sc + m * PS, sizeof(float));
-          }
-          continue;
-        }
         for (int px = pi; px < RW; px += PS) {
-          const int xx = geo::bound32(x0 + px, W, a.reflect);
+          const int xx = geo::bound32(w0.y + a.o0 - a.offW1 + px, W, a.reflect);
           float* d = dst + px;
           if (yy < 0 || xx < 0) {
 #pragma unroll
