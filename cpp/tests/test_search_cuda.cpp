@@ -682,25 +682,6 @@ TEST(SearchCuda, ThreadPerQueryScatteredWindows) {
   }
 }
 
-TEST(SearchCuda, ThreadPerQueryPackedLocationLimits) {
-  // The thread-per-query layout packs a listed candidate's frame number, row and column in
-  // 32 bits (frames up to 8192 x 8192, 32 searched frames) and declines calls past that:
-  // a frame 8200 wide (columns past 8191 in the output) and 33 searched frames, both
-  // against the CPU whichever layout takes them, next to the limits themselves.
-  REQUIRE_GPU();
-  Case c;
-  c.C = 8, c.p.ws = 5, c.p.ps = 3, c.p.k = 10, c.p.wt = 0, c.p.stride0 = 4;
-  for (int w : {8192, 8200}) {
-    c.T = 1, c.H = 6, c.W = w;
-    check_case<float>(c, 70 + w % 7);
-  }
-  c.p.stride0 = 1;
-  for (int t : {32, 33}) {
-    c.T = t, c.H = 8, c.W = 9, c.p.wt = t / 2;  // st = t: 2 wt + 1 frames when T allows
-    check_case<float>(c, 80 + t);
-  }
-}
-
 TEST(SearchCuda, RowSplitPath) {
   // Every compiled variant of the row-split forward (channels per head and ps: 32 and 3,
   // 16 and 7; window widths 5, 7, 9) against the CPU, three random calls each

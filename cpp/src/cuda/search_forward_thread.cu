@@ -14,7 +14,7 @@
 //   ps rows of WW accumulators, rotated as the rows pass). A candidate's pixels still
 //   arrive in (pi, pj) order, so the sums are bitwise those of the CPU;
 // - its best KM candidates sit in a sorted register list of 32-bit order keys and
-//   packed locations (ThreadList, kLocBits), so there is no warp-wide selection.
+//   ordinals (ThreadList), so there is no warp-wide selection.
 // A block owns a kQH x kQW tile of the query grid in one frame. Per searched frame it walks
 // its threads' flow chains, takes the union box of their windows (patch margins
 // included), and stages that box once in shared memory, pixel-major ([row][col][c], with
@@ -24,9 +24,9 @@
 // at a time as fit: same values, same order, more rounds.
 //
 // Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
-// wide (a compiled width: 5, 7, 9), k in [1, 16], no anchor_self, frames up to 8192 x 8192
-// and at most 32 searched frames, and the channels per head and ps of a compiled variant
-// (launch_variant). Everything else runs the warp-per-query kernels.
+// wide (a compiled width: 5, 7, 9), k in [1, 16], no anchor_self, and the channels per head
+// and ps of a compiled variant (launch_variant). Everything else runs the warp-per-query
+// kernels.
 #include "cuda/search_forward_thread.h"
 
 #include <cuda_runtime.h>
@@ -51,14 +51,6 @@ constexpr int kQH = 8, kQW = 16;       // block tile of the query grid
 constexpr int kThreads = kQH * kQW;
 constexpr int kWarps = kThreads / 32;
 constexpr size_t kBoxBytes = 48 * 1024;         // shared memory for one frame's box (4 blocks per SM)
-
-// A listed candidate's location, packed in its list entry's ordinal slot: the searched
-// frame's number n (canonical order), row y and column x, (n << 26) | (y << 13) | x. The
-// offers come in ordinal order, so the list never compares this slot (ThreadList::offer):
-// it can say where a candidate is instead of when it came, and the output needs no second
-// walk of the flow chain. The host takes frames up to 8192 x 8192 and 32 searched frames.
-constexpr int kLocBits = 13;
-constexpr int kLocMaxSide = 1 << kLocBits, kLocMaxFrames = 32;
 
 // Where channel c's group of 4 lies in a staged pixel of rectangle row `row` (floats from
 // the pixel's start). A warp's lanes read pixels of scattered windows, 16 bytes at a time
@@ -141,11 +133,11 @@ __device__ __forceinline__ void sweep_window(const float* rect, int row0, int co
       float(&done)[WW] = acc[(ph + 1) % PS];
       const int y = y0 + i;
       if (y >= 0 && y < H) {
-        const int loc0 = (n << (2 * kLocBits)) | (y << kLocBits);  // plus the column (a real one is >= 0)
+        const int ord0 = (n * WH + i) * WW;
 #pragma unroll
         for (int j = 0; j < WW; ++j) {
           const bool ok = ((xok >> j) & 1u) && !(self_here && y == qh && x0 + j == qw);
-          list.offer(done[j], loc0 + x0 + j, ok);
+          list.offer(done[j], ord0 + j, ok);
         }
       }
 #pragma unroll
@@ -206,10 +198,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
   ThreadList<L2, KM> list;
   list.reset();
 
+  auto step = [&](int n, int u, int& ch, int& cw) { flow_chain_step(a, b, t, qh, qw, n, u, ch, cw); };
+
   int ch = qh, cw = qw;
   for (int n = 0; n < a.st; ++n) {
     const int u = n < nfwd ? t + n : t - (n - nfwd + 1);  // geo::frame_at
-    flow_chain_step(a, b, t, qh, qw, n, u, ch, cw);
+    step(n, u, ch, cw);
     const int y0 = geo::window_base32(ch, H, 1, a.ws, a.full_ws);
     const int x0 = geo::window_base32(cw, W, 1, a.ws, a.full_ws);
 
@@ -273,31 +267,42 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
     }
     // (A) of the next frame orders these reads before the next staging.
   }
-  // Emit: the list's entries in order, each location unpacked. The lists go through shared
-  // memory (the box is free now) so that the loop below indexes them at run time: the
-  // registers of the sweep are free by then (an unrolled loop over the register list
-  // spilled 100 bytes in S2's variant instead of 64).
+  // Emit. The lists go through shared memory (the box is free now) so that the walk below
+  // indexes them at run time: kept in registers, the unrolled walk held about 100 more.
   __syncthreads();  // every thread's last box reads are done
-  uint2* lists = reinterpret_cast<uint2*>(box);  // [m][thread]: (key, location)
+  uint2* lists = reinterpret_cast<uint2*>(box);  // [m][thread]: (key, ordinal)
 #pragma unroll
   for (int m = 0; m < KM; ++m) lists[m * kThreads + tid] = make_uint2(list.key[m], static_cast<uint32_t>(list.ord[m]));
   if (!mine) return;
   const int q = (t * a.nH + gi) * a.nW + gj;
   float* dq = a.dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
   int32_t* iq = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
+  const int spf = wh * WW;
   const float pad = L2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
   for (int m = 0; m < a.K; ++m) {
-    const uint2 en = lists[m * kThreads + tid];
-    int32_t* e = iq + m * a.si[3];
-    if (en.x == kNone) {
+    if (lists[m * kThreads + tid].x == kNone) {
       dq[m * a.sd[3]] = pad;
+      int32_t* e = iq + m * a.si[3];
       e[0] = e[a.si[4]] = e[2 * a.si[4]] = -1;
-    } else {
-      const int loc = static_cast<int>(en.y), n = loc >> (2 * kLocBits);
-      dq[m * a.sd[3]] = ThreadList<L2, KM>::dist(en.x);
-      e[0] = n < nfwd ? t + n : t - (n - nfwd + 1);  // geo::frame_at
-      e[a.si[4]] = (loc >> kLocBits) & (kLocMaxSide - 1);
-      e[2 * a.si[4]] = loc & (kLocMaxSide - 1);
+    }
+  }
+  // Walk the chain again for the window starts of the listed frames.
+  ch = qh, cw = qw;
+  for (int n = 0; n < a.st; ++n) {
+    const int u = n < nfwd ? t + n : t - (n - nfwd + 1);
+    step(n, u, ch, cw);
+    const int y0 = geo::window_base32(ch, H, 1, a.ws, a.full_ws);
+    const int x0 = geo::window_base32(cw, W, 1, a.ws, a.full_ws);
+    for (int m = 0; m < a.K; ++m) {
+      const uint2 e = lists[m * kThreads + tid];
+      const int32_t ord = static_cast<int32_t>(e.y);
+      if (e.x == kNone || ord / spf != n) continue;
+      const int rem = ord - n * spf, i = rem / WW, j = rem - i * WW;
+      dq[m * a.sd[3]] = ThreadList<L2, KM>::dist(e.x);
+      int32_t* ie = iq + m * a.si[3];
+      ie[0] = u;
+      ie[a.si[4]] = y0 + i;
+      ie[2 * a.si[4]] = x0 + j;
     }
   }
 }
@@ -341,7 +346,6 @@ bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   const SearchParams& p = a.p;
   const SearchShape& sh = a.sh;
   if (!enabled || !register_layouts_apply(a) || sh.wh != sh.ww) return false;
-  if (sh.H > kLocMaxSide || sh.W > kLocMaxSide || sh.st > kLocMaxFrames) return false;  // packed locations
   ThrArgs f = thread_args(a);
   f.tilesH = static_cast<int>(ceil_div(sh.nH, kQH));
   f.tilesW = static_cast<int>(ceil_div(sh.nW, kQW));
