@@ -23,8 +23,11 @@
 // - lane PS - 1 completes a candidate row per step and offers it to its sorted register
 //   list (ThreadList), in increasing ordinal order (rule 6).
 // Each warp (32 / PS queries, consecutive in the query grid) stages its own rows with
-// asynchronous copies, channel-major per row ([c][col]); a query's rows start PS floats
-// (mod 32) after the previous query's, so the lanes' loads and stores hit distinct banks.
+// asynchronous copies, channel-major per row ([c][col]), its lanes in groups of RW that
+// each copy one query's row segment of a channel per instruction; a query's rows start RW
+// floats (mod 32) after the previous query's, so that the queries' loads (distinct
+// queries, same place) and the groups' copies (neighbouring queries, all of a segment)
+// hit distinct banks.
 //
 // Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
 // wide (a compiled width: 5, 7, 9) and at least PS - 1 rows high, k in [1, 16], no
@@ -53,9 +56,11 @@ constexpr int kRowWarps = 2;  // warps per block (each independent)
 constexpr int kRowThreads = 32 * kRowWarps;
 
 // Floats of one warp's shared memory: QPW queries' staged rows (qs floats each), then
-// their window starts (QPW * st int2).
+// their window starts (QPW * st int2), then their frames' first pixels in vid1 (QPW * st
+// pointers).
 __host__ __device__ constexpr int wins_offset(int qpw, int qs) { return (qpw * qs + 1) / 2 * 2; }
-__host__ __device__ constexpr int warp_floats(int qpw, int qs, int st) { return (wins_offset(qpw, qs) + 2 * qpw * st + 3) / 4 * 4; }
+__host__ __device__ constexpr int frames_offset(int qpw, int qs, int st) { return wins_offset(qpw, qs) + 2 * qpw * st; }
+__host__ __device__ constexpr int warp_floats(int qpw, int qs, int st) { return (frames_offset(qpw, qs, st) + 2 * qpw * st + 3) / 4 * 4; }
 
 template <bool L2, int CV, int PS, int WW, int KM>
 __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const ThrArgs a) {
@@ -63,6 +68,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   constexpr int QPW = 32 / PS;       // queries per warp
   constexpr int RW = WW + PS - 1;    // pixels of a window row
   constexpr int SS = CV * RW;        // floats of one staged row (slot)
+  constexpr int G = 32 / RW;         // staging: groups of RW lanes, one row segment each
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
   const bool live = lane < QPW * PS;  // lanes past the warp's last query stage nothing
   const int qi = live ? lane / PS : 0, pi = lane - (lane / PS) * PS;
@@ -71,8 +77,11 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   const bool mine = live && g0 + qi < a.nq;               // a query of the call (the others never emit)
   const int64_t g = mine ? g0 + qi : a.nq - 1;            // lanes without one repeat the last query
   float* rows = smem + static_cast<int64_t>(wib) * warp_floats(QPW, a.qs, a.st);
-  int2* wins = reinterpret_cast<int2*>(rows + wins_offset(QPW, a.qs)) + qi * a.st;  // window start per frame
+  int2* const all_wins = reinterpret_cast<int2*>(rows + wins_offset(QPW, a.qs));  // [query][frame]
+  const float** const all_frames = reinterpret_cast<const float**>(rows + frames_offset(QPW, a.qs, a.st));
+  int2* wins = all_wins + qi * a.st;  // window start per frame
   float* myrows = rows + qi * a.qs;  // [slot][c][col]
+  const int cg = lane / RW, cpx = lane - cg * RW;  // staging: the lane's group and pixel
 
   const int b = static_cast<int>(g / (static_cast<int64_t>(a.HD) * a.Q));
   const int hd = static_cast<int>((g / a.Q) % a.HD);
@@ -102,16 +111,17 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   const geo::Frames fr = geo::frames(t, a.nT, a.wt);
   const int nfwd = static_cast<int>(fr.t_hi - t + 1);  // frames t .. t_hi come first
   auto frame_at = [&](int n) { return n < nfwd ? t + n : t - (n - nfwd + 1); };  // geo::frame_at
+  const float* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
   if (live && pi == 0) {
     int ch = qh, cw = qw;
     for (int n = 0; n < st; ++n) {
       flow_chain_step(a, b, t, qh, qw, n, frame_at(n), ch, cw);
       wins[n] = make_int2(geo::window_base32(ch, H, 1, a.ws, a.full_ws), geo::window_base32(cw, W, 1, a.ws, a.full_ws));
+      all_frames[qi * st + n] = v1 + frame_at(n) * a.s1.t;
     }
   }
   __syncwarp();
 
-  const float* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
   ThreadList<L2, KM> list;
   list.reset();
   float acc[WW];
@@ -121,25 +131,30 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   for (int s = 0; s < ncr + PS - 1; ++s) {
     const int F = s / wh, r = s - F * wh;
     // Stage window row r of frame F (slot 0) and, in a frame's first PS - 1 steps, row
-    // r + wh of frame F - 1 (slot 1). Lane pi copies pixels pi, pi + PS, ... (neighbouring
-    // lanes, neighbouring pixels: one global sector per query and channel).
-    if (live) {
+    // r + wh of frame F - 1 (slot 1), for all the warp's queries at once: the lanes form G
+    // groups of RW, and group cg copies pixel cpx of query j0 + cg's row, channel by
+    // channel, so that one copy instruction reads G whole row segments. (Each query's
+    // own PS lanes copying its row made every instruction gather from all QPW queries'
+    // rows and read each segment in PS instructions: 448 of S4's 707 shared wavefronts per
+    // query were that excess.)
+    if (lane < G * RW) {
 #pragma unroll
       for (int slot = 0; slot < 2; ++slot) {
         const int f = F - slot;
         if (slot == 0 ? F >= st : (F < 1 || r >= PS - 1)) continue;
-        const int2 w0 = wins[f];
-        const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + r + slot * wh, H, a.reflect);
-        const float* rowp = v1 + frame_at(f) * a.s1.t + (yy < 0 ? 0 : yy) * a.s1.y;
-        float* dst = myrows + slot * SS;
-        for (int px = pi; px < RW; px += PS) {
-          const int xx = geo::bound32(w0.y + a.o0 - a.offW1 + px, W, a.reflect);
-          float* d = dst + px;
+#pragma unroll
+        for (int j0 = 0; j0 < QPW; j0 += G) {
+          const int qj = j0 + cg;
+          if (qj >= QPW) continue;
+          const int2 w0 = all_wins[qj * st + f];
+          const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + r + slot * wh, H, a.reflect);
+          const int xx = geo::bound32(w0.y + a.o0 - a.offW1 + cpx, W, a.reflect);
+          float* d = rows + qj * a.qs + slot * SS + cpx;
           if (yy < 0 || xx < 0) {
 #pragma unroll
             for (int c = 0; c < CV; ++c) d[c * RW] = 0.f;
           } else {
-            const float* src = rowp + xx * a.s1.x;
+            const float* src = all_frames[qj * st + f] + yy * a.s1.y + xx * a.s1.x;
 #pragma unroll
             for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RW, src + c * a.s1.c, sizeof(float));
           }
@@ -238,9 +253,9 @@ bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
   auto go = [&](auto kernel) {
     constexpr int QPW = 32 / PS;
     ThrArgs g = f;
-    // A query's floats: its two slots, rounded up to PS mod 32 (banks, see the top).
-    const int two = 2 * CV * (ww + PS - 1);
-    g.qs = two + ((PS - two) % 32 + 32) % 32;
+    // A query's floats: its two slots, rounded up to RW mod 32 (banks, see the top).
+    const int rw = ww + PS - 1, two = 2 * CV * rw;
+    g.qs = two + ((rw - two) % 32 + 32) % 32;
     const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(QPW, g.qs, g.st) * sizeof(float);
     int optin = 0, dev = 0;
     STNLS_CUDA_CHECK(cudaGetDevice(&dev));
