@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   constexpr int SS = CV * RW;        // floats of one staged row (slot)
   constexpr int G = 32 / RW;         // staging: groups of RW lanes, one row segment each
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
-  const bool live = lane < QPW * PS;  // lanes past the warp's last query stage nothing
+  const bool live = lane < QPW * PS;  // lanes past the warp's last query own none (they still stage)
   const int qi = live ? lane / PS : 0, pi = lane - (lane / PS) * PS;
   const int64_t g0 = (static_cast<int64_t>(blockIdx.x) * kRowWarps + wib) * QPW;
   if (g0 >= a.nq) return;  // whole warps only; no block-wide barrier below
