@@ -55,9 +55,37 @@ using detail::SearchArgs;
 constexpr int kRowWarps = 2;  // warps per block (each independent)
 constexpr int kRowThreads = 32 * kRowWarps;
 
+// Floats between a query's two slots beyond the first slot's SS: in a frame's first PS - 1
+// steps (and the last PS - 1 steps of the sweep) some of a query's lanes read slot 0 and
+// some slot 1, so a warp's load asks for 2 * QPW addresses. Slot 1 starts this many floats
+// later, the least shift that keeps all of them on distinct banks (queries start RW mod 32
+// apart); 0 where none does. Without it those steps' loads took two wavefronts each: 173
+// of S4's 835 distance-load wavefronts per query.
+__host__ __device__ constexpr int slot1_shift(int rp, int qpw, int np) {
+  // in units of np floats (the loads' width): nb banks, queries u units apart
+  const int nb = 32 / np, u = rp / np;
+  for (int d = 1; d < nb; ++d) {
+    bool ok = 2 * qpw <= nb;
+    for (int i = 0; i < qpw; ++i)
+      for (int j = 0; j < qpw; ++j) ok = ok && ((u * (i - j) + d) % nb + nb) % nb != 0;
+    if (ok) return d * np;
+  }
+  return 0;
+}
+
+// Floats between a staged row's channels: RW, or RW + 1 where RW is 1 mod 4. There the
+// distance loop reads two pixels per 8-byte load (the pad column is never used), and
+// queries RP floats apart (RP / 2 odd) read distinct bank pairs.
+__host__ __device__ constexpr int row_pitch(int rw) { return rw % 4 == 1 ? rw + 1 : rw; }
+// Lanes per query: PS, rounded up to even (the extra lane repeats lane PS - 1's loads and
+// offers nothing). Lane pairs (2i, 2i + 1) then load the same address, which lets the
+// shared memory return an 8-byte load in one wavefront instead of two.
+__host__ __device__ constexpr int lanes_per_query(int ps) { return ps + (ps & 1); }
+
 // Floats of one warp's shared memory: QPW queries' staged rows (qs floats each), then
 // their window starts (QPW * st int2), then their frames' first pixels in vid1 (QPW * st
 // pointers).
+
 __host__ __device__ constexpr int wins_offset(int qpw, int qs) { return (qpw * qs + 1) / 2 * 2; }
 __host__ __device__ constexpr int frames_offset(int qpw, int qs, int st) { return wins_offset(qpw, qs) + 2 * qpw * st; }
 __host__ __device__ constexpr int warp_floats(int qpw, int qs, int st) { return (frames_offset(qpw, qs, st) + 2 * qpw * st + 3) / 4 * 4; }
@@ -65,13 +93,22 @@ __host__ __device__ constexpr int warp_floats(int qpw, int qs, int st) { return 
 template <bool L2, int CV, int PS, int WW, int KM>
 __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const ThrArgs a) {
   extern __shared__ __align__(16) float smem[];
-  constexpr int QPW = 32 / PS;       // queries per warp
+  constexpr int LQ = lanes_per_query(PS);
+  constexpr int QPW = 32 / LQ;       // queries per warp
   constexpr int RW = WW + PS - 1;    // pixels of a window row
-  constexpr int SS = CV * RW;        // floats of one staged row (slot)
+  constexpr int RP = row_pitch(RW);  // floats between a staged row's channels
+  constexpr int NP = RP > RW ? 2 : 1;  // pixels per shared load in the distance loop
+  constexpr int SS = CV * RP;        // floats of one staged row
+  constexpr int S1 = SS + slot1_shift(RP, QPW, NP);  // slot 1's offset in a query's rows
   constexpr int G = 32 / RW;         // staging: groups of RW lanes, one row segment each
+  constexpr bool kCS = geo::channel_sums(CV);
+  // Two pixels' chains run side by side; each starts from 0 only with channel sums.
+  static_assert(NP == 1 || kCS, "pixel pairs need the channel-sum order");
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
-  const bool live = lane < QPW * PS;  // lanes past the warp's last query own none (they still stage)
-  const int qi = live ? lane / PS : 0, pi = lane - (lane / PS) * PS;
+  const bool live = lane < QPW * LQ;  // lanes past the warp's last query own none (they still stage)
+  const int qi = live ? lane / LQ : 0, li = lane - (lane / LQ) * LQ;
+  const int pi = li < PS ? li : PS - 1;  // patch row; the lane past PS repeats PS - 1
+  const bool lead = li == PS - 1;        // the lane that offers and writes the query's row
   const int64_t g0 = (static_cast<int64_t>(blockIdx.x) * kRowWarps + wib) * QPW;
   if (g0 >= a.nq) return;  // whole warps only; no block-wide barrier below
   const bool mine = live && g0 + qi < a.nq;               // a query of the call (the others never emit)
@@ -112,13 +149,16 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   const int nfwd = static_cast<int>(fr.t_hi - t + 1);  // frames t .. t_hi come first
   auto frame_at = [&](int n) { return n < nfwd ? t + n : t - (n - nfwd + 1); };  // geo::frame_at
   const float* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
-  if (live && pi == 0) {
+  if (live && li == 0) {
     int ch = qh, cw = qw;
     for (int n = 0; n < st; ++n) {
       flow_chain_step(a, b, t, qh, qw, n, frame_at(n), ch, cw);
       wins[n] = make_int2(geo::window_base32(ch, H, 1, a.ws, a.full_ws), geo::window_base32(cw, W, 1, a.ws, a.full_ws));
       all_frames[qi * st + n] = v1 + frame_at(n) * a.s1.t;
     }
+  }
+  if (NP == 2) {  // the pad columns, never copied nor used, read as zeros
+    for (int i = lane; i < QPW * 2 * CV; i += 32) rows[(i / (2 * CV)) * a.qs + (i / CV) % 2 * (S1 - SS) + (i % (2 * CV)) * RP + RW] = 0.f;
   }
   __syncwarp();
 
@@ -149,14 +189,14 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
           const int2 w0 = all_wins[qj * st + f];
           const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + r + slot * wh, H, a.reflect);
           const int xx = geo::bound32(w0.y + a.o0 - a.offW1 + cpx, W, a.reflect);
-          float* d = rows + qj * a.qs + slot * SS + cpx;
+          float* d = rows + qj * a.qs + slot * S1 + cpx;
           if (yy < 0 || xx < 0) {
 #pragma unroll
-            for (int c = 0; c < CV; ++c) d[c * RW] = 0.f;
+            for (int c = 0; c < CV; ++c) d[c * RP] = 0.f;
           } else {
             const float* src = all_frames[qj * st + f] + yy * a.s1.y + xx * a.s1.x;
 #pragma unroll
-            for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RW, src + c * a.s1.c, sizeof(float));
+            for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(d + c * RP, src + c * a.s1.c, sizeof(float));
           }
         }
       }
@@ -170,40 +210,56 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
     const int n = s - pi;
     const bool valid = live && n >= 0 && n < ncr;
     const int fn = valid ? n / wh : F;
-    const float* base = myrows + (fn == F ? 0 : SS);
+    const float* base = myrows + (fn == F ? 0 : S1);
     if (pi == 0) {
 #pragma unroll
       for (int j = 0; j < WW; ++j) acc[j] = 0.f;
     }
-    // Pixel px is tap pj of candidate px - pj: its channel chain for that candidate is s[pj]
-    // (geo::channel_sums; a compile-time choice here).
-    constexpr bool kCS = geo::channel_sums(CV);
+    // Pixel px is tap pj of candidate px - pj: its channel chain for that candidate is
+    // s[u][pj] (u = px - p0; geo::channel_sums; a compile-time choice here). With pixel
+    // pairs the two pixels' chains interleave over c, and each candidate still adds its
+    // pixel sums in pj order.
 #pragma unroll
-    for (int px = 0; px < RW; ++px) {
-      float s[PS];
+    for (int p0 = 0; p0 < RW; p0 += NP) {
+      float s[NP][PS];
 #pragma unroll
-      for (int pj = 0; pj < PS; ++pj) {
-        const int j = px - pj;
-        s[pj] = j >= 0 && j < WW ? geo::pixel_start(kCS, acc[j]) : 0.f;
-      }
-#pragma unroll
-      for (int c = 0; c < CV; ++c) {
-        const float x = base[c * RW + px];
+      for (int u = 0; u < NP; ++u) {
 #pragma unroll
         for (int pj = 0; pj < PS; ++pj) {
-          const int j = px - pj;
-          if (j >= 0 && j < WW) s[pj] = geo::dist_acc<L2>(s[pj], qv[pj * CV + c], x);
+          const int j = p0 + u - pj;
+          s[u][pj] = j >= 0 && j < WW ? geo::pixel_start(kCS, acc[j]) : 0.f;
         }
       }
 #pragma unroll
-      for (int pj = 0; pj < PS; ++pj) {
-        const int j = px - pj;
-        if (j >= 0 && j < WW) acc[j] = geo::pixel_end(kCS, acc[j], s[pj]);
+      for (int c = 0; c < CV; ++c) {
+        float x[NP];
+        if constexpr (NP == 2) {
+          const float2 v = *reinterpret_cast<const float2*>(base + c * RP + p0);
+          x[0] = v.x, x[1] = v.y;
+        } else {
+          x[0] = base[c * RP + p0];
+        }
+#pragma unroll
+        for (int u = 0; u < NP; ++u) {
+#pragma unroll
+          for (int pj = 0; pj < PS; ++pj) {
+            const int j = p0 + u - pj;
+            if (j >= 0 && j < WW) s[u][pj] = geo::dist_acc<L2>(s[u][pj], qv[pj * CV + c], x[u]);
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < NP; ++u) {
+#pragma unroll
+        for (int pj = 0; pj < PS; ++pj) {
+          const int j = p0 + u - pj;
+          if (j >= 0 && j < WW) acc[j] = geo::pixel_end(kCS, acc[j], s[u][pj]);
+        }
       }
     }
     __syncwarp();  // the slots' reads are done before the next step stages over them
 
-    if (valid && pi == PS - 1) {
+    if (valid && lead) {
       // Candidate row n is complete: offer its real candidates (rule 4; remove_self in t).
       const int i = n - fn * wh;
       const int2 w0 = wins[fn];
@@ -222,7 +278,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
     for (int j = 0; j < WW; ++j) acc[j] = __shfl_up_sync(0xffffffffu, acc[j], 1);
   }
 
-  if (!mine || pi != PS - 1) return;
+  if (!mine || !lead) return;
   float* dq = a.dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
   int32_t* iq = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
   const int spf = wh * WW;
@@ -251,11 +307,11 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
 template <bool L2, int CV, int PS, int KM>
 bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
   auto go = [&](auto kernel) {
-    constexpr int QPW = 32 / PS;
+    constexpr int QPW = 32 / lanes_per_query(PS);
     ThrArgs g = f;
-    // A query's floats: its two slots, rounded up to RW mod 32 (banks, see the top).
-    const int rw = ww + PS - 1, two = 2 * CV * rw;
-    g.qs = two + ((rw - two) % 32 + 32) % 32;
+    // A query's floats: its two slots, rounded up to RP mod 32 (banks, see the top).
+    const int rw = ww + PS - 1, rp = row_pitch(rw), two = 2 * CV * rp + slot1_shift(rp, QPW, rp > rw ? 2 : 1);
+    g.qs = two + ((rp - two) % 32 + 32) % 32;
     const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(QPW, g.qs, g.st) * sizeof(float);
     int optin = 0, dev = 0;
     STNLS_CUDA_CHECK(cudaGetDevice(&dev));
