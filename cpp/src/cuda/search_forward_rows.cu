@@ -7,8 +7,9 @@
 // channels, ws = 7) ran the general path at about 12.4 k warp instructions per query for
 // 2.6 k of distance arithmetic, and S3's (ps = 7, 16 channels, ws = 9) spent 19 other
 // instructions per 48 FFMA plus its staging. The thread-per-query layout cannot hold their
-// query patches (288 and 784 floats) in registers. Here PS neighbouring lanes own a query,
-// lane pi holding row pi of its patch (PS * CV floats):
+// query patches (288 and 784 floats) in registers. Here PS neighbouring lanes own a query
+// (and with pixel pairs one more, lanes_per_query), lane pi holding row pi of its patch
+// (PS * CV floats):
 // - the candidates of one window row (WW of them) pass down the lanes: lane pi adds the
 //   terms of patch row pi (window row i + pi) to candidate row i's WW sums, then hands
 //   them to lane pi + 1 (a shuffle), which adds row pi + 1 at the next step. A candidate's
@@ -19,15 +20,15 @@
 //   read one of the previous frame's last PS - 1 rows (window row r + wh of frame F - 1):
 //   two staged rows (slots) per query and step;
 // - each pixel a lane reads feeds every candidate of its row whose patch covers it (up to
-//   PS), one shared-memory load per value;
+//   PS), one shared-memory load per value, or per two pixels (row_pitch);
 // - lane PS - 1 completes a candidate row per step and offers it to its sorted register
 //   list (ThreadList), in increasing ordinal order (rule 6).
-// Each warp (32 / PS queries, consecutive in the query grid) stages its own rows with
-// asynchronous copies, channel-major per row ([c][col]), its lanes in groups of RW that
-// each copy one query's row segment of a channel per instruction; a query's rows start RW
-// floats (mod 32) after the previous query's, so that the queries' loads (distinct
-// queries, same place) and the groups' copies (neighbouring queries, all of a segment)
-// hit distinct banks.
+// Each warp (QPW queries, consecutive in the query grid) stages its own rows with
+// asynchronous copies, channel-major per row ([c][col], RP floats per channel), its lanes
+// in groups of RW that each copy one query's row segment of a channel per instruction; a
+// query's rows start RP floats (mod 32) after the previous query's, so that the queries'
+// loads (distinct queries, same place) and the groups' copies (neighbouring queries, all
+// of a segment) hit distinct banks.
 //
 // Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
 // wide (a compiled width: 5, 7, 9) and at least PS - 1 rows high, k in [1, 16], no
@@ -55,37 +56,42 @@ using detail::SearchArgs;
 constexpr int kRowWarps = 2;  // warps per block (each independent)
 constexpr int kRowThreads = 32 * kRowWarps;
 
-// Floats between a query's two slots beyond the first slot's SS: in a frame's first PS - 1
-// steps (and the last PS - 1 steps of the sweep) some of a query's lanes read slot 0 and
-// some slot 1, so a warp's load asks for 2 * QPW addresses. Slot 1 starts this many floats
-// later, the least shift that keeps all of them on distinct banks (queries start RW mod 32
-// apart); 0 where none does. Without it those steps' loads took two wavefronts each: 173
-// of S4's 835 distance-load wavefronts per query.
-__host__ __device__ constexpr int slot1_shift(int rp, int qpw, int np) {
-  // in units of np floats (the loads' width): nb banks, queries u units apart
-  const int nb = 32 / np, u = rp / np;
-  for (int d = 1; d < nb; ++d) {
-    bool ok = 2 * qpw <= nb;
+// Floats between a staged row's channels: RW, or RW + 1 where RW is 1 mod 4. There the
+// distance loop reads two pixels per 8-byte load (the pad column is never used), queries
+// start RP floats (mod 32) apart, RP / 2 odd, so distinct queries' pairs fall in distinct
+// bank pairs, and a query gets an even number of lanes (lanes_per_query).
+__host__ __device__ constexpr int row_pitch(int rw) { return rw % 4 == 1 ? rw + 1 : rw; }
+
+// Lanes per query: PS, or with pixel pairs PS rounded up to even, the extra lane repeating
+// lane PS - 1's loads and offering nothing. Lane pairs (2i, 2i + 1) then load the same
+// address, and the shared memory returns such an 8-byte load in one wavefront instead of
+// two (ncu, S4: 461 wavefronts per query for the distance loads, against 835 as 4-byte
+// loads and 766 as 8-byte loads with 3 lanes per query).
+__host__ __device__ constexpr int lanes_per_query(int ps, int rw) { return row_pitch(rw) > rw ? ps + (ps & 1) : ps; }
+
+// Floats between a query's two slots beyond the first slot's SS, with pixel pairs: in a
+// frame's first PS - 1 steps (and the sweep's last PS - 1 steps) some of a query's lanes
+// read slot 0 and some slot 1, so a warp's load asks for 2 * QPW pairs. Slot 1 starts this
+// many floats later, the least shift that keeps all of them in distinct bank pairs
+// (queries start RP / 2 pairs apart mod 16). S4 without it: 701 distance-load wavefronts
+// per query instead of 461, 4.69 ms instead of 4.59. With 4-byte loads the same rule cut
+// S4's wavefronts from 835 to 662 yet measured slower (4.79 -> 4.86 ms; S3 on the
+// row-split 54.9 -> 56.7), so those variants keep slot 1 right after slot 0.
+__host__ __device__ constexpr int slot1_shift(int rw, int qpw) {
+  if (row_pitch(rw) == rw) return 0;
+  const int u = row_pitch(rw) / 2;
+  for (int d = 1; d < 16; ++d) {
+    bool ok = 2 * qpw <= 16;
     for (int i = 0; i < qpw; ++i)
-      for (int j = 0; j < qpw; ++j) ok = ok && ((u * (i - j) + d) % nb + nb) % nb != 0;
-    if (ok) return d * np;
+      for (int j = 0; j < qpw; ++j) ok = ok && ((u * (i - j) + d) % 16 + 16) % 16 != 0;
+    if (ok) return 2 * d;
   }
   return 0;
 }
 
-// Floats between a staged row's channels: RW, or RW + 1 where RW is 1 mod 4. There the
-// distance loop reads two pixels per 8-byte load (the pad column is never used), and
-// queries RP floats apart (RP / 2 odd) read distinct bank pairs.
-__host__ __device__ constexpr int row_pitch(int rw) { return rw % 4 == 1 ? rw + 1 : rw; }
-// Lanes per query: PS, rounded up to even (the extra lane repeats lane PS - 1's loads and
-// offers nothing). Lane pairs (2i, 2i + 1) then load the same address, which lets the
-// shared memory return an 8-byte load in one wavefront instead of two.
-__host__ __device__ constexpr int lanes_per_query(int ps) { return ps + (ps & 1); }
-
 // Floats of one warp's shared memory: QPW queries' staged rows (qs floats each), then
 // their window starts (QPW * st int2), then their frames' first pixels in vid1 (QPW * st
 // pointers).
-
 __host__ __device__ constexpr int wins_offset(int qpw, int qs) { return (qpw * qs + 1) / 2 * 2; }
 __host__ __device__ constexpr int frames_offset(int qpw, int qs, int st) { return wins_offset(qpw, qs) + 2 * qpw * st; }
 __host__ __device__ constexpr int warp_floats(int qpw, int qs, int st) { return (frames_offset(qpw, qs, st) + 2 * qpw * st + 3) / 4 * 4; }
@@ -93,13 +99,13 @@ __host__ __device__ constexpr int warp_floats(int qpw, int qs, int st) { return 
 template <bool L2, int CV, int PS, int WW, int KM>
 __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const ThrArgs a) {
   extern __shared__ __align__(16) float smem[];
-  constexpr int LQ = lanes_per_query(PS);
-  constexpr int QPW = 32 / LQ;       // queries per warp
   constexpr int RW = WW + PS - 1;    // pixels of a window row
+  constexpr int LQ = lanes_per_query(PS, RW);
+  constexpr int QPW = 32 / LQ;       // queries per warp
   constexpr int RP = row_pitch(RW);  // floats between a staged row's channels
   constexpr int NP = RP > RW ? 2 : 1;  // pixels per shared load in the distance loop
   constexpr int SS = CV * RP;        // floats of one staged row
-  constexpr int S1 = SS + slot1_shift(RP, QPW, NP);  // slot 1's offset in a query's rows
+  constexpr int S1 = SS + slot1_shift(RW, QPW);  // slot 1's offset in a query's rows
   constexpr int G = 32 / RW;         // staging: groups of RW lanes, one row segment each
   constexpr bool kCS = geo::channel_sums(CV);
   // Two pixels' chains run side by side; each starts from 0 only with channel sums.
@@ -307,19 +313,19 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
 template <bool L2, int CV, int PS, int KM>
 bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
   auto go = [&](auto kernel) {
-    constexpr int QPW = 32 / lanes_per_query(PS);
     ThrArgs g = f;
     // A query's floats: its two slots, rounded up to RP mod 32 (banks, see the top).
-    const int rw = ww + PS - 1, rp = row_pitch(rw), two = 2 * CV * rp + slot1_shift(rp, QPW, rp > rw ? 2 : 1);
+    const int rw = ww + PS - 1, rp = row_pitch(rw), qpw = 32 / lanes_per_query(PS, rw);
+    const int two = 2 * CV * rp + slot1_shift(rw, qpw);
     g.qs = two + ((rp - two) % 32 + 32) % 32;
-    const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(QPW, g.qs, g.st) * sizeof(float);
+    const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(qpw, g.qs, g.st) * sizeof(float);
     int optin = 0, dev = 0;
     STNLS_CUDA_CHECK(cudaGetDevice(&dev));
     STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     if (smem > static_cast<size_t>(optin)) return false;  // very many frames: the warp kernels take it
     if (smem > 48 * 1024)
       STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    const int64_t blocks = ceil_div(g.nq, static_cast<int64_t>(kRowWarps) * QPW);
+    const int64_t blocks = ceil_div(g.nq, static_cast<int64_t>(kRowWarps) * qpw);
     if (blocks > INT32_MAX) return false;
     kernel<<<static_cast<unsigned>(blocks), kRowThreads, smem, stream>>>(g);
     check_launch("search_forward_rows_kernel");
