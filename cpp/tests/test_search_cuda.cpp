@@ -692,14 +692,6 @@ TEST(SearchCuda, RowSplitPath) {
   check_register_variants(5151, {{32, 3}, {16, 7}}, {5, 7, 9}, {19, 33}, {21, 40}, {1, 2, 3}, 700);
 }
 
-TEST(SearchCuda, RowSplitUnionRow) {
-  // Wide frames with stride0 1 or 2: most warps' queries lie in one image row with windows
-  // stride0 apart in their own frame, so the row-split forward stages frame t as one union
-  // row per channel for them (and per query for the warps at the borders and row ends).
-  REQUIRE_GPU();
-  check_register_variants(6161, {{32, 3}, {16, 7}}, {5, 7, 9}, {24, 30}, {70, 96}, {1, 2}, 760);
-}
-
 TEST(SearchCuda, SharedSumsPath) {
   // The shared-sums forward (16, 20 and 32 channels per head; ps 5, 7, 9; ws 7, 9, 11;
   // stride0 = 1) against the CPU, three random calls each (register_case): frames smaller

@@ -42,7 +42,6 @@
 #include <algorithm>
 #include <atomic>
 #include <limits>
-#include <type_traits>
 
 #include "common/geometry.h"
 #include "cuda/cuda_util.h"
@@ -164,27 +163,10 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
       all_frames[qi * st + n] = v1 + frame_at(n) * a.s1.t;
     }
   }
-  if (NP == 2) {  // the pad columns: never copied, never used (zeroed for tidiness; a union row may overwrite them)
+  if (NP == 2) {  // the pad columns, never copied nor used, read as zeros
     for (int i = lane; i < QPW * 2 * CV; i += 32) rows[(i / (2 * CV)) * a.qs + (i / CV) % 2 * (S1 - SS) + (i % (2 * CV)) * RP + RW] = 0.f;
   }
   __syncwarp();
-
-  // Frame t's rows as one union row (uni): the query's own frame has no flow, so a warp's
-  // queries of one image row have windows stride0 apart there (D floats from one query's
-  // to the next). Where all QPW of them do and the union of their row segments (UW <= 32
-  // pixels) lies inside the frame, frame t's steps stage that union once per channel
-  // (UP floats apart) instead of QPW segments, and query i reads it from D * i on.
-  constexpr int UP = 32;
-  const int2 u0 = all_wins[0];
-  const int D = all_wins[QPW > 1 ? st : 0].y - u0.y;
-  const int UW = RW + D * (QPW - 1);
-  const int uy = u0.x + a.o0 - a.offH1, ux = u0.y + a.o0 - a.offW1;
-  bool uni = D >= 0 && D % NP == 0 && UW <= UP && uy >= 0 && uy + wh <= H && ux >= 0 && ux + UW <= W;
-#pragma unroll
-  for (int j = 1; j < QPW; ++j) {
-    const int2 w = all_wins[j * st];
-    uni = uni && all_frames[j * st] == all_frames[0] && w.x == u0.x && w.y == u0.y + D * j;
-  }
 
   ThreadList<L2, KM> list;
   list.reset();
@@ -201,13 +183,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
     // own PS lanes copying its row made every instruction gather from all QPW queries'
     // rows and read each segment in PS instructions: 448 of S4's 707 shared wavefronts per
     // query were that excess.)
-    if (uni && F == 0) {
-      if (lane < UW) {
-        const float* src = all_frames[0] + (uy + r) * a.s1.y + (ux + lane) * a.s1.x;
-#pragma unroll
-        for (int c = 0; c < CV; ++c) __pipeline_memcpy_async(rows + c * UP + lane, src + c * a.s1.c, sizeof(float));
-      }
-    } else if (lane < G * RW) {
+    if (lane < G * RW) {
 #pragma unroll
       for (int slot = 0; slot < 2; ++slot) {
         const int f = F - slot;
@@ -240,61 +216,53 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
     const int n = s - pi;
     const bool valid = live && n >= 0 && n < ncr;
     const int fn = valid ? n / wh : F;
+    const float* base = myrows + (fn == F ? 0 : S1);
     if (pi == 0) {
 #pragma unroll
       for (int j = 0; j < WW; ++j) acc[j] = 0.f;
     }
-    // base: the row the lanes read; CP: floats between its channels (RP, or UP for the
-    // union row).
-    auto distance_terms = [&](const float* base, auto cp) {
-      constexpr int CP = decltype(cp)::value;
-      // Pixel px is tap pj of candidate px - pj: its channel chain for that candidate is
-      // s[u][pj] (u = px - p0; geo::channel_sums; a compile-time choice here). With pixel
-      // pairs the two pixels' chains interleave over c, and each candidate still adds its
-      // pixel sums in pj order.
+    // Pixel px is tap pj of candidate px - pj: its channel chain for that candidate is
+    // s[u][pj] (u = px - p0; geo::channel_sums; a compile-time choice here). With pixel
+    // pairs the two pixels' chains interleave over c, and each candidate still adds its
+    // pixel sums in pj order.
 #pragma unroll
-      for (int p0 = 0; p0 < RW; p0 += NP) {
-        float s[NP][PS];
+    for (int p0 = 0; p0 < RW; p0 += NP) {
+      float s[NP][PS];
 #pragma unroll
-        for (int u = 0; u < NP; ++u) {
+      for (int u = 0; u < NP; ++u) {
 #pragma unroll
-          for (int pj = 0; pj < PS; ++pj) {
-            const int j = p0 + u - pj;
-            s[u][pj] = j >= 0 && j < WW ? geo::pixel_start(kCS, acc[j]) : 0.f;
-          }
+        for (int pj = 0; pj < PS; ++pj) {
+          const int j = p0 + u - pj;
+          s[u][pj] = j >= 0 && j < WW ? geo::pixel_start(kCS, acc[j]) : 0.f;
         }
+      }
 #pragma unroll
-        for (int c = 0; c < CV; ++c) {
-          float x[NP];
-          if constexpr (NP == 2) {
-            const float2 v = *reinterpret_cast<const float2*>(base + c * CP + p0);
-            x[0] = v.x, x[1] = v.y;
-          } else {
-            x[0] = base[c * CP + p0];
-          }
-#pragma unroll
-          for (int u = 0; u < NP; ++u) {
-#pragma unroll
-            for (int pj = 0; pj < PS; ++pj) {
-              const int j = p0 + u - pj;
-              if (j >= 0 && j < WW) s[u][pj] = geo::dist_acc<L2>(s[u][pj], qv[pj * CV + c], x[u]);
-            }
-          }
+      for (int c = 0; c < CV; ++c) {
+        float x[NP];
+        if constexpr (NP == 2) {
+          const float2 v = *reinterpret_cast<const float2*>(base + c * RP + p0);
+          x[0] = v.x, x[1] = v.y;
+        } else {
+          x[0] = base[c * RP + p0];
         }
 #pragma unroll
         for (int u = 0; u < NP; ++u) {
 #pragma unroll
           for (int pj = 0; pj < PS; ++pj) {
             const int j = p0 + u - pj;
-            if (j >= 0 && j < WW) acc[j] = geo::pixel_end(kCS, acc[j], s[u][pj]);
+            if (j >= 0 && j < WW) s[u][pj] = geo::dist_acc<L2>(s[u][pj], qv[pj * CV + c], x[u]);
           }
         }
       }
-    };
-    if (uni && F == 0)
-      distance_terms(rows + D * qi, std::integral_constant<int, UP>{});
-    else
-      distance_terms(myrows + (fn == F ? 0 : S1), std::integral_constant<int, RP>{});
+#pragma unroll
+      for (int u = 0; u < NP; ++u) {
+#pragma unroll
+        for (int pj = 0; pj < PS; ++pj) {
+          const int j = p0 + u - pj;
+          if (j >= 0 && j < WW) acc[j] = geo::pixel_end(kCS, acc[j], s[u][pj]);
+        }
+      }
+    }
     __syncwarp();  // the slots' reads are done before the next step stages over them
 
     if (valid && lead) {
