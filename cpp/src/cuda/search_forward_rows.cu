@@ -188,7 +188,12 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
       for (int slot = 0; slot < 2; ++slot) {
         const int f = F - slot;
         if (slot == 0 ? F >= st : (F < 1 || r >= PS - 1)) continue;
-#pragma unroll
+        // Not unrolled: an unrolled copy per query group made the loop body larger than
+        // the instruction cache holds (S4: 4968 SASS lines, 8% of the stalls waiting for
+        // instructions; none rolled) and held 186 registers; rolled, 168 and 10 warps per SM
+        // instead of 8 (S4 4.58 -> 4.52 ms). Rolling the slot and channel loops as well
+        // measured slower (4.73, 4.63).
+#pragma unroll 1
         for (int j0 = 0; j0 < QPW; j0 += G) {
           const int qj = j0 + cg;
           if (qj >= QPW) continue;
