@@ -297,13 +297,8 @@ Chunking chunking(const PatchArgs& a) {
 
 template <class T>
 void backward_impl(const PatchArgs& a, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  const Chunking ch = chunking(a);
-  patch::check_workspace("wpsum_backward", ch.bytes, workspace, workspace_bytes);
-  char* ws = static_cast<char*>(workspace);
-  if (ch.whole) return backward_chunk<T>(a, ws, stream);
-  detail::for_each_chunk(a.B, a.HD, ch, [&](int64_t b, int64_t h0, int64_t nh) {
-    backward_chunk<T>(patch::slice_args(a, b, h0, nh), ws, stream);
-  });
+  patch::run_chunks(a, chunking(a), "wpsum_backward", workspace, workspace_bytes,
+                    [&](const PatchArgs& c, char* ws) { backward_chunk<T>(c, ws, stream); });
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/chunking.h"
 #include "common/patch_args.h"
 #include "common/patch_geometry.h"
 #include "cuda/cuda_util.h"
@@ -211,6 +212,19 @@ Lists build_lists(const PatchArgs& a, const ListLayout& L, char* workspace, cuda
 
 // Throws unless the caller's workspace holds `need` bytes.
 void check_workspace(const char* op, size_t need, const void* workspace, size_t bytes);
+
+// A deterministic op on the caller's workspace: chunk(args, ws) for the whole call, or for
+// each chunk of (batch, head) slices that `ch` chose (common/chunking.h), one after the
+// other on the same scratch.
+template <class Chunk>
+void run_chunks(const PatchArgs& a, const detail::Chunking& ch, const char* op, void* workspace, size_t bytes,
+                Chunk chunk) {
+  check_workspace(op, ch.bytes, workspace, bytes);
+  char* ws = static_cast<char*>(workspace);
+  if (ch.whole) return chunk(a, ws);
+  detail::for_each_chunk(a.B, a.HD, ch,
+                         [&](int64_t b, int64_t h0, int64_t nh) { chunk(slice_args(a, b, h0, nh), ws); });
+}
 
 }  // namespace patch
 }  // namespace cuda

@@ -64,29 +64,53 @@ using pixel::patch_code;
 using pixel::tap_pixel;
 using pixel::to_pixel_major_kernel;
 
+// out[c * stride] = acc[c] for the n channels that exist (c < n) of a thread's N.
+template <class T, int N>
+__device__ __forceinline__ void store_channels(T* out, int64_t stride, const T (&acc)[N], int n) {
+#pragma unroll
+  for (int c = 0; c < N; ++c)
+    if (c < n) out[c * stride] = acc[c];
+}
+
+// What a thread of the two gradient kernels owns: channels c0 .. c0 + nc - 1 (its group of
+// CG) of pixel (t, y, x) of batch entry b, head hd; e is its flat index, x fastest. v0 and
+// v1 point at the videos' (b, hd, c0).
+template <class T, int CG>
+struct GradPixel {
+  int b, hd, c0, nc, t, y, x;
+  const T* v0;
+  const T* v1;
+  __device__ GradPixel(const BwdArgs<T>& a, int64_t e) {
+    x = static_cast<int>(e % a.W);
+    y = static_cast<int>((e / a.W) % a.H);
+    t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
+    const int64_t r = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
+    hd = static_cast<int>((r / a.cgroups) % a.HD);
+    b = static_cast<int>(r / (static_cast<int64_t>(a.cgroups) * a.HD));
+    c0 = static_cast<int>(r % a.cgroups) * CG;
+    nc = min(CG, a.C - c0);
+    v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + c0 * a.s0.c;
+    v1 = a.vid1 + b * a.s1.b + hd * a.s1.h + c0 * a.s1.c;
+  }
+  // The thread's channels of v (v0 or v1, strides s) at its pixel; 0 past the last one.
+  template <class S>
+  __device__ void own(const T* v, const S& s, T (&out)[CG]) const {
+#pragma unroll
+    for (int c = 0; c < CG; ++c) out[c] = c < nc ? v[t * s.t + y * s.y + x * s.x + c * s.c] : T(0);
+  }
+};
+
 // Thread per (b, hd, channel group, t, y, x) of vid0.
 template <class T, bool L2, int CG>
 __global__ void __launch_bounds__(256, 1) grad_vid0_kernel(const BwdArgs<T> a, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
-  const int x = static_cast<int>(e % a.W);
-  const int y = static_cast<int>((e / a.W) % a.H);
-  const int t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
-  const int64_t r = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
-  const int cg = static_cast<int>(r % a.cgroups);
-  const int hd = static_cast<int>((r / a.cgroups) % a.HD);
-  const int b = static_cast<int>(r / (static_cast<int64_t>(a.cgroups) * a.HD));
-  const int c0 = cg * CG;
-  const T* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + c0 * a.s0.c;
-  const T* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h + c0 * a.s1.c;
-  const int nc = min(CG, a.C - c0);
+  const GradPixel<T, CG> p(a, e);
+  const int b = p.b, hd = p.hd, c0 = p.c0, nc = p.nc, t = p.t, y = p.y, x = p.x;
+  const T* v1 = p.v1;
 
-  T va[CG], acc[CG];
-#pragma unroll
-  for (int c = 0; c < CG; ++c) {
-    va[c] = c < nc ? v0[t * a.s0.t + y * a.s0.y + x * a.s0.x + c * a.s0.c] : T(0);
-    acc[c] = T(0);
-  }
+  T va[CG], acc[CG] = {};
+  p.own(p.v0, a.s0, va);
   for_each_query_tap(a, t, y, x, [&](int pk, int64_t q, int dy, int dx) {
     const int32_t* ie = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
     const T* ge = a.gd + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
@@ -106,10 +130,7 @@ __global__ void __launch_bounds__(256, 1) grad_vid0_kernel(const BwdArgs<T> a, i
       }
     }
   });
-  T* out = a.g0 + b * a.w0.b + hd * a.w0.h + c0 * a.w0.c + t * a.w0.t + y * a.w0.y + x * a.w0.x;
-#pragma unroll
-  for (int c = 0; c < CG; ++c)
-    if (c < nc) out[c * a.w0.c] = acc[c];
+  store_channels(a.g0 + b * a.w0.b + hd * a.w0.h + c0 * a.w0.c + t * a.w0.t + y * a.w0.y + x * a.w0.x, a.w0.c, acc, nc);
 }
 
 // Thread per (b, hd, channel group, t, y, x) of vid1.
@@ -117,26 +138,14 @@ template <class T, bool L2, int CG>
 __global__ void __launch_bounds__(256, 1) grad_vid1_kernel(const BwdArgs<T> a, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
-  const int x = static_cast<int>(e % a.W);
-  const int y = static_cast<int>((e / a.W) % a.H);
-  const int t = static_cast<int>((e / (static_cast<int64_t>(a.W) * a.H)) % a.nT);
-  const int64_t r = e / (static_cast<int64_t>(a.W) * a.H * a.nT);
-  const int cg = static_cast<int>(r % a.cgroups);
-  const int hd = static_cast<int>((r / a.cgroups) % a.HD);
-  const int b = static_cast<int>(r / (static_cast<int64_t>(a.cgroups) * a.HD));
-  const int c0 = cg * CG;
-  const T* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + c0 * a.s0.c;
-  const T* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h + c0 * a.s1.c;
-  const int nc = min(CG, a.C - c0);
+  const GradPixel<T, CG> p(a, e);
+  const int b = p.b, hd = p.hd, c0 = p.c0, nc = p.nc, t = p.t, y = p.y, x = p.x;
+  const T* v0 = p.v0;
   const int64_t plane = static_cast<int64_t>(a.H) * a.W;
   const int64_t loc_bh = (static_cast<int64_t>(b) * a.HD + hd) * a.nT * plane;
 
-  T vb[CG], acc[CG];
-#pragma unroll
-  for (int c = 0; c < CG; ++c) {
-    vb[c] = c < nc ? v1[t * a.s1.t + y * a.s1.y + x * a.s1.x + c * a.s1.c] : T(0);
-    acc[c] = T(0);
-  }
+  T vb[CG], acc[CG] = {};
+  p.own(p.v1, a.s1, vb);
   for_each_candidate_tap(a, t, y, x, [&](int pk, int u, int yy, int xx, int dy, int dx) {
     const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
     const int32_t beg = a.list_start[loc], end = a.list_start[loc + 1];
@@ -158,10 +167,7 @@ __global__ void __launch_bounds__(256, 1) grad_vid1_kernel(const BwdArgs<T> a, i
       }
     }
   });
-  T* out = a.g1 + b * a.w1.b + hd * a.w1.h + c0 * a.w1.c + t * a.w1.t + y * a.w1.y + x * a.w1.x;
-#pragma unroll
-  for (int c = 0; c < CG; ++c)
-    if (c < nc) out[c * a.w1.c] = acc[c];
+  store_channels(a.g1 + b * a.w1.b + hd * a.w1.h + c0 * a.w1.c + t * a.w1.t + y * a.w1.y + x * a.w1.x, a.w1.c, acc, nc);
 }
 
 
@@ -207,10 +213,8 @@ __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid0_fast_ker
   const GatherPixel px_ = gather_pixel(a, e);
   const int x = px_.x, y = px_.y, t = px_.t, b = px_.b, hd = px_.hd;
   const int64_t bh = px_.bh;
-  float va[CV], acc[CV];
+  float va[CV], acc[CV] = {};
   load_cv<CV>(va, pm0 + e * CV);
-#pragma unroll
-  for (int c = 0; c < CV; ++c) acc[c] = 0.f;
   const int2* pb = pp0 + bh * a.Q * a.K;
   const int64_t plane = static_cast<int64_t>(a.H) * a.W;
   for_each_query_tap(a, t, y, x, [&](int pk, int64_t q, int dy, int dx) {
@@ -226,10 +230,7 @@ __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid0_fast_ker
       for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_da<L2>(va[c], vb[c]);
     }
   });
-  float* out = a.g0 + b * a.w0.b + hd * a.w0.h + t * a.w0.t + y * a.w0.y + x * a.w0.x;
-#pragma unroll
-  for (int c = 0; c < CV; ++c)
-    if (c < a.C) out[c * a.w0.c] = acc[c];
+  store_channels(a.g0 + b * a.w0.b + hd * a.w0.h + t * a.w0.t + y * a.w0.y + x * a.w0.x, a.w0.c, acc, a.C);
 }
 
 // grad_vid1, thread per (b, hd, t, y, x), every channel.
@@ -243,10 +244,8 @@ __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid1_fast_ker
   const int64_t bh = px_.bh;
   const int64_t plane = static_cast<int64_t>(a.H) * a.W;
   const int64_t loc_bh = bh * a.nT * plane;
-  float vb[CV], acc[CV];
+  float vb[CV], acc[CV] = {};
   load_cv<CV>(vb, pm1 + e * CV);
-#pragma unroll
-  for (int c = 0; c < CV; ++c) acc[c] = 0.f;
   for_each_candidate_tap(a, t, y, x, [&](int pk, int u, int yy, int xx, int dy, int dx) {
     const int64_t loc = loc_bh + u * plane + static_cast<int64_t>(yy) * a.W + xx;
     const int32_t beg = __ldg(a.list_start + loc), end = __ldg(a.list_start + loc + 1);
@@ -260,10 +259,7 @@ __global__ void __launch_bounds__(256, kGatherBlocks<L2, CV>) grad_vid1_fast_ker
       for (int c = 0; c < CV; ++c) acc[c] += g * geo::dist_db<L2>(va[c], vb[c]);
     }
   });
-  float* out = a.g1 + b * a.w1.b + hd * a.w1.h + t * a.w1.t + y * a.w1.y + x * a.w1.x;
-#pragma unroll
-  for (int c = 0; c < CV; ++c)
-    if (c < a.C) out[c * a.w1.c] = acc[c];
+  store_channels(a.g1 + b * a.w1.b + hd * a.w1.h + t * a.w1.t + y * a.w1.y + x * a.w1.x, a.w1.c, acc, a.C);
 }
 
 // Workspace layout: the inverse lists (inverse_lists.h); the fast path reuses their sort

@@ -227,13 +227,8 @@ void launch_fold_k(const PatchArgs& a, void* workspace, size_t workspace_bytes, 
     check_launch("fold_k_atomic_kernel");
     return;
   }
-  const detail::Chunking ch = fold_k_chunking(a);
-  patch::check_workspace("fold_k", ch.bytes, workspace, workspace_bytes);
-  char* ws = static_cast<char*>(workspace);
-  if (ch.whole) return fold_k_gather_chunk<T>(a, ws, stream);
-  detail::for_each_chunk(a.B, a.HD, ch, [&](int64_t b, int64_t h0, int64_t nh) {
-    fold_k_gather_chunk<T>(patch::slice_args(a, b, h0, nh), ws, stream);
-  });
+  patch::run_chunks(a, fold_k_chunking(a), "fold_k", workspace, workspace_bytes,
+                    [&](const PatchArgs& c, char* ws) { fold_k_gather_chunk<T>(c, ws, stream); });
 }
 
 }  // namespace
