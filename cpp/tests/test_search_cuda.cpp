@@ -70,6 +70,7 @@ struct Case {
   bool same_video = false;
   bool channels_last = false;  // vid memory (B, T, H, W, C), passed with strides
   double flow_std = 1.5;       // pixels
+  int levels = 0;              // > 0: video values drawn from that many integers (exact ties)
 };
 
 std::string describe(const Case& c) {
@@ -80,7 +81,8 @@ std::string describe(const Case& c) {
     << " s0_" << p.stride0 << " s1_" << p.stride1 << " dil" << p.dilation << " pt" << p.pt
     << " refl" << p.reflect_bounds << " full" << p.full_ws << " anchor" << p.anchor_self << " rm"
     << p.remove_self << " adj" << p.use_adj << " off" << p.off_H0 << p.off_W0 << p.off_H1 << p.off_W1
-    << (c.flows ? " flows" : "") << (c.f64 ? " f64" : " f32") << (c.channels_last ? " cl" : "");
+    << (c.flows ? " flows" : "") << (c.f64 ? " f64" : " f32") << (c.channels_last ? " cl" : "")
+    << (c.levels ? " levels" + std::to_string(c.levels) : "");
   return s.str();
 }
 
@@ -111,6 +113,11 @@ void check_case(const Case& c, uint32_t seed, cudaStream_t stream = nullptr) {
   std::vector<T> v0(nv), v1(nv), ff(nf), bf(nf);
   for (auto& x : v0) x = T(nd(rng));
   for (auto& x : v1) x = T(nd(rng));
+  if (c.levels > 0) {  // integers: every sum exact, equal distances common
+    std::uniform_int_distribution<int> lv(0, c.levels - 1);
+    for (auto& x : v0) x = T(lv(rng) - c.levels / 2);
+    for (auto& x : v1) x = T(lv(rng) - c.levels / 2);
+  }
   if (c.same_video) v1 = v0;
   for (auto& x : ff) x = T(c.flow_std * nd(rng));
   for (auto& x : bf) x = T(c.flow_std * nd(rng));
@@ -690,6 +697,24 @@ TEST(SearchCuda, RowSplitPath) {
   // without a query.
   REQUIRE_GPU();
   check_register_variants(5151, {{32, 3}, {16, 7}}, {5, 7, 9}, {19, 33}, {21, 40}, {1, 2, 3}, 700);
+}
+
+TEST(SearchCuda, RowSplitTies) {
+  // Videos of three integer levels, so that many candidates of a query have equal
+  // distances: the tie rule (rule 6: the lower ordinal first) through every row-split
+  // variant, including those where two lanes per query each list part of a candidate row
+  // and the two lists merge (ws = 7), against the CPU.
+  REQUIRE_GPU();
+  uint32_t seed = 800;
+  for (const auto& cp : {std::pair<int, int>{32, 3}, {16, 7}})
+    for (int ws : {5, 7, 9})
+      for (int k : {7, 16}) {
+        Case c;
+        c.T = 3, c.H = 19, c.W = 23, c.C = cp.first, c.levels = 3;
+        c.p.ps = cp.second, c.p.ws = ws, c.p.wt = 1, c.p.k = k, c.p.stride0 = 2;
+        c.p.dist_type = k == 7 ? DistType::L2 : DistType::Prod;
+        check_both_layouts<float>(c, seed++);
+      }
 }
 
 TEST(SearchCuda, SharedSumsPath) {
