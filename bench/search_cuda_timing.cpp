@@ -123,10 +123,14 @@ static size_t check_vs_cpu(const Config& c, DistType dist, bool deterministic) {
   void* gi = up(ig.data(), no * 12);
   ConstView d0 = make_view<const void>(g0, DType::Float32, {c.B, T, C, H, W}, gpu);
   ConstView d1 = make_view<const void>(g1, DType::Float32, {c.B, T, C, H, W}, gpu);
+  const size_t wsf = search_forward_workspace_size(p, d0, d1);
+  void* gw = nullptr;
+  CK(cudaMalloc(&gw, std::max<size_t>(wsf, 1)));
   search_forward(p, d0, d1, make_view<const void>(gf, DType::Float32, {c.B, T, 2, H, W}, gpu),
                  make_view<const void>(gb, DType::Float32, {c.B, T, 2, H, W}, gpu),
                  make_view<void>(gd, DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}, gpu),
-                 make_view<void>(gi, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu));
+                 make_view<void>(gi, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu), gw, wsf);
+  CK(cudaFree(gw));
   CK(cudaMemcpy(dg.data(), gd, no * 4, cudaMemcpyDeviceToHost));
   CK(cudaMemcpy(ig.data(), gi, no * 12, cudaMemcpyDeviceToHost));
   size_t bad_i = 0, bad_d = 0;
@@ -204,7 +208,7 @@ int main(int argc, char** argv) {
         for (bool det : {true, false}) bad += check_vs_cpu(c, dist, det);
     std::printf("check vs CPU: %s\n", bad ? "FAILED" : "all equal");
   }
-  std::printf("%-4s %10s %15s %11s %10s %10s %10s %10s %9s %9s %9s %12s\n", "cfg", "fwd_ms", "fwd_noshared_ms", "fwd_warp_ms", "bwd_ms",
+  std::printf("%-4s %10s %11s %15s %11s %10s %10s %10s %10s %9s %9s %9s %12s\n", "cfg", "fwd_ms", "fwd_nows_ms", "fwd_noshared_ms", "fwd_warp_ms", "bwd_ms",
               "bwd_gather", "bwd_pixel", "bwd_nondet", "fwd_TF/s", "fwd_%peak", "bwd_%fwd", "workspaceMB");
   for (const Config& c : cfgs) {
     if (only && std::strcmp(only, c.name) != 0) continue;
@@ -228,13 +232,14 @@ int main(int argc, char** argv) {
     CK(cudaMalloc(&ind, no * 3 * sizeof(int32_t)));
     View ddv = make_view<void>(d, DType::Float32, {sh.B, sh.HD, sh.Q, sh.K}, gpu);
     View div = make_view<void>(ind, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu);
-    size_t free0 = 0, total = 0;
-    CK(cudaMemGetInfo(&free0, &total));
-    const double fwd = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div); }, reps);
-    size_t free1 = 0;
-    CK(cudaMemGetInfo(&free1, &total));
+    // The forward with its workspace (search_forward_workspace_size), and without one.
+    const size_t wsf = search_forward_workspace_size(p, dv0, dv1);
+    void* wf = nullptr;
+    CK(cudaMalloc(&wf, std::max<size_t>(wsf, 1)));
+    const double fwd = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div, wf, wsf); }, reps);
+    const double fwd_nows = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div); }, reps);
     stnls::cuda::set_forward_shared_enabled(false);
-    const double fwd_noshared = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div); }, reps);
+    const double fwd_noshared = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div, wf, wsf); }, reps);
     stnls::cuda::set_forward_thread_enabled(false);
     stnls::cuda::set_forward_rows_enabled(false);
     const double fwd_warp = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div); }, reps);
@@ -277,10 +282,10 @@ int main(int argc, char** argv) {
     const double bwd_atomic = backward(pa);
     CK(cudaDeviceSynchronize());
     const double flops = 2.0 * c.B * sh.Q * sh.st * double(c.ws) * c.ws * c.ps * c.ps * 1 * c.C;
-    std::printf("%-4s %10.3f %15.3f %11.3f %10.3f %10.3f %10.3f %10.3f %9.2f %9.1f %9.2f %12.1f   (forward extra memory %.1f MB)\n",
-                c.name, fwd, fwd_noshared, fwd_warp, bwd, bwd_gather, bwd_pixel, bwd_atomic, flops / fwd / 1e9,
-                100.0 * flops / (fwd * 1e-3) / peak, bwd / fwd, wsb / 1e6, (double(free0) - double(free1)) / 1e6);
-    for (void* x : {(void*)v0, (void*)v1, (void*)ff, (void*)bf, (void*)d, (void*)ind, (void*)gd, (void*)g0, (void*)g1, ws})
+    std::printf("%-4s %10.3f %11.3f %15.3f %11.3f %10.3f %10.3f %10.3f %10.3f %9.2f %9.1f %9.2f %12.1f   (forward workspace %.1f MB)\n",
+                c.name, fwd, fwd_nows, fwd_noshared, fwd_warp, bwd, bwd_gather, bwd_pixel, bwd_atomic, flops / fwd / 1e9,
+                100.0 * flops / (fwd * 1e-3) / peak, bwd / fwd, wsb / 1e6, wsf / 1e6);
+    for (void* x : {(void*)v0, (void*)v1, (void*)ff, (void*)bf, (void*)d, (void*)ind, (void*)gd, (void*)g0, (void*)g1, ws, wf})
       CK(cudaFree(x));
   }
   return bad ? 1 : 0;

@@ -81,10 +81,12 @@ def binding_cases(args, kw, v0, v1, ff, bf, d, inds, grad):
         g0, g1 = torch.empty_like(v0), torch.empty_like(v1)
         nbytes = _C.search_backward_workspace_size(core, v0, v1, inds)
         ws = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=v0.device)
-        c = [None if t is None else to_dlpack(t) for t in (v0, v1, ff, bf, d, inds, grad, g0, g1, ws)]
+        fbytes = _C.search_forward_workspace_size(core, v0, v1)
+        wsf = torch.empty(max(fbytes, 1), dtype=torch.uint8, device=v0.device)
+        c = [None if t is None else to_dlpack(t) for t in (v0, v1, ff, bf, d, inds, grad, g0, g1, ws, wsf)]
         if det:
-            cases.append(("_C forward", lambda c=c, core=core: _C.search_forward(
-                core, c[0], c[1], c[2], c[3], c[4], c[5], stream=stream)))
+            cases.append(("_C forward", lambda c=c, core=core, w=c[10] if fbytes else None: _C.search_forward(
+                core, c[0], c[1], c[2], c[3], c[4], c[5], w, stream=stream)))
         label = "_C backward" if det else "_C backward nondet"
         w = c[9] if nbytes else None
         cases.append((label, lambda c=c, core=core, w=w: (

@@ -13,7 +13,8 @@ namespace {
 bool cuda_available() { return false; }
 
 namespace cuda {
-void search_forward(const detail::SearchArgs&, void*) { no_cuda(); }
+size_t search_forward_workspace_size(const detail::SearchArgs&) { no_cuda(); }
+void search_forward(const detail::SearchArgs&, void*, size_t, void*) { no_cuda(); }
 size_t search_backward_workspace_size(const detail::SearchArgs&) { no_cuda(); }
 void search_backward(const detail::SearchArgs&, void*, size_t, void*) { no_cuda(); }
 size_t fold_k_workspace_size(const detail::PatchArgs&) { no_cuda(); }

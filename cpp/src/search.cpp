@@ -7,12 +7,24 @@
 
 namespace stnls {
 
+size_t search_forward_workspace_size(const SearchParams& p, const ConstView& vid0, const ConstView& vid1) {
+  detail::SearchArgs a = detail::check_search_forward_inputs(p, vid0, vid1);
+  if (a.device.kind == DeviceKind::CUDA) return cuda::search_forward_workspace_size(a);
+  return 0;
+}
+
+void search_forward(const SearchParams& p, const ConstView& vid0, const ConstView& vid1,
+                    const ConstView& fflow, const ConstView& bflow, const View& dists,
+                    const View& inds, void* workspace, size_t workspace_bytes, void* stream) {
+  detail::SearchArgs a = detail::check_search_forward(p, vid0, vid1, fflow, bflow, dists, inds);
+  if (a.device.kind == DeviceKind::CUDA) return cuda::search_forward(a, workspace, workspace_bytes, stream);
+  cpu::search_forward(a);
+}
+
 void search_forward(const SearchParams& p, const ConstView& vid0, const ConstView& vid1,
                     const ConstView& fflow, const ConstView& bflow, const View& dists,
                     const View& inds, void* stream) {
-  detail::SearchArgs a = detail::check_search_forward(p, vid0, vid1, fflow, bflow, dists, inds);
-  if (a.device.kind == DeviceKind::CUDA) return cuda::search_forward(a, stream);
-  cpu::search_forward(a);
+  search_forward(p, vid0, vid1, fflow, bflow, dists, inds, nullptr, 0, stream);
 }
 
 size_t search_backward_workspace_size(const SearchParams& p, const ConstView& vid0,

@@ -123,15 +123,24 @@ SearchShape search_shape(const SearchParams& p, const ConstView& vid0, const Con
 
 namespace detail {
 
-SearchArgs check_search_forward(const SearchParams& p, const ConstView& vid0, const ConstView& vid1,
-                                const ConstView& fflow, const ConstView& bflow, const View& dists,
-                                const View& inds) {
+SearchArgs check_search_forward_inputs(const SearchParams& p, const ConstView& vid0, const ConstView& vid1) {
   SearchArgs a{};
   a.p = p;
   a.sh = search_shape(p, vid0, vid1);
   check_device_built(vid0);
   video_layout(p, "vid0", vid0, a.sh, a.s0);
   video_layout(p, "vid1", vid1, a.sh, a.s1);
+  a.dtype = vid0.dtype;
+  a.device = vid0.device;
+  a.vid0 = vid0.data;
+  a.vid1 = vid1.data;
+  return a;
+}
+
+SearchArgs check_search_forward(const SearchParams& p, const ConstView& vid0, const ConstView& vid1,
+                                const ConstView& fflow, const ConstView& bflow, const View& dists,
+                                const View& inds) {
+  SearchArgs a = check_search_forward_inputs(p, vid0, vid1);
   check_flow("fflow", fflow, a.sh, vid0, a.sf);
   check_flow("bflow", bflow, a.sh, vid0, a.sb);
   const SearchShape& sh = a.sh;
@@ -145,10 +154,6 @@ SearchArgs check_search_forward(const SearchParams& p, const ConstView& vid0, co
   check_not_null("inds", inds);
   check_output_layout("dists", dists);
   check_output_layout("inds", inds);
-  a.dtype = vid0.dtype;
-  a.device = vid0.device;
-  a.vid0 = vid0.data;
-  a.vid1 = vid1.data;
   a.fflow = fflow.data;
   a.bflow = bflow.data;
   a.dists = dists.data;

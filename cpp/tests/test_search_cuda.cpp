@@ -17,6 +17,7 @@
 
 #include "cuda/search_backward_fixed.h"
 #include "cuda/search_backward_taps.h"
+#include "cuda/search_forward_bands.h"
 #include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_shared.h"
 #include "cuda/search_forward_thread.h"
@@ -100,7 +101,8 @@ BasicView<D> video_view(D* data, DType dt, const Case& c, Device dev) {
   return v;
 }
 
-size_t last_workspace_bytes = 0;  // of the latest check_case's backward
+size_t last_workspace_bytes = 0;          // of the latest check_case's backward
+size_t last_forward_workspace_bytes = 0;  // and of its forward
 
 template <class T>
 void check_case(const Case& c, uint32_t seed, cudaStream_t stream = nullptr) {
@@ -147,7 +149,10 @@ void check_case(const Case& c, uint32_t seed, cudaStream_t stream = nullptr) {
   }
   View ddv = make_view<void>(gd.p, dt, {sh.B, sh.HD, sh.Q, sh.K}, gpu);
   View div = make_view<void>(gi.p, DType::Int32, {sh.B, sh.HD, sh.Q, sh.K, 3}, gpu);
-  search_forward(c.p, dv0, dv1, dff, dbf, ddv, div, stream);
+  const size_t wsf = search_forward_workspace_size(c.p, dv0, dv1);
+  last_forward_workspace_bytes = wsf;
+  DevBuf<char> wfp(wsf);
+  search_forward(c.p, dv0, dv1, dff, dbf, ddv, div, wfp.p, wsf, stream);
   CUDA_OK(cudaStreamSynchronize(stream));
   std::vector<T> dgpu = gd.get();
   std::vector<int32_t> igpu = gi.get();
@@ -713,6 +718,44 @@ TEST(SearchCuda, RowSplitTies) {
         c.p.dist_type = k == 7 ? DistType::L2 : DistType::Prod;
         check_both_layouts<float>(c, seed++);
       }
+}
+
+TEST(SearchCuda, PixelMajorBands) {
+  // The row-split's pixel-major variant (32 channels per head, ps 3) with vid1's rows in
+  // the workspace's ring (search_forward_bands.h), against the CPU: random calls
+  // (register_case) under forced ring sizes and margins, so that small videos run in one
+  // band (every row), in many bands on two streams (margins that keep the windows' rows,
+  // small ones and none: rows outside the ring are copied from vid1), or without a plan
+  // (a ring too small for one band: no workspace); videos of three levels (ties); and the
+  // budget's own plan on a video large enough for several bands.
+  REQUIRE_GPU();
+  std::mt19937 rng(7070);
+  uint32_t seed = 1300;
+  for (const auto& rm : {std::pair<int, int>{1000, 0}, {24, 6}, {12, 2}, {9, 0}, {16, 10}}) {
+    cuda::set_forward_bands(rm.first, rm.second);
+    size_t planned = 0;
+    for (int ws : {5, 7, 9})
+      for (int rep = 0; rep < 3; ++rep) {
+        const Case rc = register_case(rng, 32, 3, ws, rep, {19, 33}, {21, 40}, {1, 2});
+        check_case<float>(rc, seed++);
+        planned += last_forward_workspace_bytes > 0;
+        // A ring of 16 rows holds a whole frame of up to 16 rows (one band), no band with
+        // margin 10 in a taller one.
+        if (rm.second == 10 && rc.H > rm.first) EXPECT_EQ(last_forward_workspace_bytes, 0u) << describe(rc);
+      }
+    Case c;
+    c.T = 3, c.H = 19, c.W = 23, c.C = 32, c.levels = 3;
+    c.p.ps = 3, c.p.ws = 7, c.p.wt = 1, c.p.k = 16, c.p.stride0 = 1;
+    check_case<float>(c, seed++);
+    planned += last_forward_workspace_bytes > 0;
+    EXPECT_GT(planned, 0u) << "no call ran with a workspace under ring " << rm.first;
+  }
+  cuda::set_forward_bands(0, 0);
+  Case c;
+  c.T = 2, c.H = 64, c.W = 64, c.C = 32, c.flow_std = 2.0;
+  c.p.ps = 3, c.p.ws = 7, c.p.wt = 1, c.p.k = 16, c.p.stride0 = 1;
+  check_case<float>(c, seed++);
+  EXPECT_GT(last_forward_workspace_bytes, 0u) << "the budget's plan took no workspace";
 }
 
 TEST(SearchCuda, SharedSumsPath) {

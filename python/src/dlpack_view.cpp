@@ -110,5 +110,12 @@ Borrowed borrow_output(py::handle obj, const std::string& name, std::optional<in
   return b;
 }
 
+std::pair<void*, size_t> scratch(const Borrowed& ws, const std::string& ref_name, const Borrowed& ref) {
+  if (ws.view.empty()) return {nullptr, 0};
+  if (ws.view.device.kind != ref.view.device.kind || ws.view.device.index != ref.view.device.index)
+    throw ValueError("workspace: expected memory on the device of " + ref_name);
+  return {ws.view.data, ws.nbytes};
+}
+
 }  // namespace py_bind
 }  // namespace stnls

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "stnls/view.h"
 
@@ -29,6 +30,10 @@ Borrowed borrow(py::handle obj, const std::string& name, std::optional<intptr_t>
 
 // As borrow, but the tensor will be written to: read-only memory is refused.
 Borrowed borrow_output(py::handle obj, const std::string& name, std::optional<intptr_t> stream);
+
+// A borrowed workspace (scratch memory of any dtype; None: none) as (pointer, bytes),
+// checked to be on the device of `ref` (named `ref_name` in the error).
+std::pair<void*, size_t> scratch(const Borrowed& ws, const std::string& ref_name, const Borrowed& ref);
 
 }  // namespace py_bind
 }  // namespace stnls

@@ -28,13 +28,6 @@ void bind_patch_params(py::class_<P>& c) {
       .def_readwrite("deterministic", &P::deterministic);
 }
 
-// Scratch memory of any dtype, on the device of `ref`.
-std::pair<void*, size_t> scratch(const Borrowed& ws, const Borrowed& ref) {
-  if (ws.view.empty()) return {nullptr, 0};
-  if (ws.view.device.kind != ref.view.device.kind || ws.view.device.index != ref.view.device.index)
-    throw ValueError("workspace: expected memory on the device of the video");
-  return {ws.view.data, ws.nbytes};
-}
 }  // namespace
 
 void bind_patches(py::module_& m) {
@@ -81,7 +74,7 @@ void bind_patches(py::module_& m) {
          Stream s) {
         Borrowed a = borrow(patches, "patches", s), i = borrow(inds, "inds", s);
         Borrowed o = borrow_output(vid, "vid", s), w = borrow(workspace, "workspace", s, true);
-        auto ws = scratch(w, o);
+        auto ws = scratch(w, "the video", o);
         py::gil_scoped_release r;
         fold_k(p, as_const(a.view), as_const(i.view), o.view, ws.first, ws.second, as_stream(s));
       },
@@ -114,7 +107,7 @@ void bind_patches(py::module_& m) {
         Borrowed w = borrow(weights, "weights", s), i = borrow(inds, "inds", s);
         Borrowed gv = borrow_output(grad_vid, "grad_vid", s), gw = borrow_output(grad_weights, "grad_weights", s);
         Borrowed ws = borrow(workspace, "workspace", s, true);
-        auto scr = scratch(ws, v);
+        auto scr = scratch(ws, "the video", v);
         py::gil_scoped_release r;
         wpsum_backward(p, as_const(g.view), as_const(v.view), as_const(w.view), as_const(i.view), gv.view, gw.view,
                        scr.first, scr.second, as_stream(s));

@@ -61,24 +61,38 @@ void bind_search(py::module_& m) {
         py::dict d;
         d["B"] = s.B, d["HD"] = s.HD, d["T"] = s.T, d["C"] = s.C, d["H"] = s.H, d["W"] = s.W;
         d["nH"] = s.nH, d["nW"] = s.nW, d["Q"] = s.Q, d["st"] = s.st, d["K"] = s.K;
+        // Answered here too, so that a forward asks the binding once before it runs.
+        d["workspace"] = search_forward_workspace_size(p, as_const(v0.view), as_const(v1.view));
         return d;
       },
       py::arg("params"), py::arg("vid0"), py::arg("vid1"),
-      "Checks the parameters against the videos; returns the sizes (B, HD, Q, K, ...).");
+      "Checks the parameters against the videos; returns the sizes (B, HD, Q, K, ...) and "
+      "the bytes of workspace search_forward can use (workspace).");
+
+  m.def(
+      "search_forward_workspace_size",
+      [](const SearchParams& p, py::handle vid0, py::handle vid1) {
+        Borrowed v0 = borrow(vid0, "vid0", std::nullopt), v1 = borrow(vid1, "vid1", std::nullopt);
+        return search_forward_workspace_size(p, as_const(v0.view), as_const(v1.view));
+      },
+      py::arg("params"), py::arg("vid0"), py::arg("vid1"),
+      "Bytes of device workspace search_forward can use (0: none).");
 
   m.def(
       "search_forward",
       [](const SearchParams& p, py::handle vid0, py::handle vid1, py::handle fflow, py::handle bflow,
-         py::handle dists, py::handle inds, std::optional<intptr_t> stream) {
+         py::handle dists, py::handle inds, py::handle workspace, std::optional<intptr_t> stream) {
         Borrowed v0 = borrow(vid0, "vid0", stream), v1 = borrow(vid1, "vid1", stream);
         Borrowed ff = borrow(fflow, "fflow", stream), bf = borrow(bflow, "bflow", stream);
         Borrowed d = borrow_output(dists, "dists", stream), i = borrow_output(inds, "inds", stream);
+        Borrowed w = borrow(workspace, "workspace", stream, /*raw=*/true);  // any dtype
+        const auto ws = scratch(w, "vid0", v0);
         py::gil_scoped_release release;
         search_forward(p, as_const(v0.view), as_const(v1.view), as_const(ff.view), as_const(bf.view),
-                       d.view, i.view, as_stream(stream));
+                       d.view, i.view, ws.first, ws.second, as_stream(stream));
       },
       py::arg("params"), py::arg("vid0"), py::arg("vid1"), py::arg("fflow"), py::arg("bflow"),
-      py::arg("dists"), py::arg("inds"), py::arg("stream") = py::none(),
+      py::arg("dists"), py::arg("inds"), py::arg("workspace") = py::none(), py::arg("stream") = py::none(),
       "Writes dists [B,HD,Q,K] and inds [B,HD,Q,K,3] (int32) in place.");
 
   m.def(
@@ -99,14 +113,11 @@ void bind_search(py::module_& m) {
         Borrowed v0 = borrow(vid0, "vid0", stream), v1 = borrow(vid1, "vid1", stream);
         Borrowed g0 = borrow_output(grad_vid0, "grad_vid0", stream);
         Borrowed g1 = borrow_output(grad_vid1, "grad_vid1", stream);
-        Borrowed ws = borrow(workspace, "workspace", stream, /*raw=*/true);  // any dtype
-        if (!ws.view.empty() &&
-            (ws.view.device.kind != v0.view.device.kind || ws.view.device.index != v0.view.device.index))
-          throw ValueError("workspace: expected memory on the device of vid0");
-        const size_t ws_bytes = ws.view.empty() ? 0 : ws.nbytes;
+        Borrowed w = borrow(workspace, "workspace", stream, /*raw=*/true);  // any dtype
+        const auto ws = scratch(w, "vid0", v0);
         py::gil_scoped_release release;
         search_backward(p, as_const(gd.view), as_const(i.view), as_const(v0.view), as_const(v1.view), g0.view,
-                        g1.view, ws.view.data, ws_bytes, as_stream(stream));
+                        g1.view, ws.first, ws.second, as_stream(stream));
       },
       py::arg("params"), py::arg("grad_dists"), py::arg("inds"), py::arg("vid0"), py::arg("vid1"),
       py::arg("grad_vid0"), py::arg("grad_vid1"), py::arg("workspace") = py::none(),

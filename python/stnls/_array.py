@@ -62,7 +62,8 @@ def search_forward(vid0, vid1, fflow, bflow, p: dict):
     dev = array_api_compat.device(vid0)
     dists = xp.empty(shape, dtype=vid0.dtype, device=dev)
     inds = xp.empty(shape + (3,), dtype=xp.int32, device=dev)
-    _C.search_forward(params, vid0, vid1, fflow, bflow, dists, inds, stream=_stream(xp, vid0))
+    workspace = _workspace(vid0, sizes["workspace"])
+    _C.search_forward(params, vid0, vid1, fflow, bflow, dists, inds, workspace, stream=_stream(xp, vid0))
     return dists, inds
 
 

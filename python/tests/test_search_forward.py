@@ -307,6 +307,27 @@ def test_cuda_equals_cpu(device):
         torch.testing.assert_close(dg.cpu(), dc, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("stride0,k,H,dist_type", [(1, 16, 64, "prod"), (2, 10, 256, "l2")])
+def test_cuda_bands_equal_cpu(stride0, k, H, dist_type, device):
+    """Calls large enough for the row-split forward's workspace plan (32 channels per head,
+    ps 3): vid1's rows pixel-major in a ring, in several bands on two streams, through the
+    torch adapter (which allocates the workspace), against the CPU backend bit for bit."""
+    if device != "cuda":
+        pytest.skip("compares the cuda backend with the cpu one")
+    from stnls import _C
+    from stnls._params import normalize, to_core
+    g = torch.Generator().manual_seed(stride0)
+    vid0, vid1 = (torch.randn(1, 2, 32, H, 72, generator=g) for _ in range(2))
+    fflow, bflow = (2.0 * torch.randn(1, 2, 2, H, 72, generator=g) for _ in range(2))
+    kw = dict(stride0=stride0, dist_type=dist_type)
+    core = to_core(normalize(7, 1, 3, k, **kw))
+    assert _C.search_forward_workspace_size(core, vid0.cuda(), vid1.cuda()) > 0
+    dc, ic = stnls.search.nls(vid0, vid1, fflow, bflow, 7, 1, 3, k, 1, **kw)
+    dg, ig = stnls.search.nls(vid0.cuda(), vid1.cuda(), fflow.cuda(), bflow.cuda(), 7, 1, 3, k, 1, **kw)
+    assert torch.equal(ig.cpu(), ic)
+    assert torch.equal(dg.cpu(), dc)
+
+
 # ----------------------------------------------------------------------------- README
 def test_readme_snippets(device):
     """The seed's usage, unchanged (smaller sizes)."""

@@ -57,8 +57,20 @@ struct SearchShape {
 // throws ValueError naming the argument on a bad value.
 SearchShape search_shape(const SearchParams& p, const ConstView& vid0, const ConstView& vid1);
 
+// Bytes of scratch memory search_forward can use on the data's device (0 when none). On
+// CUDA: pixel-major copies of vid1's rows for the float32 calls with 32 channels per head
+// and ps = 3 (a ring of rows, filled band by band), at most 7/16 of the size of the
+// outputs (dists + inds). The forward runs without it too, slower on those calls.
+size_t search_forward_workspace_size(const SearchParams& p, const ConstView& vid0, const ConstView& vid1);
+
 // dists/inds are written completely. `stream` is a cudaStream_t for CUDA data (nullptr =
-// the default stream) and is ignored on the CPU.
+// the default stream) and is ignored on the CPU. `workspace` holds
+// search_forward_workspace_size(...) bytes on the data's device, 16-byte aligned (or is
+// nullptr: the forward then takes no workspace).
+void search_forward(const SearchParams& p, const ConstView& vid0, const ConstView& vid1,
+                    const ConstView& fflow, const ConstView& bflow, const View& dists,
+                    const View& inds, void* workspace, size_t workspace_bytes, void* stream = nullptr);
+// The same without a workspace.
 void search_forward(const SearchParams& p, const ConstView& vid0, const ConstView& vid1,
                     const ConstView& fflow, const ConstView& bflow, const View& dists,
                     const View& inds, void* stream = nullptr);

@@ -19,7 +19,8 @@ void wpsum_backward(const detail::PatchArgs& a);
 }  // namespace cpu
 
 namespace cuda {
-void search_forward(const detail::SearchArgs& a, void* stream);
+size_t search_forward_workspace_size(const detail::SearchArgs& a);
+void search_forward(const detail::SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream);
 size_t search_backward_workspace_size(const detail::SearchArgs& a);
 void search_backward(const detail::SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream);
 size_t fold_k_workspace_size(const detail::PatchArgs& a);

@@ -40,6 +40,8 @@ struct SearchArgs {
 };
 
 // Validation shared by every backend (search_check.cpp). Throws on bad input.
+// The inputs of the forward alone (enough to size its workspace).
+SearchArgs check_search_forward_inputs(const SearchParams& p, const ConstView& vid0, const ConstView& vid1);
 SearchArgs check_search_forward(const SearchParams& p, const ConstView& vid0, const ConstView& vid1,
                                 const ConstView& fflow, const ConstView& bflow, const View& dists,
                                 const View& inds);

@@ -875,11 +875,18 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-void search_forward(const SearchArgs& a, void* stream) {
+size_t search_forward_workspace_size(const SearchArgs& a) {
+  DeviceGuard guard(a.device.index);
+  // Only the row-split layout takes one; neither layout tried before it takes those calls
+  // (shared-sums: ps >= 5; thread-per-query: 4 or 8 channels).
+  return search_forward_rows_workspace_size(a);
+}
+
+void search_forward(const SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {
   DeviceGuard guard(a.device.index);
   if (search_forward_shared(a, as_stream(stream))) return;
   if (search_forward_thread(a, as_stream(stream))) return;
-  if (search_forward_rows(a, as_stream(stream))) return;
+  if (search_forward_rows(a, workspace, workspace_bytes, as_stream(stream))) return;
   STNLS_FLOAT_SWITCH(a.dtype, [&] {
     STNLS_DIST_SWITCH(a.p.dist_type, [&] { forward_impl<scalar_t, kL2>(a, as_stream(stream)); });
   });

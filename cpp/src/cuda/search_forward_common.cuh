@@ -53,6 +53,11 @@ struct ThrArgs {
   int64_t nq;          // rows layout: queries (B * HD * Q)
   int Q;               // rows layout: queries per frame sequence (T * nH * nW)
   int qs;              // rows layout: floats of one query's staged rows in shared memory
+  // rows layout, pixel-major rows of vid1: a ring of pm_ring rows per frame, row y at
+  // [b][hd][t][y % pm_ring][x + pm_P][C], rows [pm_lo, pm_hi) present (pm nullptr: none).
+  const float* pm;
+  int pm_lo, pm_hi, pm_ring, pm_P;
+  int band_q0, band_nr;  // rows layout: queries of query rows [band_q0, +band_nr) only (0: all)
 };
 
 // The fields every such kernel reads, from the call.

@@ -53,5 +53,10 @@ Fork::~Fork() {
   if (joined_ != nullptr) cudaEventDestroy(joined_);
 }
 
+Event::Event() { STNLS_CUDA_CHECK(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming)); }
+Event::~Event() { cudaEventDestroy(e_); }  // allowed with work pending
+void Event::record(cudaStream_t s) { STNLS_CUDA_CHECK(cudaEventRecord(e_, s)); }
+void Event::wait(cudaStream_t s) const { STNLS_CUDA_CHECK(cudaStreamWaitEvent(s, e_, 0)); }
+
 }  // namespace cuda
 }  // namespace stnls

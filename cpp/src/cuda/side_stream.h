@@ -26,5 +26,21 @@ class Fork {
   bool done_ = false;
 };
 
+// An event of one call (created with it, destroyed after): record() on one stream, wait()
+// makes another stream wait for what was queued before the latest record.
+class Event {
+ public:
+  Event();  // throws BackendError
+  ~Event();
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  void record(cudaStream_t s);      // throws BackendError
+  void wait(cudaStream_t s) const;  // throws BackendError
+
+ private:
+  cudaEvent_t e_ = nullptr;
+};
+
 }  // namespace cuda
 }  // namespace stnls

@@ -36,11 +36,14 @@ def _search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: 
     with on_device(vid0):
         # The videos are handed over once, for the shape query and the search.
         v0, v1, fflow, bflow = _dlpack(vid0), _dlpack(vid1), _dlpack(fflow), _dlpack(bflow)
-        sizes = _C.search_shape(params, v0, v1)
+        sizes = _C.search_shape(params, v0, v1)  # with the workspace's size
         shape = (sizes["B"], sizes["HD"], sizes["Q"], sizes["K"])
         dists = torch.empty(shape, dtype=vid0.dtype, device=vid0.device)
         inds = torch.empty(shape + (3,), dtype=torch.int32, device=vid0.device)
-        _C.search_forward(params, v0, v1, fflow, bflow, _dlpack(dists), _dlpack(inds), stream=_stream(vid0))
+        # Scratch comes from torch's caching allocator, on the caller's stream.
+        workspace = _workspace(sizes["workspace"], vid0)
+        _C.search_forward(params, v0, v1, fflow, bflow, _dlpack(dists), _dlpack(inds), _dlpack(workspace),
+                          stream=_stream(vid0))
     return dists, inds
 
 
