@@ -894,6 +894,37 @@ TEST(SearchCuda, MisalignedWorkspaceIsAnError) {
   EXPECT_THROW(run(), ValueError);
 }
 
+TEST(SearchCuda, ForwardWorkspaceChecked) {
+  // A forward workspace smaller than search_forward_workspace_size or not 16-byte aligned
+  // is refused before anything runs (a ring plan forced on a small 32-channel call).
+  REQUIRE_GPU();
+  const Device gpu{DeviceKind::CUDA, 0};
+  DevBuf<float> v(1 * 2 * 32 * 8 * 8), d(2 * 64 * 4);
+  DevBuf<int32_t> i(2 * 64 * 4 * 3);
+  SearchParams p;
+  p.ws = 5, p.wt = 1, p.ps = 3, p.k = 4, p.stride0 = 1;
+  ConstView vv = make_view<const void>(v.p, DType::Float32, {1, 2, 32, 8, 8}, gpu);
+  cuda::set_forward_bands(1000, 0);
+  const size_t wsf = search_forward_workspace_size(p, vv, vv);
+  cuda::set_forward_bands(0, 0);
+  ASSERT_GT(wsf, 0u);
+  DevBuf<char> ws(wsf + 16);
+  auto run = [&](char* w, size_t bytes) {
+    cuda::set_forward_bands(1000, 0);
+    try {
+      search_forward(p, vv, vv, ConstView{}, ConstView{}, make_view<void>(d.p, DType::Float32, {1, 1, 128, 4}, gpu),
+                     make_view<void>(i.p, DType::Int32, {1, 1, 128, 4, 3}, gpu), w, bytes);
+    } catch (...) {
+      cuda::set_forward_bands(0, 0);
+      throw;
+    }
+    cuda::set_forward_bands(0, 0);
+  };
+  EXPECT_THROW(run(ws.p, wsf - 1), ValueError);
+  EXPECT_THROW(run(ws.p + 4, wsf), ValueError);
+  EXPECT_NO_THROW(run(ws.p, wsf));
+}
+
 TEST(SearchCuda, Available) { EXPECT_TRUE(cuda_available()); }
 
 }  // namespace
