@@ -56,6 +56,7 @@ BandPlan band_plan(const detail::SearchArgs& a) {
   const SearchParams& p = a.p;
   const SearchShape& sh = a.sh;
   BandPlan plan;
+  if (sh.B * sh.HD * sh.T > 65535 || sh.H > 65535) return plan;  // the fill kernel's grid
   // Columns: a staged row starts at window column + o0 - off_W1 with o0 in [-(ps - 1), 0].
   plan.P = p.ps - 1 + std::abs(p.off_W1);
   plan.row_bytes = sh.B * sh.HD * sh.T * (sh.W + 2 * plan.P) * kBandCV * static_cast<int64_t>(sizeof(float));
