@@ -112,6 +112,11 @@ constexpr int kPixelCV = kBandCV, kPixelPS = 3;
 // Its floats per query: two slots of RW pixels, rounded to 4 mod 8 (16-byte aligned, and
 // the 8 queries' 16-byte loads of one place fall in distinct bank quads).
 constexpr int pixel_qs(int rw, int cv) { return (2 * rw * cv + 4 + 7) / 8 * 8 - 4; }
+// Lanes per query: the pixel-major variant always pairs its lanes (16-byte loads of 8
+// queries fill one wavefront), the other only with pixel pairs (lanes_per_query).
+__host__ __device__ constexpr int query_lanes(bool pm, int ps, int rw) { return pm ? ps + (ps & 1) : lanes_per_query(ps, rw); }
+// Shared memory of a block.
+constexpr size_t block_bytes(int qpw, int qs, int st) { return static_cast<size_t>(kRowWarps) * warp_floats(qpw, qs, st) * sizeof(float); }
 
 int max_optin_smem() {
   int optin = 0, dev = 0;
@@ -124,7 +129,7 @@ template <bool L2, int CV, int PS, int WW, int KM, bool PM>
 __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const ThrArgs a) {
   extern __shared__ __align__(16) float smem[];
   constexpr int RW = WW + PS - 1;    // pixels of a window row
-  constexpr int LQ = PM ? PS + (PS & 1) : lanes_per_query(PS, RW);
+  constexpr int LQ = query_lanes(PM, PS, RW);
   constexpr int QPW = 32 / LQ;       // queries per warp
   constexpr int RP = row_pitch(RW);  // floats between a staged row's channels
   constexpr int NP = RP > RW ? 2 : 1;  // pixels per shared load in the distance loop
@@ -421,14 +426,14 @@ bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
   auto go = [&](auto kernel) {
     ThrArgs g = f;
     // A query's floats: its two slots, rounded up to RP mod 32 (banks, see the top).
-    const int rw = ww + PS - 1, rp = row_pitch(rw), qpw = 32 / (PM ? PS + (PS & 1) : lanes_per_query(PS, rw));
+    const int rw = ww + PS - 1, rp = row_pitch(rw), qpw = 32 / query_lanes(PM, PS, rw);
     if (PM) {
       g.qs = pixel_qs(rw, CV);
     } else {
       const int two = 2 * CV * rp + slot1_shift(rw, qpw);
       g.qs = two + ((rp - two) % 32 + 32) % 32;
     }
-    const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(qpw, g.qs, g.st) * sizeof(float);
+    const size_t smem = block_bytes(qpw, g.qs, g.st);
     if (smem > static_cast<size_t>(max_optin_smem())) return false;  // very many frames: the warp kernels take it
     if (smem > 48 * 1024)
       STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
@@ -458,8 +463,8 @@ BandPlan pixel_plan(const SearchArgs& a) {
   const SearchShape& sh = a.sh;
   if (!enabled || !register_layouts_apply(a) || sh.wh < a.p.ps - 1) return BandPlan{};
   if (sh.C != kPixelCV || a.p.ps != kPixelPS || (sh.ww != 5 && sh.ww != 7 && sh.ww != 9)) return BandPlan{};
-  const int rw = static_cast<int>(sh.ww) + kPixelPS - 1, qpw = 32 / (kPixelPS + (kPixelPS & 1));
-  const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(qpw, pixel_qs(rw, kPixelCV), static_cast<int>(sh.st)) * sizeof(float);
+  const int rw = static_cast<int>(sh.ww) + kPixelPS - 1;
+  const size_t smem = block_bytes(32 / query_lanes(true, kPixelPS, rw), pixel_qs(rw, kPixelCV), static_cast<int>(sh.st));
   if (smem > static_cast<size_t>(max_optin_smem())) return BandPlan{};
   return band_plan(a);
 }
