@@ -25,6 +25,7 @@
 
 #include "cuda/search_backward_fixed.h"
 #include "cuda/search_backward_taps.h"
+#include "cuda/search_forward_groups.h"
 #include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_shared.h"
 #include "cuda/search_forward_thread.h"
@@ -242,10 +243,12 @@ int main(int argc, char** argv) {
     const double fwd_noshared = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div, wf, wsf); }, reps);
     stnls::cuda::set_forward_thread_enabled(false);
     stnls::cuda::set_forward_rows_enabled(false);
+    stnls::cuda::set_forward_groups_enabled(false);
     const double fwd_warp = median_ms([&] { search_forward(p, dv0, dv1, dff, dbf, ddv, div); }, reps);
     stnls::cuda::set_forward_shared_enabled(true);
     stnls::cuda::set_forward_thread_enabled(true);
     stnls::cuda::set_forward_rows_enabled(true);
+    stnls::cuda::set_forward_groups_enabled(true);
     float* gd = random_device(no, 5, 1.f);
     float *g0 = nullptr, *g1 = nullptr;
     CK(cudaMalloc(&g0, nv * sizeof(float)));

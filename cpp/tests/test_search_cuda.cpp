@@ -17,7 +17,7 @@
 
 #include "cuda/search_backward_fixed.h"
 #include "cuda/search_backward_taps.h"
-#include "cuda/search_forward_bands.h"
+#include "cuda/search_forward_groups.h"
 #include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_shared.h"
 #include "cuda/search_forward_thread.h"
@@ -615,10 +615,12 @@ void check_both_layouts(const Case& c, uint32_t seed) {
   check_case<T>(c, seed);
   cuda::set_forward_thread_enabled(false);
   cuda::set_forward_rows_enabled(false);
+  cuda::set_forward_groups_enabled(false);
   check_case<T>(c, seed);
   cuda::set_forward_shared_enabled(true);
   cuda::set_forward_thread_enabled(true);
   cuda::set_forward_rows_enabled(true);
+  cuda::set_forward_groups_enabled(true);
 }
 
 // A random call for one variant of a register-patch forward (cv channels per head, patch

@@ -79,6 +79,22 @@ def small_patch_case(seed, variants=((4, 3), (8, 3), (8, 1))):
 ROW_VARIANTS = ((32, 3), (16, 7))  # the row-split forward's (channels per head, ps)
 
 
+def channel_group_case(seed):
+    """A random case with 32 or more channels per head and ps <= 4: the channel-group
+    summation order (common/geometry.h), whole groups of 8 channels or a last smaller one,
+    on every layout that takes such calls (any dtype, dilation, stride1, pt, anchor_self;
+    the CUDA warp-per-query kernels unless it is the channel-group variant's shape)."""
+    c = random_case(seed)
+    r = np.random.default_rng(70_000 + seed)
+    ch = int(r.choice([32, 36, 40, 64]))
+    nheads = int(r.choice([1, 2]))
+    c.update(nheads=nheads, C=nheads * ch, ps=int(r.choice([1, 2, 3, 4])), H=int(r.integers(2, 9)),
+             W=int(r.integers(2, 9)), T=int(r.integers(1, 4)))
+    slots = ref.num_slots(ref.Params(c["ws"], c["wt"], c["ps"], 0, stride1=c["stride1"]), c["T"], c["H"], c["W"])
+    c["k"] = int(r.choice([-1, 1, int(r.integers(1, slots + 1))]))
+    return c
+
+
 def shared_sums_case(seed):
     """A configuration of the CUDA backend's shared-sums forward (float32, stride0 = 1,
     16 to 32 channels per head, ps 5, 7 or 9, ws 7 or 9, stride1 = dilation = pt = 1, no

@@ -172,12 +172,42 @@ STNLS_HD T dist_acc(T acc, T a, T b) {
 // for bit and ties (rule 6) resolve alike:
 // - fewer than kChannelSumMin channels per head: one chain over (pk, pi, pj, c), from 0;
 // - from kChannelSumMin on: each pixel's channel terms are first summed in a chain of their
-//   own (over c, from 0), and these pixel sums then form one chain over (pk, pi, pj), from 0.
+//   own (over c, from 0), and these pixel sums then form one chain over (pk, pi, pj), from 0;
+// - from kGroupMin channels per head with ps <= kGroupMaxPs (channel_groups): the channels
+//   form groups of kGroupC consecutive ones (the last may hold fewer); each group's terms
+//   form one chain over (pk, pi, pj, c in the group), from 0, and the groups' chains are
+//   added pairwise, adjacent ones first (GroupSum): (D0 + D1) + (D2 + D3) for four groups.
 // The second order lets queries whose patches and windows overlap share a pixel's channel
-// sum (search_forward_shared.cu computes each once per block); it costs one add per pixel
-// elsewhere, which is small next to 16 or more multiply-adds, but not next to 3 or 4.
+// sum (search_forward_shared.cu computes each once per block, for ps >= 5); it costs one add
+// per pixel elsewhere, which is small next to 16 or more multiply-adds, but not next to 3
+// or 4. The third lets a query's patch be split over lanes by channel groups, each lane
+// holding the whole patch for its group (search_forward_groups.cu, 32 channels with ps 3):
+// the lanes' chains are combined by two shuffles per candidate.
 constexpr int kChannelSumMin = 16;
 STNLS_HD constexpr bool channel_sums(int64_t C) { return C >= kChannelSumMin; }
+constexpr int kGroupMin = 32, kGroupC = 8, kGroupMaxPs = 4;
+STNLS_HD constexpr bool channel_groups(int64_t C, int64_t ps) { return C >= kGroupMin && ps <= kGroupMaxPs; }
+
+// The pairwise sum of the groups' chains, pushed in group order: a binary counter (a stack
+// of partial sums of 1, 2, 4, ... groups; pushing group n adds as many as n has trailing
+// one bits), folded from the top at the end. For any group count this is the adjacent
+// pairwise tree: level by level, g + (g + 2^l) for g a multiple of 2^(l+1).
+template <class T>
+struct GroupSum {
+  static constexpr int kDepth = 32;  // 2^31 groups at most
+  T v[kDepth];
+  int top = 0;
+  uint32_t n = 0;  // groups pushed
+  STNLS_HD void push(T d) {
+    for (uint32_t m = n++; m & 1u; m >>= 1) d = v[--top] + d;
+    v[top++] = d;
+  }
+  STNLS_HD T finish() {
+    T d = v[--top];
+    while (top > 0) d = v[--top] + d;
+    return d;
+  }
+};
 // One pixel's channel chain, in either order: it starts from pixel_start(cs, d) (d = the
 // distance so far), and the distance afterwards is pixel_end(cs, d, chain).
 template <class T>

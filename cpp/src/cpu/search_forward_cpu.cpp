@@ -2,6 +2,7 @@
 // it gathers the window's pixels (bounds applied) into a small dense tile, so the distance
 // loop runs over contiguous memory and vectorises across the candidates of a window row;
 // the top-k is kept on the fly (never the whole distance volume).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -56,6 +57,43 @@ __attribute__((always_inline)) inline void accumulate_impl(T* acc, T* sum, const
       }
 }
 
+// The same with geo::channel_groups: each group of kGroupC channels in a chain of its own
+// (grp[g], n floats each, over (pk, pi, pj, c in g)), then the groups added pairwise level
+// by level (the tree of geo::GroupSum), into acc.
+template <bool L2, class T>
+__attribute__((always_inline)) inline void accumulate_groups(T* acc, T* grp, const T* qpatch, const T* tile,
+                                                              const Dims& d) {
+  const int64_t n = d.wh * d.ww, ng = (d.C + geo::kGroupC - 1) / geo::kGroupC;
+  for (int64_t g = 0; g < ng; ++g) {
+    T* const chain = grp + g * n;
+    for (int64_t i = 0; i < n; ++i) chain[i] = T(0);
+    const int64_t c1 = std::min<int64_t>(d.C, (g + 1) * geo::kGroupC);
+    for (int64_t pk = 0; pk < d.pt; ++pk)
+      for (int64_t pi = 0; pi < d.ps; ++pi)
+        for (int64_t pj = 0; pj < d.ps; ++pj)
+          for (int64_t c = g * geo::kGroupC; c < c1; ++c) {
+            const T qv = qpatch[((pk * d.ps + pi) * d.ps + pj) * d.C + c];
+            const T* trow = &tile[((pk * d.C + c) * d.th + d.dil * pi) * d.tw + d.dil * pj];
+            for (int64_t i = 0; i < d.wh; ++i) {
+              T* arow = &chain[i * d.ww];
+              const T* src = trow + i * d.s1 * d.tw;
+              if (d.s1 == 1) {
+                for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j]);
+              } else {
+                for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j * d.s1]);
+              }
+            }
+          }
+  }
+  for (int64_t step = 1; step < ng; step *= 2)
+    for (int64_t g = 0; g + step < ng; g += 2 * step) {
+      T* const left = grp + g * n;
+      const T* const right = grp + (g + step) * n;
+      for (int64_t i = 0; i < n; ++i) left[i] = left[i] + right[i];
+    }
+  for (int64_t i = 0; i < n; ++i) acc[i] = grp[i];
+}
+
 // One copy per instruction set where the compiler can dispatch at load time: on x86-64-v3
 // machines (AVX2 + FMA) each term is one vector fused multiply-add; the baseline copy
 // calls fmaf / fma per term (slower, rounded the same), so every backend agrees.
@@ -65,26 +103,30 @@ __attribute__((always_inline)) inline void accumulate_impl(T* acc, T* sum, const
 #else
 #define STNLS_CPU_CLONES
 #endif
+// The summation order of a call (geo::channel_sums, geo::channel_groups).
+enum class Order { Chain, PixelSums, Groups };
+
 template <bool L2, class T>
-__attribute__((always_inline)) inline void accumulate_any(bool cs, T* acc, T* sum, const T* q, const T* tile,
+__attribute__((always_inline)) inline void accumulate_any(Order o, T* acc, T* sum, const T* q, const T* tile,
                                                            const Dims& d) {
-  cs ? accumulate_impl<L2, true>(acc, sum, q, tile, d) : accumulate_impl<L2, false>(acc, sum, q, tile, d);
+  if (o == Order::Groups) return accumulate_groups<L2>(acc, sum, q, tile, d);
+  o == Order::PixelSums ? accumulate_impl<L2, true>(acc, sum, q, tile, d) : accumulate_impl<L2, false>(acc, sum, q, tile, d);
 }
-STNLS_CPU_CLONES void accumulate_f32(bool l2, bool cs, float* acc, float* sum, const float* q, const float* tile,
+STNLS_CPU_CLONES void accumulate_f32(bool l2, Order o, float* acc, float* sum, const float* q, const float* tile,
                                      const Dims& d) {
-  l2 ? accumulate_any<true>(cs, acc, sum, q, tile, d) : accumulate_any<false>(cs, acc, sum, q, tile, d);
+  l2 ? accumulate_any<true>(o, acc, sum, q, tile, d) : accumulate_any<false>(o, acc, sum, q, tile, d);
 }
-STNLS_CPU_CLONES void accumulate_f64(bool l2, bool cs, double* acc, double* sum, const double* q,
+STNLS_CPU_CLONES void accumulate_f64(bool l2, Order o, double* acc, double* sum, const double* q,
                                      const double* tile, const Dims& d) {
-  l2 ? accumulate_any<true>(cs, acc, sum, q, tile, d) : accumulate_any<false>(cs, acc, sum, q, tile, d);
+  l2 ? accumulate_any<true>(o, acc, sum, q, tile, d) : accumulate_any<false>(o, acc, sum, q, tile, d);
 }
 template <bool L2>
-void accumulate(bool cs, float* acc, float* sum, const float* q, const float* tile, const Dims& d) {
-  accumulate_f32(L2, cs, acc, sum, q, tile, d);
+void accumulate(Order o, float* acc, float* sum, const float* q, const float* tile, const Dims& d) {
+  accumulate_f32(L2, o, acc, sum, q, tile, d);
 }
 template <bool L2>
-void accumulate(bool cs, double* acc, double* sum, const double* q, const double* tile, const Dims& d) {
-  accumulate_f64(L2, cs, acc, sum, q, tile, d);
+void accumulate(Order o, double* acc, double* sum, const double* q, const double* tile, const Dims& d) {
+  accumulate_f64(L2, o, acc, sum, q, tile, d);
 }
 
 template <class T, bool L2>
@@ -111,13 +153,15 @@ void forward_impl(const SearchArgs& a) {
   const int64_t nq = sh.B * sh.HD * sh.Q;
   const bool anchor = p.anchor_self;
   const int64_t nrest = anchor ? K - 1 : K;
-  const bool cs = geo::channel_sums(C);
+  const bool cs = geo::channel_sums(C), groups = geo::channel_groups(C, ps);
+  const Order order = groups ? Order::Groups : cs ? Order::PixelSums : Order::Chain;
+  const int64_t ng = (C + geo::kGroupC - 1) / geo::kGroupC;
 
 #pragma omp parallel if (nq * sh.slots() * C * pt * ps * ps > kParallelWork)
   {
     std::vector<T> qpatch(pt * ps * ps * C);  // [pt, ps, ps, C]
     std::vector<T> tile(pt * C * th * tw);     // [pt, C, th, tw]
-    std::vector<T> acc(wh * wwp), sum(wh * wwp);
+    std::vector<T> acc(wh * wwp), sum(wh * wwp * (groups ? ng : 1));  // groups: a chain per group
     std::vector<int64_t> base_y(sh.st), base_x(sh.st);  // window start of each searched frame
     std::vector<int64_t> row_off(th), col_off(tw);       // tile rows/columns in vid1, -1 = 0
     detail::TopK<L2, T> top;
@@ -189,7 +233,7 @@ void forward_impl(const SearchArgs& a) {
               for (int64_t s = 0; s < tw; ++s) dst[s] = col_off[s] < 0 ? T(0) : src[col_off[s]];
             }
         }
-        accumulate<L2>(cs, acc.data(), sum.data(), qpatch.data(), tile.data(), Dims{pt, ps, C, dil, s1, wh, wwp, th, tw});
+        accumulate<L2>(order, acc.data(), sum.data(), qpatch.data(), tile.data(), Dims{pt, ps, C, dil, s1, wh, wwp, th, tw});
         for (int64_t i = 0; i < wh; ++i) {
           const int64_t y = y0 + s1 * i;
           if (y < 0 || y >= H) continue;
@@ -215,18 +259,28 @@ void forward_impl(const SearchArgs& a) {
       };
       if (anchor) {
         // The query's own location first, with its distance (same summation order).
+        auto chain = [&](T d, int64_t c0, int64_t c1, bool sums) {  // over (pk, pi, pj, c in [c0, c1))
+          for (int64_t pk = 0; pk < pt; ++pk)
+            for (int64_t pi = 0; pi < ps; ++pi)
+              for (int64_t pj = 0; pj < ps; ++pj) {
+                int64_t off = geo::pixel_offset(t + pk, qh + o0 + dil * pi - p.off_H1,
+                                                qw + o0 + dil * pj - p.off_W1, T_, H, W,
+                                                p.reflect_bounds, a.s1.t, a.s1.y, a.s1.x);
+                const T* qv = &qpatch[((pk * ps + pi) * ps + pj) * C];
+                T s = geo::pixel_start(sums, d);
+                for (int64_t c = c0; c < c1; ++c) s = geo::dist_acc<L2>(s, qv[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+                d = geo::pixel_end(sums, d, s);
+              }
+          return d;
+        };
         T d = T(0);
-        for (int64_t pk = 0; pk < pt; ++pk)
-          for (int64_t pi = 0; pi < ps; ++pi)
-            for (int64_t pj = 0; pj < ps; ++pj) {
-              int64_t off = geo::pixel_offset(t + pk, qh + o0 + dil * pi - p.off_H1,
-                                              qw + o0 + dil * pj - p.off_W1, T_, H, W,
-                                              p.reflect_bounds, a.s1.t, a.s1.y, a.s1.x);
-              const T* qv = &qpatch[((pk * ps + pi) * ps + pj) * C];
-              T s = geo::pixel_start(cs, d);
-              for (int64_t c = 0; c < C; ++c) s = geo::dist_acc<L2>(s, qv[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
-              d = geo::pixel_end(cs, d, s);
-            }
+        if (groups) {
+          geo::GroupSum<T> sum_of;
+          for (int64_t c0 = 0; c0 < C; c0 += geo::kGroupC) sum_of.push(chain(T(0), c0, std::min<int64_t>(C, c0 + geo::kGroupC), false));
+          d = sum_of.finish();
+        } else {
+          d = chain(T(0), 0, C, cs);
+        }
         emit(d, t, qh, qw);
       }
       for (const auto& e : top.finish()) {

@@ -52,6 +52,7 @@
 #include "common/rank_key.h"
 #include "cuda/cuda_util.h"
 #include "cuda/search_forward_common.cuh"
+#include "cuda/search_forward_groups.h"
 #include "cuda/search_forward_rows.h"
 #include "cuda/search_forward_shared.h"
 #include "cuda/search_forward_thread.h"
@@ -244,6 +245,31 @@ struct WarpList {
   }
 };
 
+// The distance of the query patch qp ([pk][pi][pj][C]) to the patch at (u, y, x) of vid1's
+// slice v1, read from global memory with the bounds rule, in the call's summation order
+// (common/geometry.h): the anchor_self distance and the kernel's global path.
+template <bool L2, class T>
+__device__ T global_distance(const FwdArgs<T>& a, const T* qp, const T* v1, int u, int y, int x, int C) {
+  const int ps = a.ps;
+  auto chain = [&](T d, int c0, int c1, bool sums) {  // over (pk, pi, pj, c in [c0, c1))
+    for (int pk = 0; pk < a.pt; ++pk)
+      for (int pi = 0; pi < ps; ++pi)
+        for (int pj = 0; pj < ps; ++pj) {
+          const int64_t off = geo::pixel_offset(u + pk, y + a.o0 + a.dil * pi - a.offH1, x + a.o0 + a.dil * pj - a.offW1,
+                                                a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
+          const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
+          T s = geo::pixel_start(sums, d);
+          for (int c = c0; c < c1; ++c) s = geo::dist_acc<L2>(s, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
+          d = geo::pixel_end(sums, d, s);
+        }
+    return d;
+  };
+  if (!geo::channel_groups(C, ps)) return chain(T(0), 0, C, geo::channel_sums(C));
+  geo::GroupSum<T> sum_of;
+  for (int c0 = 0; c0 < C; c0 += geo::kGroupC) sum_of.push(chain(T(0), c0, min(C, c0 + geo::kGroupC), false));
+  return sum_of.finish();
+}
+
 // CV == 0: general path (any T, stride1, dilation, C), R candidates per lane anywhere in
 // the window. CV > 0: fast path (float, stride1 = dilation = 1, C == CV), R adjacent
 // candidates of a window row per lane. TILE = false: no tile, global reads (R == 1).
@@ -273,6 +299,7 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
   const T* v1 = a.vid1 + b * a.s1.b + hd * a.s1.h;
   const int C = CV > 0 ? CV : a.C;  // the fast path's C is a constant: unrolled channel loops
   const bool csum = geo::channel_sums(C);  // the summation order (common/geometry.h)
+  const bool groups = geo::channel_groups(C, a.ps);
   const int ps = a.ps, pt = a.pt, dil = a.dil, o0 = a.o0;
 
   // Query patch, layout [pk][pi][pj][c] (the summation order): one tap per lane, all its
@@ -336,20 +363,7 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
   int out = 0;  // next output slot (warp-uniform)
   if (a.anchor) {
     // The query's own location first, with its distance (same summation order as above).
-    if (lane == 0) {
-      T d = T(0);
-      for (int pk = 0; pk < pt; ++pk)
-        for (int pi = 0; pi < ps; ++pi)
-          for (int pj = 0; pj < ps; ++pj) {
-            const int64_t off = geo::pixel_offset(t + pk, qh + o0 + dil * pi - a.offH1, qw + o0 + dil * pj - a.offW1,
-                                                  a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
-            const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
-            T s = geo::pixel_start(csum, d);
-            for (int c = 0; c < C; ++c) s = geo::dist_acc<L2>(s, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
-            d = geo::pixel_end(csum, d, s);
-          }
-      emit(0, d, t, qh, qw);
-    }
+    if (lane == 0) emit(0, global_distance<L2>(a, qp, v1, t, qh, qw, C), t, qh, qw);
     out = 1;
   }
 
@@ -520,81 +534,88 @@ __global__ void __launch_bounds__(256, 1) search_forward_kernel(const FwdArgs<T>
             acc[r] = T(0);
           }
           if (TILE) {
-            for (int pk = 0; pk < pt; ++pk)
-              for (int pi = 0; pi < ps; ++pi)
-                for (int pj = 0; pj < ps; ++pj) {
-                  const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
-                  // Warp-uniform base + per-lane offset; two channels' loads are issued
-                  // before their arithmetic so the shared-memory latency overlaps.
-                  const T* trow = tile + pk * C * P + dil * pi * a.tw + dil * pj;
-                  T s[R];  // this pixel's channel chains (geo::channel_sums)
-#pragma unroll
-                  for (int r = 0; r < R; ++r) s[r] = geo::pixel_start(csum, acc[r]);
-                  int c = 0;
-                  if constexpr (sizeof(T) == 4) {
-                    // float, C % 4 == 0: the query's 4 channels in one broadcast 16-byte
-                    // load (qp is 16-byte aligned, a tap C floats) instead of 4 scalar
-                    // ones; the shared-memory pipe is what S4 (C = 32) waits on.
-                    if (C % 4 == 0) {
-                      for (; c < C; c += 4) {
-                        const float4 q4 = *reinterpret_cast<const float4*>(qrow + c);
-                        const float qc[4] = {q4.x, q4.y, q4.z, q4.w};
-                        const T* t0 = trow + c * P;
-                        T x[4][R];
-#pragma unroll
-                        for (int cc = 0; cc < 4; ++cc)
-#pragma unroll
-                          for (int r = 0; r < R; ++r) x[cc][r] = t0[cc * P + offr[r]];
-#pragma unroll
-                        for (int cc = 0; cc < 4; ++cc)
-#pragma unroll
-                          for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], qc[cc], x[cc][r]);
-                      }
-                    }
-                  }
-                  for (; c + 2 <= C; c += 2) {
-                    const T q0 = qrow[c], q1 = qrow[c + 1];
+            // Channels [c, c1) of tap (pk, pi, pj) into the chains s[r].
+            auto taps = [&](T (&s)[R], int pk, int pi, int pj, int c, const int c1) {
+              const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
+              // Warp-uniform base + per-lane offset; two channels' loads are issued
+              // before their arithmetic so the shared-memory latency overlaps.
+              const T* trow = tile + pk * C * P + dil * pi * a.tw + dil * pj;
+              if constexpr (sizeof(T) == 4) {
+                // float, C % 4 == 0: the query's 4 channels in one broadcast 16-byte
+                // load (qp is 16-byte aligned, a tap C floats) instead of 4 scalar
+                // ones; the shared-memory pipe is what S4 (C = 32) waits on.
+                if (C % 4 == 0) {
+                  for (; c < c1; c += 4) {
+                    const float4 q4 = *reinterpret_cast<const float4*>(qrow + c);
+                    const float qc[4] = {q4.x, q4.y, q4.z, q4.w};
                     const T* t0 = trow + c * P;
-                    const T* t1 = t0 + P;
-                    T x0[R], x1[R];
+                    T x[4][R];
 #pragma unroll
-                    for (int r = 0; r < R; ++r) x0[r] = t0[offr[r]];
+                    for (int cc = 0; cc < 4; ++cc)
 #pragma unroll
-                    for (int r = 0; r < R; ++r) x1[r] = t1[offr[r]];
+                      for (int r = 0; r < R; ++r) x[cc][r] = t0[cc * P + offr[r]];
 #pragma unroll
-                    for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], q0, x0[r]);
+                    for (int cc = 0; cc < 4; ++cc)
 #pragma unroll
-                    for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], q1, x1[r]);
+                      for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], qc[cc], x[cc][r]);
                   }
-                  if (c < C) {
-                    const T q0 = qrow[c];
-                    const T* t0 = trow + c * P;
-#pragma unroll
-                    for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], q0, t0[offr[r]]);
-                  }
-#pragma unroll
-                  for (int r = 0; r < R; ++r) acc[r] = geo::pixel_end(csum, acc[r], s[r]);
                 }
+              }
+              for (; c + 2 <= c1; c += 2) {
+                const T q0 = qrow[c], q1 = qrow[c + 1];
+                const T* t0 = trow + c * P;
+                const T* t1 = t0 + P;
+                T x0[R], x1[R];
+#pragma unroll
+                for (int r = 0; r < R; ++r) x0[r] = t0[offr[r]];
+#pragma unroll
+                for (int r = 0; r < R; ++r) x1[r] = t1[offr[r]];
+#pragma unroll
+                for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], q0, x0[r]);
+#pragma unroll
+                for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], q1, x1[r]);
+              }
+              if (c < c1) {
+                const T q0 = qrow[c];
+                const T* t0 = trow + c * P;
+#pragma unroll
+                for (int r = 0; r < R; ++r) s[r] = geo::dist_acc<L2>(s[r], q0, t0[offr[r]]);
+              }
+            };
+            if (groups) {
+              // A chain per group of channels over all taps, the groups summed pairwise.
+              geo::GroupSum<T> sum_of[R];
+              for (int c0 = 0; c0 < C; c0 += geo::kGroupC) {
+                const int c1 = min(C, c0 + geo::kGroupC);
+                T s[R];
+#pragma unroll
+                for (int r = 0; r < R; ++r) s[r] = T(0);
+                for (int pk = 0; pk < pt; ++pk)
+                  for (int pi = 0; pi < ps; ++pi)
+                    for (int pj = 0; pj < ps; ++pj) taps(s, pk, pi, pj, c0, c1);
+#pragma unroll
+                for (int r = 0; r < R; ++r) sum_of[r].push(s[r]);
+              }
+#pragma unroll
+              for (int r = 0; r < R; ++r) acc[r] = sum_of[r].finish();
+            } else {
+              for (int pk = 0; pk < pt; ++pk)
+                for (int pi = 0; pi < ps; ++pi)
+                  for (int pj = 0; pj < ps; ++pj) {
+                    T s[R];  // this pixel's channel chains (geo::channel_sums)
+#pragma unroll
+                    for (int r = 0; r < R; ++r) s[r] = geo::pixel_start(csum, acc[r]);
+                    taps(s, pk, pi, pj, 0, C);
+#pragma unroll
+                    for (int r = 0; r < R; ++r) acc[r] = geo::pixel_end(csum, acc[r], s[r]);
+                  }
+            }
           } else if (fi[0] >= 0) {
             // Global reads (R == 1): only in-frame candidates need a distance.
             const int n = f0 + fi[0];
             const int u = static_cast<int>(geo::frame_at(n, t, fr));
             const int y = base_y[n] + a.str1 * ii[0], x = base_x[n] + a.str1 * ji[0];
-            if (y >= 0 && y < a.H && x >= 0 && x < a.W) {
-              T d = T(0);
-              for (int pk = 0; pk < pt; ++pk)
-                for (int pi = 0; pi < ps; ++pi)
-                  for (int pj = 0; pj < ps; ++pj) {
-                    const int64_t off = geo::pixel_offset(u + pk, y + o0 + dil * pi - a.offH1, x + o0 + dil * pj - a.offW1,
-                                                          a.nT, a.H, a.W, a.reflect, a.s1.t, a.s1.y, a.s1.x);
-                    const T* qrow = qp + ((pk * ps + pi) * ps + pj) * C;
-                    T s = geo::pixel_start(csum, d);
-                    for (int c = 0; c < C; ++c)
-                      s = geo::dist_acc<L2>(s, qrow[c], off < 0 ? T(0) : v1[off + c * a.s1.c]);
-                    d = geo::pixel_end(csum, d, s);
-                  }
-              acc[0] = d;
-            }
+            if (y >= 0 && y < a.H && x >= 0 && x < a.W) acc[0] = global_distance<L2>(a, qp, v1, u, y, x, C);
           }
 #pragma unroll
           for (int r = 0; r < R; ++r) offer(fi[r] >= 0, f0 + fi[r], ii[r], ji[r], acc[r]);
@@ -877,16 +898,17 @@ void forward_impl(const SearchArgs& a, cudaStream_t stream) {
 
 size_t search_forward_workspace_size(const SearchArgs& a) {
   DeviceGuard guard(a.device.index);
-  // Only the row-split layout takes one; neither layout tried before it takes those calls
-  // (shared-sums: ps >= 5; thread-per-query: 4 or 8 channels).
-  return search_forward_rows_workspace_size(a);
+  // Only the channel-group layout takes one; neither layout tried before it takes those
+  // calls (shared-sums: ps >= 5; thread-per-query: 4 or 8 channels).
+  return search_forward_groups_workspace_size(a);
 }
 
 void search_forward(const SearchArgs& a, void* workspace, size_t workspace_bytes, void* stream) {
   DeviceGuard guard(a.device.index);
   if (search_forward_shared(a, as_stream(stream))) return;
   if (search_forward_thread(a, as_stream(stream))) return;
-  if (search_forward_rows(a, workspace, workspace_bytes, as_stream(stream))) return;
+  if (search_forward_groups(a, workspace, workspace_bytes, as_stream(stream))) return;
+  if (search_forward_rows(a, as_stream(stream))) return;
   STNLS_FLOAT_SWITCH(a.dtype, [&] {
     STNLS_DIST_SWITCH(a.p.dist_type, [&] { forward_impl<scalar_t, kL2>(a, as_stream(stream)); });
   });

@@ -1,6 +1,7 @@
 // Pixel-major rows of vid1 for the row-split forward: the ring plan and the kernel that
 // fills it (see search_forward_bands.h).
 #include "cuda/search_forward_bands.h"
+#include "cuda/search_forward_groups.h"
 
 #include <algorithm>
 #include <atomic>

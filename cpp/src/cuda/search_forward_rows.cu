@@ -30,15 +30,6 @@
 // loads (distinct queries, same place) and the groups' copies (neighbouring queries, all
 // of a segment) hit distinct banks.
 //
-// The pixel-major variant (PM; 32 channels per head, ps = 3, with a workspace): the rows
-// come from a ring of pixel-major copies of vid1's rows (search_forward_bands.h), a query's
-// own LQ = 4 lanes copy its row in 16-byte pieces, and the distance loop reads a pixel's
-// channels 4 at a time ([col][c] rows, no pad column; the extra lane repeats lane PS - 1 so
-// that a warp's 16-byte load asks for 8 distinct places, 128 bytes). S4: 5638 -> 3996
-// warp instructions and 1564 -> 742 shared-memory wavefronts per query (ncu), 4.53 -> 3.77
-// ms with the band copies. 3 lanes per query (10 queries per warp) measured slower: more
-// shared memory per warp, 8 warps per SM instead of 12.
-//
 // Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
 // wide (a compiled width: 5, 7, 9) and at least PS - 1 rows high, k in [1, 16], no
 // anchor_self, the channels per head and ps of a compiled variant (launch_variant), and the
@@ -54,9 +45,7 @@
 
 #include "common/geometry.h"
 #include "cuda/cuda_util.h"
-#include "cuda/search_forward_bands.h"
 #include "cuda/search_forward_common.cuh"
-#include "cuda/side_stream.h"
 
 namespace stnls {
 namespace cuda {
@@ -107,39 +96,20 @@ __host__ __device__ constexpr int wins_offset(int qpw, int qs) { return (qpw * q
 __host__ __device__ constexpr int frames_offset(int qpw, int qs, int st) { return wins_offset(qpw, qs) + 2 * qpw * st; }
 __host__ __device__ constexpr int warp_floats(int qpw, int qs, int st) { return (frames_offset(qpw, qs, st) + 2 * qpw * st + 3) / 4 * 4; }
 
-// The pixel-major variant (rows from search_forward_bands.h's ring): 32 channels, ps 3.
-constexpr int kPixelCV = kBandCV, kPixelPS = 3;
-// Its floats per query: two slots of RW pixels, rounded to 4 mod 8 (16-byte aligned, and
-// the 8 queries' 16-byte loads of one place fall in distinct bank quads).
-constexpr int pixel_qs(int rw, int cv) { return (2 * rw * cv + 4 + 7) / 8 * 8 - 4; }
-// Lanes per query: the pixel-major variant always pairs its lanes (16-byte loads of 8
-// queries fill one wavefront), the other only with pixel pairs (lanes_per_query).
-__host__ __device__ constexpr int query_lanes(bool pm, int ps, int rw) { return pm ? ps + (ps & 1) : lanes_per_query(ps, rw); }
-// Shared memory of a block.
-constexpr size_t block_bytes(int qpw, int qs, int st) { return static_cast<size_t>(kRowWarps) * warp_floats(qpw, qs, st) * sizeof(float); }
-
-int max_optin_smem() {
-  int optin = 0, dev = 0;
-  STNLS_CUDA_CHECK(cudaGetDevice(&dev));
-  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  return optin;
-}
-
-template <bool L2, int CV, int PS, int WW, int KM, bool PM>
+template <bool L2, int CV, int PS, int WW, int KM>
 __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const ThrArgs a) {
   extern __shared__ __align__(16) float smem[];
   constexpr int RW = WW + PS - 1;    // pixels of a window row
-  constexpr int LQ = query_lanes(PM, PS, RW);
+  constexpr int LQ = lanes_per_query(PS, RW);
   constexpr int QPW = 32 / LQ;       // queries per warp
   constexpr int RP = row_pitch(RW);  // floats between a staged row's channels
   constexpr int NP = RP > RW ? 2 : 1;  // pixels per shared load in the distance loop
-  constexpr int SS = PM ? RW * CV : CV * RP;  // floats of one staged row
-  constexpr int S1 = PM ? SS : SS + slot1_shift(RW, QPW);  // slot 1's offset in a query's rows
+  constexpr int SS = CV * RP;        // floats of one staged row
+  constexpr int S1 = SS + slot1_shift(RW, QPW);  // slot 1's offset in a query's rows
   constexpr int G = 32 / RW;         // staging: groups of RW lanes, one row segment each
   constexpr bool kCS = geo::channel_sums(CV);
   // Two pixels' chains run side by side; each starts from 0 only with channel sums.
   static_assert(NP == 1 || kCS, "pixel pairs need the channel-sum order");
-  static_assert(!PM || CV % 4 == 0, "pixel-major rows: 16-byte chunks");
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
   const bool live = lane < QPW * LQ;  // lanes past the warp's last query own none (they still stage)
   const int qi = live ? lane / LQ : 0, li = lane - (lane / LQ) * LQ;
@@ -148,12 +118,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   const int64_t g0 = (static_cast<int64_t>(blockIdx.x) * kRowWarps + wib) * QPW;
   if (g0 >= a.nq) return;  // whole warps only; no block-wide barrier below
   const bool mine = live && g0 + qi < a.nq;               // a query of the call (the others never emit)
-  int64_t g = mine ? g0 + qi : a.nq - 1;                  // lanes without one repeat the last query
-  if (a.band_nr) {  // the launch's queries: query rows [band_q0, band_q0 + band_nr) of every frame
-    const int64_t per = static_cast<int64_t>(a.band_nr) * a.nW, bt = g / per;
-    const int rem = static_cast<int>(g - bt * per);
-    g = bt * a.nH * a.nW + static_cast<int64_t>(a.band_q0 + rem / a.nW) * a.nW + rem % a.nW;
-  }
+  const int64_t g = mine ? g0 + qi : a.nq - 1;            // lanes without one repeat the last query
   float* rows = smem + static_cast<int64_t>(wib) * warp_floats(QPW, a.qs, a.st);
   int2* const all_wins = reinterpret_cast<int2*>(rows + wins_offset(QPW, a.qs));  // [query][frame]
   const float** const all_frames = reinterpret_cast<const float**>(rows + frames_offset(QPW, a.qs, a.st));
@@ -198,7 +163,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
       all_frames[qi * st + n] = v1 + frame_at(n) * a.s1.t;
     }
   }
-  if (!PM && NP == 2) {  // the pad columns, never copied nor used, read as zeros
+  if (NP == 2) {  // the pad columns, never copied nor used, read as zeros
     for (int i = lane; i < QPW * 2 * CV; i += 32) rows[(i / (2 * CV)) * a.qs + (i / CV) % 2 * (S1 - SS) + (i % (2 * CV)) * RP + RW] = 0.f;
   }
   __syncwarp();
@@ -218,46 +183,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
     // own PS lanes copying its row made every instruction gather from all QPW queries'
     // rows and read each segment in PS instructions: 448 of S4's 707 shared wavefronts per
     // query were that excess.)
-    if constexpr (PM) {
-      // Pixel-major rows: the query's own LQ = 4 lanes copy its row, lane li taking the
-      // 16-byte chunks li, li + 4, ... (RW * CV / 4 of them, a pixel's CV floats apart in
-      // the source and in shared memory).
-#pragma unroll
-      for (int slot = 0; slot < 2; ++slot) {
-        const int f = F - slot;
-        if (slot == 0 ? F >= st : (F < 1 || r >= PS - 1)) continue;
-        if (!live) continue;
-        const int2 w0 = wins[f];
-        const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + r + slot * wh, H, a.reflect);
-        const int xs = w0.y + a.o0 - a.offW1;
-        float* d = myrows + slot * S1 + li * 4;
-        constexpr int NCH = RW * CV / 4;  // chunks of a row
-        constexpr int NM = (NCH + LQ - 1) / LQ;  // chunks per lane
-        const int pw = a.W + 2 * a.pm_P;
-        if (yy >= a.pm_lo && yy < a.pm_hi && xs >= -a.pm_P && xs + RW <= W + a.pm_P) {
-          const float* src = a.pm + (((static_cast<int64_t>(b) * a.HD + hd) * a.nT + frame_at(f)) * a.pm_ring + yy % a.pm_ring) * pw * CV +
-                             (xs + a.pm_P) * CV + li * 4;
-#pragma unroll
-          for (int m = 0; m < NM; ++m)
-            if (m * LQ + li < NCH) __pipeline_memcpy_async(d + m * LQ * 4, src + m * LQ * 4, 16);
-        } else {
-#pragma unroll 1
-          for (int m = 0; m < NM; ++m) {
-            const int k = LQ * m + li, px = k / (CV / 4), c0 = (k - px * (CV / 4)) * 4;
-            if (k >= NCH) break;
-            const int xx = geo::bound32(xs + px, W, a.reflect);
-            float* dk = d + m * LQ * 4;
-            if (yy < 0 || xx < 0) {
-              dk[0] = dk[1] = dk[2] = dk[3] = 0.f;
-            } else {
-              const float* src = all_frames[qi * st + f] + yy * a.s1.y + xx * a.s1.x + c0 * a.s1.c;
-#pragma unroll
-              for (int e = 0; e < 4; ++e) __pipeline_memcpy_async(dk + e, src + e * a.s1.c, sizeof(float));
-            }
-          }
-        }
-      }
-    } else if (lane < G * RW) {
+    if (lane < G * RW) {
 #pragma unroll
       for (int slot = 0; slot < 2; ++slot) {
         const int f = F - slot;
@@ -304,37 +230,6 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
     // s[u][pj] (u = px - p0; geo::channel_sums; a compile-time choice here). With pixel
     // pairs the two pixels' chains interleave over c, and each candidate still adds its
     // pixel sums in pj order.
-    if constexpr (PM) {
-      // Pixel-major: pixel px's CV floats in CV / 4 16-byte loads; its channel chain for
-      // candidate px - pj is s[pj].
-#pragma unroll
-      for (int px = 0; px < RW; ++px) {
-        float s[PS];
-#pragma unroll
-        for (int pj = 0; pj < PS; ++pj) {
-          const int j = px - pj;
-          s[pj] = j >= 0 && j < WW ? geo::pixel_start(kCS, acc[j]) : 0.f;
-        }
-#pragma unroll
-        for (int c0 = 0; c0 < CV; c0 += 4) {
-          const float4 v = *reinterpret_cast<const float4*>(base + px * CV + c0);
-          const float x[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-          for (int cc = 0; cc < 4; ++cc) {
-#pragma unroll
-            for (int pj = 0; pj < PS; ++pj) {
-              const int j = px - pj;
-              if (j >= 0 && j < WW) s[pj] = geo::dist_acc<L2>(s[pj], qv[pj * CV + c0 + cc], x[cc]);
-            }
-          }
-        }
-#pragma unroll
-        for (int pj = 0; pj < PS; ++pj) {
-          const int j = px - pj;
-          if (j >= 0 && j < WW) acc[j] = geo::pixel_end(kCS, acc[j], s[pj]);
-        }
-      }
-    } else {
 #pragma unroll
     for (int p0 = 0; p0 < RW; p0 += NP) {
       float s[NP][PS];
@@ -372,7 +267,6 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
           if (j >= 0 && j < WW) acc[j] = geo::pixel_end(kCS, acc[j], s[u][pj]);
         }
       }
-    }
     }
     __syncwarp();  // the slots' reads are done before the next step stages over them
 
@@ -421,20 +315,19 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
 
 // Compiled variants: channels per head and patch side (a patch row, PS * CV floats, stays
 // in registers), each for window widths 5, 7 and 9.
-template <bool L2, int CV, int PS, int KM, bool PM = false>
+template <bool L2, int CV, int PS, int KM>
 bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
   auto go = [&](auto kernel) {
     ThrArgs g = f;
     // A query's floats: its two slots, rounded up to RP mod 32 (banks, see the top).
-    const int rw = ww + PS - 1, rp = row_pitch(rw), qpw = 32 / query_lanes(PM, PS, rw);
-    if (PM) {
-      g.qs = pixel_qs(rw, CV);
-    } else {
-      const int two = 2 * CV * rp + slot1_shift(rw, qpw);
-      g.qs = two + ((rp - two) % 32 + 32) % 32;
-    }
-    const size_t smem = block_bytes(qpw, g.qs, g.st);
-    if (smem > static_cast<size_t>(max_optin_smem())) return false;  // very many frames: the warp kernels take it
+    const int rw = ww + PS - 1, rp = row_pitch(rw), qpw = 32 / lanes_per_query(PS, rw);
+    const int two = 2 * CV * rp + slot1_shift(rw, qpw);
+    g.qs = two + ((rp - two) % 32 + 32) % 32;
+    const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(qpw, g.qs, g.st) * sizeof(float);
+    int optin = 0, dev = 0;
+    STNLS_CUDA_CHECK(cudaGetDevice(&dev));
+    STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    if (smem > static_cast<size_t>(optin)) return false;  // very many frames: the warp kernels take it
     if (smem > 48 * 1024)
       STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     const int64_t blocks = ceil_div(g.nq, static_cast<int64_t>(kRowWarps) * qpw);
@@ -443,39 +336,24 @@ bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
     check_launch("search_forward_rows_kernel");
     return true;
   };
-  return by_width(ww, [&](auto w) { return go(search_forward_rows_kernel<L2, CV, PS, decltype(w)::value, KM, PM>); });
+  return by_width(ww, [&](auto w) { return go(search_forward_rows_kernel<L2, CV, PS, decltype(w)::value, KM>); });
 }
 
-// Channels per head and ps; false (nothing launched) for any other.
+// Channels per head and ps; false (nothing launched) for any other. (32 channels with
+// ps 3, where this layout began, sum in channel groups now: search_forward_groups.cu.)
 template <bool L2, int KM>
 bool launch_variant(const ThrArgs& f, int C, int ps, int ww, cudaStream_t stream) {
-  if (ps == 3 && C == 32)
-    return f.pm ? launch_ww<L2, kPixelCV, kPixelPS, KM, true>(f, ww, stream) : launch_ww<L2, 32, 3, KM>(f, ww, stream);
   if (ps == 7 && C == 16) return launch_ww<L2, 16, 7, KM>(f, ww, stream);
   return false;
 }
 
 std::atomic<bool> enabled{true};  // set_forward_rows_enabled
 
-// The ring plan of a call the pixel-major variant takes (ring 0 otherwise), and the
-// shared memory the variant's launch will ask for.
-BandPlan pixel_plan(const SearchArgs& a) {
-  const SearchShape& sh = a.sh;
-  if (!enabled || !register_layouts_apply(a) || sh.wh < a.p.ps - 1) return BandPlan{};
-  if (sh.C != kPixelCV || a.p.ps != kPixelPS || (sh.ww != 5 && sh.ww != 7 && sh.ww != 9)) return BandPlan{};
-  const int rw = static_cast<int>(sh.ww) + kPixelPS - 1;
-  const size_t smem = block_bytes(32 / query_lanes(true, kPixelPS, rw), pixel_qs(rw, kPixelCV), static_cast<int>(sh.st));
-  if (smem > static_cast<size_t>(max_optin_smem())) return BandPlan{};
-  return band_plan(a);
-}
-
 }  // namespace
 
 void set_forward_rows_enabled(bool on) { enabled = on; }
 
-size_t search_forward_rows_workspace_size(const SearchArgs& a) { return pixel_plan(a).bytes(); }
-
-bool search_forward_rows(const SearchArgs& a, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+bool search_forward_rows(const SearchArgs& a, cudaStream_t stream) {
   const SearchShape& sh = a.sh;
   if (!enabled || !register_layouts_apply(a)) return false;
   if (sh.wh < a.p.ps - 1) return false;  // a step would need rows of three frames
@@ -483,50 +361,9 @@ bool search_forward_rows(const SearchArgs& a, void* workspace, size_t workspace_
   f.nq = sh.B * sh.HD * sh.Q;
   f.Q = static_cast<int>(sh.Q);
   const int C = static_cast<int>(sh.C), ps = a.p.ps, ww = static_cast<int>(sh.ww);
-  auto launch = [&](cudaStream_t s) {
-    return by_dist(a.p.dist_type, [&](auto l2) {
-      return by_list(sh.K, [&](auto km) { return launch_variant<decltype(l2)::value, decltype(km)::value>(f, C, ps, ww, s); });
-    });
-  };
-  const BandPlan plan = workspace != nullptr ? pixel_plan(a) : BandPlan{};
-  if (plan.ring == 0) return launch(stream);
-  check_workspace(plan, workspace, workspace_bytes);
-  float* const ring = static_cast<float*>(workspace);
-  f.pm = ring;
-  f.pm_ring = plan.ring, f.pm_P = plan.P;
-  // Bands of plan.nr query rows. Each band's new rows are copied into the ring, then its
-  // queries run. Two bands' rows fit in the ring together, so consecutive bands go to two
-  // streams: a band's copies and first blocks overlap the previous band's last blocks
-  // (S4: 4.27 ms on one stream, where each band's launch ends in a tail; 3.77 on two). A
-  // band waits for the previous band's copies (some of its rows came with them, and the
-  // copies before them waited alike); its own copies overwrite only rows below the
-  // previous band's, which the bands before that, done on its stream or before the
-  // previous band's copies on the other, have finished with.
-  const int nbands = static_cast<int>(ceil_div(sh.nH, static_cast<int64_t>(plan.nr)));
-  if (nbands == 1) {
-    fill_band_rows(a, plan, 0, f.H, stream, ring);
-    f.pm_lo = 0, f.pm_hi = f.H;
-    return launch(stream);
-  }
-  Fork fork(stream);
-  Event copied;
-  int prev_hi = 0;
-  for (int band = 0; band < nbands; ++band) {
-    const cudaStream_t s = band % 2 ? fork.side() : stream;
-    const int hq0 = band * plan.nr, hq1 = std::min(f.nH, hq0 + plan.nr);
-    const int lo = std::max(0, hq0 * f.str0 - plan.margin);
-    const int hi = std::min(f.H, (hq1 - 1) * f.str0 + plan.margin + 1);
-    if (band > 0) copied.wait(s);
-    fill_band_rows(a, plan, std::max(prev_hi, lo), hi, s, ring);
-    copied.record(s);
-    prev_hi = hi;
-    f.pm_lo = lo, f.pm_hi = hi;
-    f.band_q0 = hq0, f.band_nr = hq1 - hq0;
-    f.nq = sh.B * sh.HD * sh.T * (hq1 - hq0) * f.nW;
-    if (!launch(s)) throw BackendError("search_forward: the pixel-major row-split variant declined a band");
-  }
-  fork.join();
-  return true;
+  return by_dist(a.p.dist_type, [&](auto l2) {
+    return by_list(sh.K, [&](auto km) { return launch_variant<decltype(l2)::value, decltype(km)::value>(f, C, ps, ww, stream); });
+  });
 }
 
 }  // namespace cuda
