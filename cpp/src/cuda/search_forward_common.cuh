@@ -129,7 +129,8 @@ bool by_width(int64_t ww, Go&& go) {
 // offer_any() takes candidates in any order and breaks ties in the key by the ordinal: the
 // same list, one compare more per entry. A NaN distance is listed with key kNaN, after
 // every number and before the empty entries (kNone). Both take `ok`: false offers nothing
-// (the callers' rule-4 checks join the list's own test: one branch per offer).
+// (the callers' rule-4 checks join the list's own test: one branch per offer). take()
+// merges another list's entry.
 constexpr uint32_t kNaN = 0xfffffffeu, kNone = 0xffffffffu;
 
 template <bool L2, int KM>
@@ -140,16 +141,21 @@ struct ThreadList {
 #pragma unroll
     for (int m = 0; m < KM; ++m) key[m] = kNone, ord[m] = kEmpty;
   }
-  __device__ __forceinline__ void offer(float d, int32_t o, bool ok = true) { insert<false>(d, o, ok); }
-  __device__ __forceinline__ void offer_any(float d, int32_t o, bool ok = true) { insert<true>(d, o, ok); }
+  __device__ __forceinline__ void offer(float d, int32_t o, bool ok = true) { insert<false>(key_of(d), o, ok); }
+  __device__ __forceinline__ void offer_any(float d, int32_t o, bool ok = true) { insert<true>(key_of(d), o, ok); }
+  // An entry of another list (key and ordinal as listed there; an empty one is skipped),
+  // in any order: merging lists of disjoint candidates.
+  __device__ __forceinline__ void take(uint32_t k, int32_t o) { insert<true>(k, o, k != kNone); }
   // The distance of a listed key.
   __device__ __forceinline__ static float dist(uint32_t k) { return rank::key_dist<L2, float, uint32_t>(k == kNaN ? kNone : k); }
 
  private:
+  __device__ __forceinline__ static uint32_t key_of(float d) {
+    const uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
+    return k == kNone ? kNaN : k;
+  }
   template <bool BY_ORD>
-  __device__ __forceinline__ void insert(float d, int32_t o, bool ok) {
-    uint32_t k = rank::dist_key<L2, float, uint32_t>(d);
-    k = k == kNone ? kNaN : k;
+  __device__ __forceinline__ void insert(uint32_t k, int32_t o, bool ok) {
     // Most offers rank after the last entry once the list has filled: they branch out
     // here (with the row-split and shared-sums layouts, whole warps often do).
     if (!(ok && (k < key[KM - 1] || (BY_ORD && k == key[KM - 1] && o < ord[KM - 1])))) return;

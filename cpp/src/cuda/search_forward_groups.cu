@@ -15,7 +15,11 @@
 //   channels of its group in two 16-byte loads;
 // - the accumulators of the PS open candidate rows rotate after each step; the row that
 //   completes (w - PS + 1) is combined over the 4 lanes by two xor shuffles, (D0 + D1) +
-//   (D2 + D3) on every lane, and lane 0 offers it to its sorted register list (rule 6);
+//   (D2 + D3) on every lane, and each lane offers every fourth column of it to a sorted
+//   register list of its own, so that the inserts of all 4 lanes run at once (with lane 0
+//   offering them all, the inserts were a quarter of S4's instructions, run by 8 of 32
+//   lanes); at the end lane 0 merges the other three lists into its own by shuffles (ties
+//   by the ordinal, rule 6);
 // - one staged row per query (no second slot across frames: a frame's last rows are done
 //   before the next frame starts).
 // The rows come from the forward's workspace ring where it holds them (pixel-major,
@@ -70,7 +74,7 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) search_forward_groups
   constexpr int NCH = RW * kCV / 4;  // 16-byte pieces of a staged row
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
   const int qi = lane / kLanes, grp = lane - qi * kLanes;
-  const bool lead = grp == 0;  // offers and writes the query's row
+  const bool lead = grp == 0;  // merges the lanes' lists and writes the query's row
   const int64_t g0 = (static_cast<int64_t>(blockIdx.x) * kWarps + wib) * kQPW;
   if (g0 >= a.nq) return;  // whole warps only; no block-wide barrier below
   const bool mine = g0 + qi < a.nq;  // a query of the call (the others never emit)
@@ -187,7 +191,9 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) search_forward_groups
       __syncwarp();  // the row's reads are done before the next step stages over it
 
       // Candidate row i = w - (PS - 1) is complete: its groups summed pairwise, (D0 + D1) +
-      // (D2 + D3) on every lane (an add is commutative bit for bit), offered by the lead.
+      // (D2 + D3) on every lane (an add is commutative bit for bit). Each of the query's
+      // lanes offers the columns j = grp, grp + 4, ... to a list of its own (in increasing
+      // ordinal order), so that all lanes insert at once; the lists merge at the end.
       const int i = w - (kPS - 1);
       if (i >= 0) {
         float dist[WW];
@@ -198,12 +204,16 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) search_forward_groups
           dist[j] = v + __shfl_xor_sync(0xffffffffu, v, 2);
         }
         const int y = w0.x + i;
-        if (mine && lead && y >= 0 && y < H) {
+        if (mine && y >= 0 && y < H) {
 #pragma unroll
-          for (int j = 0; j < WW; ++j) {
-            const int x = w0.y + j;
-            const bool ok = x >= 0 && x < W && !(a.remove_self && n == 0 && y == qh && x == qw);
-            list.offer(dist[j], (n * wh + i) * WW + j, ok);
+          for (int jj = 0; jj < (WW + kLanes - 1) / kLanes; ++jj) {
+            const int j = grp + kLanes * jj, x = w0.y + j;
+            float v = dist[kLanes * jj];  // dist[j], selected without indexing by a runtime j
+#pragma unroll
+            for (int e = 1; e < kLanes; ++e)
+              if (kLanes * jj + e < WW && grp == e) v = dist[kLanes * jj + e];
+            const bool ok = j < WW && x >= 0 && x < W && !(a.remove_self && n == 0 && y == qh && x == qw);
+            list.offer(v, (n * wh + i) * WW + j, ok);
           }
         }
       }
@@ -216,6 +226,15 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) search_forward_groups
     }
   }
 
+  // The lead merges the other lanes' lists into its own (ties by the ordinal, rule 6).
+#pragma unroll
+  for (int m = 0; m < KM; ++m)
+#pragma unroll
+    for (int e = 1; e < kLanes; ++e) {
+      const uint32_t k = __shfl_down_sync(0xffffffffu, list.key[m], e);
+      const int32_t o = __shfl_down_sync(0xffffffffu, list.ord[m], e);
+      if (lead) list.take(k, o);
+    }
   if (!mine || !lead) return;
   float* dq = a.dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
   int32_t* iq = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
