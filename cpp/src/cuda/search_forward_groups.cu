@@ -23,7 +23,8 @@
 // - one staged row per query (no second slot across frames: a frame's last rows are done
 //   before the next frame starts).
 // The rows come from the forward's workspace ring where it holds them (pixel-major,
-// search_forward_bands.h), else from vid1 (4-byte copies, the bounds rule per pixel).
+// search_forward_bands.h; copied by the whole warp, 8 lanes per 128-byte pixel), else from
+// vid1 (by the query's own lanes: 4-byte copies, the bounds rule per pixel).
 //
 // Taken when: float, stride1 = dilation = pt = 1, 32 channels per head, ps = 3, a finite
 // ws whose window is 5, 7 or 9 columns wide, k in [1, 16], no anchor_self.
@@ -57,15 +58,18 @@ constexpr int kG = geo::kGroupC;         // channels per group
 constexpr int kLanes = kCV / kG;         // lanes per query: one per group
 constexpr int kQPW = 32 / kLanes;        // queries per warp
 static_assert(kLanes == 4, "the combination below is two xor-shuffle levels");
+static_assert(kCV == 32 && kQPW % 4 == 0, "the ring copies: 8 lanes per 128-byte pixel, 4 queries per instruction");
 
 // Floats per query: one staged row of RW pixels, rounded to 4 mod 8: 16-byte aligned, and
 // the two queries of an 8-lane phase read 16-byte pieces in distinct bank quads.
 __host__ __device__ constexpr int query_floats(int rw) { return (rw * kCV + 4 + 7) / 8 * 8 - 4; }
 // A warp's floats: its queries' rows, their window starts (int2 per frame), their frames'
-// first pixels in vid1 (a pointer per frame).
+// first pixels in vid1 (a pointer per frame) ...
 __host__ __device__ constexpr int wins_offset(int qs) { return (kQPW * qs + 1) / 2 * 2; }
 __host__ __device__ constexpr int frames_offset(int qs, int st) { return wins_offset(qs) + 2 * kQPW * st; }
-__host__ __device__ constexpr int warp_floats(int qs, int st) { return (frames_offset(qs, st) + 2 * kQPW * st + 3) / 4 * 4; }
+// ... and the ring rows of the warp's queries at the current step (a pointer per query).
+__host__ __device__ constexpr int srcs_offset(int qs, int st) { return frames_offset(qs, st) + 2 * kQPW * st; }
+__host__ __device__ constexpr int warp_floats(int qs, int st) { return (srcs_offset(qs, st) + 2 * kQPW + 3) / 4 * 4; }
 
 template <bool L2, int WW, int KM>
 __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) search_forward_groups_kernel(const ThrArgs a) {
@@ -87,6 +91,7 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) search_forward_groups
   float* const rows = smem + static_cast<int64_t>(wib) * warp_floats(a.qs, a.st);
   int2* const wins = reinterpret_cast<int2*>(rows + wins_offset(a.qs)) + qi * a.st;  // window start per frame
   const float** const frames = reinterpret_cast<const float**>(rows + frames_offset(a.qs, a.st)) + qi * a.st;
+  const float** const srcs = reinterpret_cast<const float**>(rows + srcs_offset(a.qs, a.st));
   float* const myrow = rows + qi * a.qs;  // [col][c]
 
   const int b = static_cast<int>(g / (static_cast<int64_t>(a.HD) * a.Q));
@@ -143,15 +148,28 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) search_forward_groups
 #pragma unroll
       for (int j = 0; j < WW; ++j) acc[d][j] = 0.f;
     for (int w = 0; w < wh + kPS - 1; ++w) {
-      // Stage window row w: the query's lanes copy its 16-byte pieces grp, grp + 4, ...
+      // Stage window row w. Rows the ring holds are copied by the whole warp together: 8
+      // lanes per pixel (128 bytes), four queries' pixels per instruction (4 source lines,
+      // where each query's own 4 lanes would touch 8). A row outside the ring is copied by
+      // its query's lanes from vid1.
       const int yy = geo::bound32(w0.x + a.o0 - a.offH1 + w, H, a.reflect);
-      float* const d0 = myrow + grp * 4;
-      if (a.pm != nullptr && yy >= a.pm_lo && yy < a.pm_hi && xs >= -a.pm_P && xs + RW <= W + a.pm_P) {
-        const float* src = a.pm + (((static_cast<int64_t>(b) * a.HD + hd) * a.nT + frame_at(n)) * a.pm_ring + yy % a.pm_ring) * pw * kCV +
-                           (xs + a.pm_P) * kCV + grp * 4;
+      const bool in_ring = a.pm != nullptr && yy >= a.pm_lo && yy < a.pm_hi && xs >= -a.pm_P && xs + RW <= W + a.pm_P;
+      if (lead)
+        srcs[qi] = in_ring ? a.pm + (((static_cast<int64_t>(b) * a.HD + hd) * a.nT + frame_at(n)) * a.pm_ring + yy % a.pm_ring) * pw * kCV +
+                                 (xs + a.pm_P) * kCV
+                           : nullptr;
+      __syncwarp();
 #pragma unroll
-        for (int m = 0; m < NCH / kLanes; ++m) __pipeline_memcpy_async(d0 + m * kLanes * 4, src + m * kLanes * 4, 16);
-      } else {
+      for (int h = 0; h < kQPW / 4; ++h) {
+        const int qq = 4 * h + (lane >> 3), piece = (lane & 7) * 4;
+        const float* const src = srcs[qq];
+        float* const dst = rows + qq * a.qs + piece;
+        if (src != nullptr)
+#pragma unroll
+          for (int px = 0; px < RW; ++px) __pipeline_memcpy_async(dst + px * kCV, src + piece + px * kCV, 16);
+      }
+      if (!in_ring) {
+        float* const d0 = myrow + grp * 4;
 #pragma unroll 1
         for (int m = 0; m < NCH / kLanes; ++m) {
           const int k = kLanes * m + grp, px = k / (kCV / 4), c0 = (k - px * (kCV / 4)) * 4;
