@@ -24,10 +24,28 @@ struct Dims {
   int64_t pt, ps, C, dil, s1, wh, ww, th, tw;
 };
 
+// Term (pk, pi, pj, c) of every candidate of the window, added to its chain (chain[i, j]).
+// The innermost loop runs over the candidates of a window row, so it vectorises without
+// changing any candidate's order.
+template <bool L2, class T>
+__attribute__((always_inline)) inline void add_term(T* chain, const T* qpatch, const T* tile, const Dims& d, int64_t pk,
+                                                     int64_t pi, int64_t pj, int64_t c) {
+  const T qv = qpatch[((pk * d.ps + pi) * d.ps + pj) * d.C + c];
+  const T* trow = &tile[((pk * d.C + c) * d.th + d.dil * pi) * d.tw + d.dil * pj];
+  for (int64_t i = 0; i < d.wh; ++i) {
+    T* arow = &chain[i * d.ww];
+    const T* src = trow + i * d.s1 * d.tw;
+    if (d.s1 == 1) {
+      for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j]);
+    } else {
+      for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j * d.s1]);
+    }
+  }
+}
+
 // acc[i, j] = the distance of the candidate at window slot (i, j), its terms summed in the
 // order of geo::channel_sums: one chain over (pk, pi, pj, c), or, with CS, a chain over
-// (pk, pi, pj) of per-pixel channel chains (built in sum[]). The innermost loop runs over
-// the candidates of a window row, so it vectorises without changing any candidate's order.
+// (pk, pi, pj) of per-pixel channel chains (built in sum[]).
 template <bool L2, bool CS, class T>
 __attribute__((always_inline)) inline void accumulate_impl(T* acc, T* sum, const T* qpatch, const T* tile,
                                                             const Dims& d) {
@@ -39,19 +57,7 @@ __attribute__((always_inline)) inline void accumulate_impl(T* acc, T* sum, const
       for (int64_t pj = 0; pj < d.ps; ++pj) {
         if (CS)
           for (int64_t i = 0; i < n; ++i) sum[i] = T(0);
-        for (int64_t c = 0; c < d.C; ++c) {
-          const T qv = qpatch[((pk * d.ps + pi) * d.ps + pj) * d.C + c];
-          const T* trow = &tile[((pk * d.C + c) * d.th + d.dil * pi) * d.tw + d.dil * pj];
-          for (int64_t i = 0; i < d.wh; ++i) {
-            T* arow = &chain[i * d.ww];
-            const T* src = trow + i * d.s1 * d.tw;
-            if (d.s1 == 1) {
-              for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j]);
-            } else {
-              for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j * d.s1]);
-            }
-          }
-        }
+        for (int64_t c = 0; c < d.C; ++c) add_term<L2>(chain, qpatch, tile, d, pk, pi, pj, c);
         if (CS)
           for (int64_t i = 0; i < n; ++i) acc[i] += sum[i];
       }
@@ -71,19 +77,7 @@ __attribute__((always_inline)) inline void accumulate_groups(T* acc, T* grp, con
     for (int64_t pk = 0; pk < d.pt; ++pk)
       for (int64_t pi = 0; pi < d.ps; ++pi)
         for (int64_t pj = 0; pj < d.ps; ++pj)
-          for (int64_t c = g * geo::kGroupC; c < c1; ++c) {
-            const T qv = qpatch[((pk * d.ps + pi) * d.ps + pj) * d.C + c];
-            const T* trow = &tile[((pk * d.C + c) * d.th + d.dil * pi) * d.tw + d.dil * pj];
-            for (int64_t i = 0; i < d.wh; ++i) {
-              T* arow = &chain[i * d.ww];
-              const T* src = trow + i * d.s1 * d.tw;
-              if (d.s1 == 1) {
-                for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j]);
-              } else {
-                for (int64_t j = 0; j < d.ww; ++j) arow[j] = geo::dist_acc<L2>(arow[j], qv, src[j * d.s1]);
-              }
-            }
-          }
+          for (int64_t c = g * geo::kGroupC; c < c1; ++c) add_term<L2>(chain, qpatch, tile, d, pk, pi, pj, c);
   }
   for (int64_t step = 1; step < ng; step *= 2)
     for (int64_t g = 0; g + step < ng; g += 2 * step) {
