@@ -695,11 +695,11 @@ TEST(SearchCuda, ThreadPerQueryScatteredWindows) {
 }
 
 TEST(SearchCuda, RowSplitPath) {
-  // Every compiled variant of the row-split forward (channels per head and ps: 32 and 3,
-  // 16 and 7; window widths 5, 7, 9) against the CPU, three random calls each
-  // (register_case): frames 1 to 5 (the frame changes inside a step's rows), and query
-  // counts rarely a multiple of a warp's queries (10 or 4), so the last warp has lanes
-  // without a query.
+  // Every compiled variant of the row-split forward (16 channels per head with ps 7) and
+  // of the channel-group forward (32 with ps 3), window widths 5, 7, 9, against the CPU,
+  // three random calls each (register_case): frames 1 to 5 (the frame changes inside a
+  // step's rows), and query counts rarely a multiple of a warp's queries, so the last warp
+  // has lanes without a query.
   REQUIRE_GPU();
   check_register_variants(5151, {{32, 3}, {16, 7}}, {5, 7, 9}, {19, 33}, {21, 40}, {1, 2, 3}, 700);
 }
@@ -707,8 +707,8 @@ TEST(SearchCuda, RowSplitPath) {
 TEST(SearchCuda, RowSplitTies) {
   // Videos of three integer levels, so that many candidates of a query have equal
   // distances (a tie at the k-th place in 25-48% of the queries): the tie rule (rule 6:
-  // the lower ordinal first) through every row-split variant, and the other layouts,
-  // against the CPU.
+  // the lower ordinal first) through every row-split and channel-group variant (whose four
+  // lists per query merge at the end), and the other layouts, against the CPU.
   REQUIRE_GPU();
   uint32_t seed = 800;
   for (const auto& cp : {std::pair<int, int>{32, 3}, {16, 7}})
@@ -722,8 +722,8 @@ TEST(SearchCuda, RowSplitTies) {
       }
 }
 
-TEST(SearchCuda, PixelMajorBands) {
-  // The row-split's pixel-major variant (32 channels per head, ps 3) with vid1's rows in
+TEST(SearchCuda, ChannelGroupBands) {
+  // The channel-group forward (32 channels per head, ps 3) with vid1's rows in
   // the workspace's ring (search_forward_bands.h), against the CPU: random calls
   // (register_case) under forced ring sizes and margins, so that small videos run in one
   // band (every row), in many bands on two streams (margins that keep the windows' rows,

@@ -322,9 +322,9 @@ def test_cuda_equals_cpu(device):
 
 @pytest.mark.parametrize("stride0,k,H,dist_type", [(1, 16, 64, "prod"), (2, 10, 256, "l2")])
 def test_cuda_bands_equal_cpu(stride0, k, H, dist_type, device):
-    """Calls large enough for the row-split forward's workspace plan (32 channels per head,
-    ps 3): vid1's rows pixel-major in a ring, in several bands on two streams, through the
-    torch adapter (which allocates the workspace), against the CPU backend bit for bit."""
+    """Calls large enough for the channel-group forward's workspace plan (32 channels per
+    head, ps 3): vid1's rows pixel-major in a ring, in several bands on two streams, through
+    the torch adapter (which allocates the workspace), against the CPU backend bit for bit."""
     if device != "cuda":
         pytest.skip("compares the cuda backend with the cpu one")
     from stnls import _C
