@@ -1,6 +1,7 @@
 // Pieces the CUDA forward layouts share: search_forward.cu (a warp per query),
-// search_forward_thread.cu (a thread per query) and search_forward_rows.cu (a few threads
-// per query, one patch row each).
+// search_forward_thread.cu (a thread per query), search_forward_rows.cu (a few threads per
+// query, one patch row each) and search_forward_groups.cu (4 threads per query, one
+// channel group each).
 #pragma once
 #include <cuda_runtime.h>
 
