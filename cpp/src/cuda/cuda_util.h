@@ -46,5 +46,13 @@ inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// The most dynamic shared memory a block may opt in to on the current device.
+inline int max_optin_smem() {
+  int optin = 0, dev = 0;
+  STNLS_CUDA_CHECK(cudaGetDevice(&dev));
+  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return optin;
+}
+
 }  // namespace cuda
 }  // namespace stnls

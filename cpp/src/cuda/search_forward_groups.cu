@@ -279,13 +279,6 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) search_forward_groups
 
 std::atomic<bool> enabled{true};  // set_forward_groups_enabled
 
-int max_optin_smem() {
-  int optin = 0, dev = 0;
-  STNLS_CUDA_CHECK(cudaGetDevice(&dev));
-  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  return optin;
-}
-
 // Whether the kernel takes the call, and its shared memory per block.
 bool takes(const SearchArgs& a, size_t* smem) {
   const SearchShape& sh = a.sh;

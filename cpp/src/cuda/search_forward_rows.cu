@@ -324,10 +324,7 @@ bool launch_ww(const ThrArgs& f, int ww, cudaStream_t stream) {
     const int two = 2 * CV * rp + slot1_shift(rw, qpw);
     g.qs = two + ((rp - two) % 32 + 32) % 32;
     const size_t smem = static_cast<size_t>(kRowWarps) * warp_floats(qpw, g.qs, g.st) * sizeof(float);
-    int optin = 0, dev = 0;
-    STNLS_CUDA_CHECK(cudaGetDevice(&dev));
-    STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    if (smem > static_cast<size_t>(optin)) return false;  // very many frames: the warp kernels take it
+    if (smem > static_cast<size_t>(max_optin_smem())) return false;  // very many frames: the warp kernels take it
     if (smem > 48 * 1024)
       STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     const int64_t blocks = ceil_div(g.nq, static_cast<int64_t>(kRowWarps) * qpw);

@@ -342,10 +342,7 @@ bool search_forward_shared(const SearchArgs& a, cudaStream_t stream) {
   s.tilesH = static_cast<int>(ceil_div(sh.nH, kTH));
   s.tilesW = static_cast<int>(ceil_div(sh.nW, kTW));
   const size_t smem = static_cast<size_t>(v0_floats(s) + ring_floats(s) + sum_floats(s)) * sizeof(float);
-  int optin = 0, dev = 0;
-  STNLS_CUDA_CHECK(cudaGetDevice(&dev));
-  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  if (smem + 1024 > static_cast<size_t>(optin)) return false;
+  if (smem + 1024 > static_cast<size_t>(max_optin_smem())) return false;
   const int64_t blocks = sh.B * sh.HD * sh.T * s.tilesH * s.tilesW;
   if (blocks > INT32_MAX) return false;
   return by_dist(p.dist_type, [&](auto l2) {
