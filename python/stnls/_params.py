@@ -60,6 +60,29 @@ def normalize(ws, wt, ps, k, **kw) -> dict:
     return p
 
 
+_DIST_TYPES = ("prod", "l2")
+
+
+def packed(ints: tuple, bools: tuple, dist_type, batchsize=None, tuning=None):
+    """pack(normalize(...)) as tuples, for a call's values in INT_PARAMS and BOOL_PARAMS order
+    (ints[:4] = ws, wt, ps, k). Plain ints and bools, a known dist_type and no tuning knobs
+    (the usual call) are taken as they are, without a dict; anything else goes through
+    normalize, so checks and errors are the same."""
+    if not tuning and (batchsize is None or type(batchsize) is int) and dist_type in _DIST_TYPES:
+        for v in ints:
+            if type(v) is not int:
+                break
+        else:
+            for v in bools:
+                if v is not True and v is not False:
+                    break
+            else:
+                return ints, bools, dist_type
+    kw = dict(zip(INT_PARAMS[4:], ints[4:]))
+    kw.update(zip(BOOL_PARAMS, bools))
+    return packed_of(normalize(*ints[:4], dist_type=dist_type, batchsize=batchsize, **kw, **(tuning or {})))
+
+
 def to_core(p: dict):
     """The binding's SearchParams object for a normalized dict (shared: never modify it)."""
     ints, bools, dist_type = pack(p)
@@ -83,6 +106,11 @@ def core_of(ints: tuple, bools: tuple, dist_type: str):
 def pack(p: dict):
     """(int list, bool list, dist_type) for the torch op schema."""
     return [p[n] for n in INT_PARAMS], [p[n] for n in BOOL_PARAMS], p["dist_type"]
+
+
+def packed_of(p: dict):
+    """pack(p) as tuples (what packed() returns)."""
+    return tuple(p[n] for n in INT_PARAMS), tuple(p[n] for n in BOOL_PARAMS), p["dist_type"]
 
 
 def unpack(ints, bools, dist_type) -> dict:

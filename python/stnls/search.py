@@ -9,18 +9,7 @@ from __future__ import annotations
 
 from . import _array
 from ._dispatch import is_torch
-from ._params import normalize
-
-
-# Arguments of nls/nls_backward that are not keyword parameters of normalize().
-_NOT_KW = frozenset(("vid0", "vid1", "fflow", "bflow", "grad_dists", "inds", "tuning",
-                     "ws", "wt", "ps", "k"))
-
-
-def _normalize(args: dict) -> dict:
-    """The checked parameters of an nls/nls_backward call, from its locals()."""
-    kw = {name: v for name, v in args.items() if name not in _NOT_KW}
-    return normalize(args["ws"], args["wt"], args["ps"], args["k"], **kw, **args["tuning"])
+from ._params import packed, unpack
 
 
 def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", stride0=4,
@@ -41,12 +30,14 @@ def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", str
     backward scatter with float atomics (no workspace, results vary in the last bits); True
     (the default) is bitwise repeatable (README, Determinism).
     """
-    p = _normalize(locals())
+    args = packed((ws, wt, ps, k, nheads, stride0, stride1, dilation, pt, off_H0, off_W0, off_H1, off_W1),
+                  (reflect_bounds, full_ws, anchor_self, remove_self, use_adj, deterministic), dist_type,
+                  batchsize, tuning)
     if is_torch(vid0):
         from .torch import search as torch_search
 
-        return torch_search.nls_torch(vid0, vid1, fflow, bflow, p)
-    return _array.search_forward(vid0, vid1, fflow, bflow, p)
+        return torch_search.search_torch(vid0, vid1, fflow, bflow, *args)
+    return _array.search_forward(vid0, vid1, fflow, bflow, unpack(*args))
 
 
 def nls_backward(grad_dists, inds, vid0, vid1, ws, wt, ps, k, nheads=1, dist_type="prod",
@@ -58,12 +49,14 @@ def nls_backward(grad_dists, inds, vid0, vid1, ws, wt, ps, k, nheads=1, dist_typ
     deterministic=False: on CUDA, an atomic scatter without workspace (faster on small
     calls; the float sums vary in the last bits from run to run). The CPU is always
     deterministic."""
-    p = _normalize(locals())
+    args = packed((ws, wt, ps, k, nheads, stride0, stride1, dilation, pt, off_H0, off_W0, off_H1, off_W1),
+                  (reflect_bounds, full_ws, anchor_self, remove_self, use_adj, deterministic), dist_type,
+                  batchsize, tuning)
     if is_torch(vid0):
         from .torch import search as torch_search
 
-        return torch_search.nls_backward_torch(grad_dists, inds, vid0, vid1, p)
-    return _array.search_backward(grad_dists, inds, vid0, vid1, p)
+        return torch_search.search_backward_torch(grad_dists, inds, vid0, vid1, *args)
+    return _array.search_backward(grad_dists, inds, vid0, vid1, unpack(*args))
 
 
 def __getattr__(name):

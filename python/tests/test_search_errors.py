@@ -82,13 +82,18 @@ BAD = [
                  vid1=lambda: np.zeros((B, 2, T, 2, H, W), np.float32)),
      dict(nheads=4), ValueError, "nheads|vid0"),
 ]
-NON_INTEGER = [
-    ("ws-float", dict(ws=3.5), "ws"),
-    ("k-float", dict(k=2.5), r"\bk\b"),
-    ("stride0-float", dict(stride0=1.5), "stride0"),
-    ("deterministic-string", dict(deterministic="no"), "deterministic"),
-    ("reflect_bounds-2", dict(reflect_bounds=2), "reflect_bounds"),
-]
+# Every integer and boolean parameter (nls passes them on positionally: a value reaching the
+# wrong parameter would be named wrongly here).
+INT_NAMES = ("ws", "wt", "ps", "k", "nheads", "stride0", "stride1", "dilation", "pt", "off_H0",
+             "off_W0", "off_H1", "off_W1")
+BOOL_NAMES = ("reflect_bounds", "full_ws", "anchor_self", "remove_self", "use_adj", "deterministic")
+NON_INTEGER = ([(f"{n}-float", {n: 1.5}, rf"^{n}: expected an integer") for n in INT_NAMES]
+               + [(f"{n}-true", {n: True}, rf"^{n}: expected an integer") for n in INT_NAMES[:2]]
+               + [(f"{n}-2", {n: 2}, rf"^{n}: expected a bool") for n in BOOL_NAMES]
+               + [("deterministic-string", dict(deterministic="no"), "^deterministic: expected a bool"),
+                  ("dist_type", dict(dist_type="l1"), "^dist_type: expected 'prod' or 'l2'"),
+                  ("batchsize-float", dict(batchsize=2.5), "^batchsize: expected an integer"),
+                  ("unknown-keyword", dict(wss=3), "unexpected keyword argument.*wss")])
 
 
 def convert(arrays, backend):
@@ -132,6 +137,38 @@ def test_non_integer_parameter(name, params, pattern, backend):
     a = convert(inputs(), backend)
     with pytest.raises((TypeError, ValueError), match=pattern):
         call_nls(a, params)
+
+
+@pytest.mark.parametrize("name,params,pattern", NON_INTEGER, ids=[n[0] for n in NON_INTEGER])
+def test_non_integer_parameter_backward(name, params, pattern):
+    a = inputs(np.float64)
+    d, i = call_nls(a, {})
+    p = dict(GOOD)
+    p.update(params)
+    ws, wt, ps, k, nheads = (p.pop(x) for x in ("ws", "wt", "ps", "k", "nheads"))
+    with pytest.raises((TypeError, ValueError), match=pattern):
+        stnls.search.nls_backward(np.ones_like(d), i, a["vid0"], a["vid1"], ws, wt, ps, k, nheads, **p)
+
+
+def test_packed_parameters_equal_the_checked_dict():
+    """nls takes plain ints and bools as they are (no dict per call); other integer types,
+    0/1 for bools, tuning knobs and batchsize=None go through normalize, with the same
+    result."""
+    from stnls._params import BOOL_PARAMS, DEFAULTS, INT_PARAMS, normalize, packed, packed_of
+
+    cases = [{}, dict(nheads=np.int64(2), stride0=np.int32(1)), dict(reflect_bounds=0, full_ws=1),
+             dict(dist_type="l2", batchsize=None), dict(rbwd=True, exact=False, batchsize=4),
+             dict(off_H1=np.int16(-2), use_adj=np.int8(1))]
+    for over in cases:
+        full = {**DEFAULTS, "batchsize": -1, **GOOD, **over}
+        tuning = {n: v for n, v in full.items() if n not in DEFAULTS and n not in INT_PARAMS
+                  and n != "batchsize"}
+        got = packed(tuple(full[n] for n in INT_PARAMS), tuple(full[n] for n in BOOL_PARAMS),
+                     full["dist_type"], full["batchsize"], tuning)
+        kw = {n: v for n, v in full.items() if n not in ("ws", "wt", "ps", "k")}
+        want = packed_of(normalize(full["ws"], full["wt"], full["ps"], full["k"], **kw))
+        assert got == want, over
+        assert all(type(v) is int for v in got[0]) and all(type(v) is bool for v in got[1])
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])

@@ -116,7 +116,7 @@ def test_which_path():
         assert not _direct((mode.from_tensor(x),))
     seen = []
     torch.vmap(lambda v: seen.append(_direct((v,))) or v)(torch.zeros(2, 3))
-    assert seen == [False]
+    assert seen == [None]
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")

@@ -33,23 +33,31 @@ def stream(t: Tensor):
 
 def dlpack(t):
     """t as the binding takes it: a DLPack capsule from torch's C++ exporter where that is
-    what t.__dlpack__ would hand over, else t itself (None stays None).
+    what t.__dlpack__ would hand over, else t itself (detached if it requires grad; None
+    stays None).
 
     For a tensor the binding calls t.__dlpack_device__() and t.__dlpack__(), Python
     functions that cost about 5 us per tensor on the CPU and more on CUDA (an ExternalStream
     and a stream comparison each), several tensors per op; a capsule it borrows as it is
     (and it may serve several calls). __dlpack__ only refuses what the test below sends its
-    way, so errors stay its own. Its stream handshake is not needed: the ops run inside
-    on_device(t) on the current stream of that device, the stream __dlpack__ would order
-    the tensor against, so it never waits there; only the binding's shape and workspace
-    queries, which ask for no stream, made the legacy default stream wait for the current
-    one, for memory they do not touch.
+    way, so errors stay its own; it would also refuse a tensor that requires grad, which the
+    C++ exporter takes as it is (the binding only reads the inputs, and the ops' outputs do
+    not require grad), so no detached view is made per tensor. Its stream handshake is not
+    needed: the ops run inside on_device(t) on the current stream of that device, the stream
+    __dlpack__ would order the tensor against, so it never waits there; only the binding's
+    shape and workspace queries, which ask for no stream, made the legacy default stream
+    wait for the current one, for memory they do not touch.
     """
-    if type(t) is not Tensor or t.layout is not torch.strided or t.requires_grad or t.is_conj():
-        return t
-    if t.is_cpu or (t.is_cuda and t.get_device() == _current_device()):
+    if type(t) is Tensor and t.layout is torch.strided and not t.is_conj() and (
+            t.is_cpu or (t.is_cuda and t.get_device() == _current_device())):
         return to_dlpack(t)
-    return t
+    return t.detach() if isinstance(t, Tensor) and t.requires_grad else t
+
+
+def own(t):
+    """dlpack(t) for a tensor the op itself just allocated inside on_device(its input): plain,
+    strided, on the current device (None stays None)."""
+    return None if t is None else to_dlpack(t)
 
 
 def check_tensor(x, name: str) -> None:

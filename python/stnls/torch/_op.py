@@ -28,17 +28,27 @@ _PROBES = tuple(getattr(torch._C, name, None) for name in (
     "_len_torch_function_stack", "_len_torch_dispatch_stack", "_are_functorch_transforms_active",
     "_get_tracing_state"))
 _HAVE_PROBES = all(_PROBES) and hasattr(torch, "compiler") and hasattr(torch.compiler, "is_compiling")
+# What torch.autograd.Function.apply does outside functorch transforms (which _direct rules
+# out): each tensor argument unwrapped if it is a dead functorch wrapper, then the C++ apply.
+_UNWRAP_IF_DEAD = getattr(getattr(torch._C, "_functorch", None), "unwrap_if_dead", None)
 
 
-def _direct(args) -> bool:
-    """True when nothing but torch's eager kernels would see this call."""
-    if not _HAVE_PROBES or torch.compiler.is_compiling():
-        return False
-    for a in args:
-        if isinstance(a, Tensor) and type(a) not in _PLAIN:  # other subclasses, FakeTensor
-            return False
+def _direct(args):
+    """args, with dead functorch wrappers unwrapped as torch's Function.apply would, when
+    nothing but torch's eager kernels would see this call; else None."""
+    if not _HAVE_PROBES or _UNWRAP_IF_DEAD is None or torch.compiler.is_compiling():
+        return None
     function_modes, dispatch_modes, functorch, tracing = _PROBES
-    return function_modes() == 0 and dispatch_modes() == 0 and not functorch() and tracing() is None
+    if function_modes() or dispatch_modes() or functorch() or tracing() is not None:
+        return None
+    out = []
+    for a in args:
+        if isinstance(a, Tensor):
+            if type(a) not in _PLAIN:  # other subclasses, FakeTensor
+                return None
+            a = _UNWRAP_IF_DEAD(a)
+        out.append(a)
+    return out
 
 
 class _EagerFunction(torch.autograd.Function):
@@ -58,6 +68,13 @@ class _EagerFunction(torch.autograd.Function):
         return tuple(ctx.stnls_op.backward(ctx, *grads)) + (None,)
 
 
+# The C++ apply of _EagerFunction: torch.autograd.Function.apply without its Python layer
+# (default-argument binding for setup_context-style functions, the functorch branch and the
+# dead-wrapper unwrapping, which _direct does), a few microseconds of every small call's
+# host time. A torch without it takes the public apply.
+_EAGER_APPLY = getattr(super(torch.autograd.Function, _EagerFunction), "apply", _EagerFunction.apply)
+
+
 class Op:
     """A torch op: `torch.library.custom_op(name, impl)` with `fake` and, when `backward` is
     given, `register_autograd(backward, setup_context=setup_context)`; called like impl.
@@ -72,10 +89,11 @@ class Op:
             self.op.register_autograd(backward, setup_context=setup_context)
 
     def __call__(self, *args):
-        if not _direct(args):
+        direct = _direct(args)
+        if direct is None:
             return self.op(*args)
-        if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in direct):
             if self.backward is None:
                 return self.op(*args)  # torch's own handling of an op without a gradient
-            return _EagerFunction.apply(*args, self)
-        return self.impl(*args)
+            return _EAGER_APPLY(*direct, self)
+        return self.impl(*direct)

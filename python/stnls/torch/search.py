@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 from .. import _C
-from .._params import core_of, normalize, output_sizes, pack, unpack
-from ._common import check_tensor as _check_tensor, dlpack as _dlpack, on_device, stream as _stream, \
-    workspace as _workspace
+from .._params import core_of, normalize, output_sizes, packed_of, unpack
+from ._common import check_tensor as _check_tensor, dlpack as _dlpack, on_device, own as _own, \
+    stream as _stream, workspace as _workspace
 from ._op import Op
 
 
@@ -27,10 +27,6 @@ def _search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: 
                     ints: List[int], bools: List[bool], dist_type: str) -> Tuple[Tensor, Tensor]:
     """dists (B,HD,Q,K), inds (B,HD,Q,K,3) int32; see stnls.search.nls."""
     params = core_of(tuple(ints), tuple(bools), dist_type)
-    # DLPack refuses tensors that require grad; autograd is handled around the op.
-    vid0, vid1 = vid0.detach(), vid1.detach()
-    fflow = fflow.detach() if fflow is not None else None
-    bflow = bflow.detach() if bflow is not None else None
     # One block: the allocations inside name their device; _dlpack checks the device as
     # __dlpack__ would, so it runs inside too.
     with on_device(vid0):
@@ -42,8 +38,7 @@ def _search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: 
         inds = torch.empty(shape + (3,), dtype=torch.int32, device=vid0.device)
         # Scratch comes from torch's caching allocator, on the caller's stream.
         workspace = _workspace(sizes["workspace"], vid0)
-        _C.search_forward(params, v0, v1, fflow, bflow, _dlpack(dists), _dlpack(inds), _dlpack(workspace),
-                          stream=_stream(vid0))
+        _C.search_forward(params, v0, v1, fflow, bflow, _own(dists), _own(inds), _own(workspace), _stream(vid0))
     return dists, inds
 
 
@@ -100,19 +95,17 @@ def _backward(ctx, grad_dists, grad_inds):
 search_forward = Op("stnls::search_forward", _search_forward, _search_forward_fake, _setup_context, _backward)
 
 
-def nls_torch(vid0, vid1, fflow, bflow, p: dict):
-    """Forward with autograd for torch tensors (p: normalized parameters)."""
+def search_torch(vid0, vid1, fflow, bflow, ints: tuple, bools: tuple, dist_type: str):
+    """Forward with autograd for torch tensors (checked parameters, as _params.packed gives)."""
     for x, name in ((vid0, "vid0"), (vid1, "vid1")):
         _check_tensor(x, name)
     for x, name in ((fflow, "fflow"), (bflow, "bflow")):
         if x is not None:
             _check_tensor(x, name)
-    ints, bools, dist_type = pack(p)
     return search_forward(vid0, vid1, _flow(fflow, vid0), _flow(bflow, vid0), ints, bools, dist_type)
 
 
-def nls_backward_torch(grad_dists, inds, vid0, vid1, p: dict):
-    ints, bools, dist_type = pack(p)
+def search_backward_torch(grad_dists, inds, vid0, vid1, ints: tuple, bools: tuple, dist_type: str):
     return search_backward(grad_dists.contiguous(), inds, vid0.detach(), vid1.detach(), ints,
                            bools, dist_type)
 
@@ -140,10 +133,11 @@ class NonLocalSearch(torch.nn.Module):
                                 off_W1=off_W1, deterministic=deterministic, **tuning)
         for name, value in self.params.items():
             setattr(self, name, value)
+        self._packed = packed_of(self.params)
 
     def forward(self, vid0, vid1, fflow=None, bflow=None, batchsize=-1):
         # batchsize is kept for compatibility: the fused search needs no per-batch memory.
-        return nls_torch(vid0, vid1, fflow, bflow, self.params)
+        return search_torch(vid0, vid1, fflow, bflow, *self._packed)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.params.items())
