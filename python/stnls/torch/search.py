@@ -51,7 +51,6 @@ def _search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tenso
                      bools: List[bool], dist_type: str) -> Tuple[Tensor, Tensor]:
     """(grad_vid0, grad_vid1) of sum(grad_dists * dists)."""
     params = core_of(tuple(ints), tuple(bools), dist_type)
-    grad_dists, vid0, vid1 = grad_dists.detach(), vid0.detach(), vid1.detach()
     grad0 = torch.empty_like(vid0, memory_format=torch.contiguous_format)
     grad1 = torch.empty_like(vid1, memory_format=torch.contiguous_format)
     with on_device(vid0):  # one block (the workspace names its device), _dlpack inside
@@ -60,8 +59,8 @@ def _search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tenso
         nbytes = _C.search_backward_workspace_size(params, v0, v1, i)
         # Scratch comes from torch's caching allocator, on the caller's stream.
         workspace = _workspace(nbytes, vid0)
-        _C.search_backward(params, _dlpack(grad_dists), i, v0, v1, _dlpack(grad0), _dlpack(grad1),
-                           _dlpack(workspace), stream=_stream(vid0))
+        _C.search_backward(params, _dlpack(grad_dists), i, v0, v1, _own(grad0), _own(grad1), _own(workspace),
+                           _stream(vid0))
     return grad0, grad1
 
 
