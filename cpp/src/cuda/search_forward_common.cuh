@@ -7,6 +7,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include "common/geometry.h"
@@ -178,6 +179,35 @@ struct ThreadList {
     ord[0] = before[0] ? o : ord[0];
   }
 };
+
+// Writes a query's list as its dists and inds (padding past the last entry): ordinal
+// (n * wh + i) * WW + j is window row i, column j of the n-th searched frame, whose window
+// starts at wins[n] (row, column) in frame frame_at(n).
+template <int WW, bool L2, int KM, class FrameAt>
+__device__ __forceinline__ void emit_list(const ThrArgs& a, const ThreadList<L2, KM>& list, int b, int hd, int q, int wh,
+                                          const int2* wins, FrameAt frame_at) {
+  float* dq = a.dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
+  int32_t* iq = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
+  const int spf = wh * WW;
+  const float pad = L2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+#pragma unroll
+  for (int m = 0; m < KM; ++m) {
+    if (m >= a.K) break;
+    int32_t* e = iq + m * a.si[3];
+    if (list.key[m] == kNone) {
+      dq[m * a.sd[3]] = pad;
+      e[0] = e[a.si[4]] = e[2 * a.si[4]] = -1;
+    } else {
+      const int ord = list.ord[m];
+      const int fo = ord / spf, rem = ord - fo * spf, i = rem / WW, j = rem - i * WW;
+      const int2 w0 = wins[fo];
+      dq[m * a.sd[3]] = ThreadList<L2, KM>::dist(list.key[m]);
+      e[0] = frame_at(fo);
+      e[a.si[4]] = w0.x + i;
+      e[2 * a.si[4]] = w0.y + j;
+    }
+  }
+}
 
 // One step of a query's flow chain (rule 3) to frame u, the n-th searched frame (n > 0 takes
 // a step; n = 0 is frame t itself): forward frames chain from t, backward frames restart at

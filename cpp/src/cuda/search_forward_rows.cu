@@ -41,7 +41,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <limits>
 
 #include "common/geometry.h"
 #include "cuda/cuda_util.h"
@@ -290,27 +289,7 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   }
 
   if (!mine || !lead) return;
-  float* dq = a.dists + b * a.sd[0] + hd * a.sd[1] + q * a.sd[2];
-  int32_t* iq = a.inds + b * a.si[0] + hd * a.si[1] + q * a.si[2];
-  const int spf = wh * WW;
-  const float pad = L2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
-#pragma unroll
-  for (int m = 0; m < KM; ++m) {
-    if (m >= a.K) break;
-    int32_t* e = iq + m * a.si[3];
-    if (list.key[m] == kNone) {
-      dq[m * a.sd[3]] = pad;
-      e[0] = e[a.si[4]] = e[2 * a.si[4]] = -1;
-    } else {
-      const int ord = list.ord[m];
-      const int fo = ord / spf, rem = ord - fo * spf, i = rem / WW, j = rem - i * WW;
-      const int2 w0 = wins[fo];
-      dq[m * a.sd[3]] = ThreadList<L2, KM>::dist(list.key[m]);
-      e[0] = frame_at(fo);
-      e[a.si[4]] = w0.x + i;
-      e[2 * a.si[4]] = w0.y + j;
-    }
-  }
+  emit_list<WW>(a, list, b, hd, q, wh, wins, frame_at);
 }
 
 // Compiled variants: channels per head and patch side (a patch row, PS * CV floats, stays
