@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import operator
 
 # Keywords of the 2023 API accepted without effect on results (they tuned the old kernels).
 TUNING_KNOBS = ("rbwd", "nbwd", "exact", "queries_per_thread", "neigh_per_thread", "channel_groups")
@@ -81,6 +82,15 @@ def packed(ints: tuple, bools: tuple, dist_type, batchsize=None, tuning=None):
     kw = dict(zip(INT_PARAMS[4:], ints[4:]))
     kw.update(zip(BOOL_PARAMS, bools))
     return packed_of(normalize(*ints[:4], dist_type=dist_type, batchsize=batchsize, **kw, **(tuning or {})))
+
+
+_INTS_OF, _BOOLS_OF = operator.itemgetter(*INT_PARAMS), operator.itemgetter(*BOOL_PARAMS)
+
+
+def packed_call(args: dict):
+    """packed() for a call's locals() (nls, nls_backward: every parameter by its name,
+    batchsize and the **tuning dict)."""
+    return packed(_INTS_OF(args), _BOOLS_OF(args), args["dist_type"], args["batchsize"], args["tuning"])
 
 
 def to_core(p: dict):
