@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import numbers
-import operator
 
 # Keywords of the 2023 API accepted without effect on results (they tuned the old kernels).
 TUNING_KNOBS = ("rbwd", "nbwd", "exact", "queries_per_thread", "neigh_per_thread", "channel_groups")
@@ -84,13 +83,19 @@ def packed(ints: tuple, bools: tuple, dist_type, batchsize=None, tuning=None):
     return packed_of(normalize(*ints[:4], dist_type=dist_type, batchsize=batchsize, **kw, **(tuning or {})))
 
 
-_INTS_OF, _BOOLS_OF = operator.itemgetter(*INT_PARAMS), operator.itemgetter(*BOOL_PARAMS)
-
-
 def packed_call(args: dict):
     """packed() for a call's locals() (nls, nls_backward: every parameter by its name,
-    batchsize and the **tuning dict)."""
-    return packed(_INTS_OF(args), _BOOLS_OF(args), args["dist_type"], args["batchsize"], args["tuning"])
+    batchsize and the **tuning dict). Comprehensions, which torch.compile traces (it breaks
+    its graph on an operator.itemgetter)."""
+    return packed(tuple([args[n] for n in INT_PARAMS]), tuple([args[n] for n in BOOL_PARAMS]), args["dist_type"],
+                  args["batchsize"], args["tuning"])
+
+
+def packed_attrs(module):
+    """packed() for a module's attributes (NonLocalSearch: every parameter by its name;
+    getattr, which torch.compile traces, where an itemgetter on __dict__ breaks its graph)."""
+    return packed(tuple([getattr(module, n) for n in INT_PARAMS]), tuple([getattr(module, n) for n in BOOL_PARAMS]),
+                  module.dist_type)
 
 
 def to_core(p: dict):

@@ -92,6 +92,18 @@ def test_module_equals_functional():
     assert "ps=" in repr(mod)
 
 
+def test_module_reads_its_attributes():
+    """Each call reads the module's attributes, as the 2023 module did."""
+    cfg, vid, weights, inds = _case(5, torch.float64)
+    p = _params(cfg)
+    mod = stnls.agg.WeightedPatchSum(**{**p, "ps": p["ps"] + 2})
+    mod.ps = p["ps"]
+    assert torch.equal(mod(vid, weights, inds), stnls.agg.wpsum(vid, weights, inds, **p))
+    mod.ps = 0
+    with pytest.raises(ValueError, match="^ps: expected >= 1"):
+        mod(vid, weights, inds)
+
+
 def test_inds_outside_the_video_add_nothing():
     vid = torch.ones(1, 1, 1, 2, 2, dtype=torch.float64)
     weights = torch.ones(1, 1, 4, 3, dtype=torch.float64)

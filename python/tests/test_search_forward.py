@@ -171,6 +171,23 @@ def test_module_equals_functional(dist_type, device):
     assert torch.equal(d1, d2) and torch.equal(i1, i2)
 
 
+def test_module_reads_its_attributes(device):
+    """As the 2023 module did, each call reads the parameters from the attributes: one
+    changed after construction changes the next search (against the reference) and is
+    checked as at construction."""
+    c = small_case(k=5, nheads=1, C=2, stride0=2, ws=5)
+    vid0, vid1, fflow, bflow = to_torch(sc.make_inputs(c), device)
+    search = stnls.search.NonLocalSearch(3, 1, 3, 7, 1, stride0=2)
+    search.ws, search.k = 5, 5
+    assert search.params["ws"] == 5 and "k=5" in repr(search)
+    d, i = search(vid0, vid1, fflow, bflow)
+    ref_d, ref_i = run_ref(c, *sc.make_inputs(c))
+    sc.check_result(c, d, i, ref_d, ref_i)
+    search.k = 2.5
+    with pytest.raises(TypeError, match="^k: expected an integer"):
+        search(vid0, vid1, fflow, bflow)
+
+
 def test_defaults_match_spec(device):
     """nls and NonLocalSearch default to prod, stride0=4, ..., anchor_self=False."""
     c = small_case(k=5, nheads=1, C=2, stride0=4)

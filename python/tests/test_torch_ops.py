@@ -176,7 +176,10 @@ def test_compile_fullgraph():
 
     def layer(a, b, ff, bf):
         dists, inds = search(a, b, ff, bf)
-        return wpsum(b, torch.softmax(dists, -1), inds).sum() + dists.square().sum()
+        # and the functional forms, whose parameter handling is traced too
+        d2, _ = stnls.search.nls(a, b, ff, bf, *SEARCH.values(), **SEARCH_KW)
+        out = stnls.agg.wpsum(b, torch.softmax(dists, -1), inds, ps=1)
+        return wpsum(b, torch.softmax(dists, -1), inds).sum() + dists.square().sum() + d2.sum() + out.mean()
 
     vid0, vid1, ff, bf = _videos("cpu", grad=True)
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)

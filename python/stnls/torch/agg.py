@@ -83,11 +83,20 @@ def wpsum_backward(grad_out, vid, weights, inds, p, deterministic=True):
 
 
 class WeightedPatchSum(torch.nn.Module):
-    """(vid, weights, inds) -> vid-shaped weighted sum of the neighbours' patches."""
+    """(vid, weights, inds) -> vid-shaped weighted sum of the neighbours' patches.
+
+    Every parameter is an attribute (wpsum.ps, ...) that each call reads and checks, as the
+    2023 module's did."""
 
     def __init__(self, ps=1, stride0=1, pt=1, dilation=1, reflect_bounds=True):
         super().__init__()
-        self.params = normalize(ps, stride0, pt, dilation, reflect_bounds)
+        for name, value in normalize(ps, stride0, pt, dilation, reflect_bounds).items():
+            setattr(self, name, value)
+
+    @property
+    def params(self) -> dict:
+        """The parameters as the next call will use them, checked."""
+        return normalize(self.ps, self.stride0, self.pt, self.dilation, self.reflect_bounds)
 
     def forward(self, vid, weights, inds):
         return wpsum(vid, weights, inds, self.params)

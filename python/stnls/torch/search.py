@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .. import _C
-from .._params import core_of, normalize, output_sizes, packed_of, unpack
+from .._params import core_of, normalize, output_sizes, packed_attrs, unpack
 from ._common import check_tensor as _check_tensor, dlpack as _dlpack, on_device, own as _own, \
     stream as _stream, workspace as _workspace
 from ._op import Op
@@ -115,6 +115,8 @@ class NonLocalSearch(torch.nn.Module):
     search = NonLocalSearch(ws, wt, ps, k, nheads)
     dists, inds = search(vid0, vid1, fflow, bflow)   # (B,HD,Q,K), (B,HD,Q,K,3)
 
+    Every parameter is an attribute (search.k, search.ws, ...) that each call reads, as the
+    2023 module's did: `search.k = 5` changes the next search, checked as at construction.
     deterministic=False lets the CUDA backward scatter with atomics: no workspace, faster on
     small calls, gradients that vary in the last bits from run to run.
     """
@@ -124,19 +126,22 @@ class NonLocalSearch(torch.nn.Module):
                  remove_self=False, use_adj=False, off_H0=0, off_W0=0, off_H1=0, off_W1=0,
                  deterministic=True, **tuning):
         super().__init__()
-        self.params = normalize(ws, wt, ps, k, nheads=nheads, dist_type=dist_type,
-                                stride0=stride0, stride1=stride1, dilation=dilation, pt=pt,
-                                reflect_bounds=reflect_bounds, full_ws=full_ws,
-                                anchor_self=anchor_self, remove_self=remove_self,
-                                use_adj=use_adj, off_H0=off_H0, off_W0=off_W0, off_H1=off_H1,
-                                off_W1=off_W1, deterministic=deterministic, **tuning)
-        for name, value in self.params.items():
+        p = normalize(ws, wt, ps, k, nheads=nheads, dist_type=dist_type, stride0=stride0,
+                      stride1=stride1, dilation=dilation, pt=pt, reflect_bounds=reflect_bounds,
+                      full_ws=full_ws, anchor_self=anchor_self, remove_self=remove_self,
+                      use_adj=use_adj, off_H0=off_H0, off_W0=off_W0, off_H1=off_H1, off_W1=off_W1,
+                      deterministic=deterministic, **tuning)
+        for name, value in p.items():
             setattr(self, name, value)
-        self._packed = packed_of(self.params)
+
+    @property
+    def params(self) -> dict:
+        """The parameters as the next call will use them (checked then)."""
+        return unpack(*packed_attrs(self))
 
     def forward(self, vid0, vid1, fflow=None, bflow=None, batchsize=-1):
         # batchsize is kept for compatibility: the fused search needs no per-batch memory.
-        return search_torch(vid0, vid1, fflow, bflow, *self._packed)
+        return search_torch(vid0, vid1, fflow, bflow, *packed_attrs(self))
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.params.items())
