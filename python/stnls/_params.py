@@ -83,14 +83,6 @@ def packed(ints: tuple, bools: tuple, dist_type, batchsize=None, tuning=None):
     return packed_of(normalize(*ints[:4], dist_type=dist_type, batchsize=batchsize, **kw, **(tuning or {})))
 
 
-def packed_call(args: dict):
-    """packed() for a call's locals() (nls, nls_backward: every parameter by its name,
-    batchsize and the **tuning dict). Comprehensions, which torch.compile traces (it breaks
-    its graph on an operator.itemgetter)."""
-    return packed(tuple([args[n] for n in INT_PARAMS]), tuple([args[n] for n in BOOL_PARAMS]), args["dist_type"],
-                  args["batchsize"], args["tuning"])
-
-
 def packed_attrs(module):
     """packed() for a module's attributes (NonLocalSearch: every parameter by its name;
     getattr, which torch.compile traces, where an itemgetter on __dict__ breaks its graph)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import _array
 from ._dispatch import is_torch
-from ._params import packed_call, unpack
+from ._params import packed, unpack
 
 
 def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", stride0=4,
@@ -30,7 +30,10 @@ def nls(vid0, vid1, fflow, bflow, ws, wt, ps, k, nheads=1, dist_type="prod", str
     backward scatter with float atomics (no workspace, results vary in the last bits); True
     (the default) is bitwise repeatable (README, Determinism).
     """
-    args = packed_call(locals())
+    # Named one by one: torch.compile (2.11) cannot trace locals().
+    args = packed((ws, wt, ps, k, nheads, stride0, stride1, dilation, pt, off_H0, off_W0, off_H1, off_W1),
+                  (reflect_bounds, full_ws, anchor_self, remove_self, use_adj, deterministic), dist_type,
+                  batchsize, tuning)
     if is_torch(vid0):
         from .torch import search as torch_search
 
@@ -47,7 +50,10 @@ def nls_backward(grad_dists, inds, vid0, vid1, ws, wt, ps, k, nheads=1, dist_typ
     deterministic=False: on CUDA, an atomic scatter without workspace (faster on small
     calls; the float sums vary in the last bits from run to run). The CPU is always
     deterministic."""
-    args = packed_call(locals())
+    # Named one by one: torch.compile (2.11) cannot trace locals().
+    args = packed((ws, wt, ps, k, nheads, stride0, stride1, dilation, pt, off_H0, off_W0, off_H1, off_W1),
+                  (reflect_bounds, full_ws, anchor_self, remove_self, use_adj, deterministic), dist_type,
+                  batchsize, tuning)
     if is_torch(vid0):
         from .torch import search as torch_search
 
