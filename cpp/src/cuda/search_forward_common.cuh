@@ -180,23 +180,6 @@ struct ThreadList {
   }
 };
 
-// Row pi of a query's patch (pt = 1), pixels pj = 0 .. PS - 1 and NC channels each, into
-// q[pj * NC + c], from v0: the query's frame at the first channel wanted. Pixels outside
-// the frame under the bounds rule read as zeros.
-template <int PS, int NC>
-__device__ __forceinline__ void load_query_row(float* q, const float* v0, const ThrArgs& a, int H, int W, int qh, int qw,
-                                               int pi) {
-  const int yy = geo::bound32(qh + a.o0 + pi - a.offH0, H, a.reflect);
-#pragma unroll
-  for (int pj = 0; pj < PS; ++pj) {
-    const int xx = geo::bound32(qw + a.o0 + pj - a.offW0, W, a.reflect);
-    const bool in = yy >= 0 && xx >= 0;
-    const float* p = v0 + (in ? yy * a.s0.y + xx * a.s0.x : 0);
-#pragma unroll
-    for (int c = 0; c < NC; ++c) q[pj * NC + c] = in ? p[c * a.s0.c] : 0.f;
-  }
-}
-
 // Writes a query's list as its dists and inds (padding past the last entry): ordinal
 // (n * wh + i) * WW + j is window row i, column j of the n-th searched frame, whose window
 // starts at wins[n] (row, column) in frame frame_at(n).

@@ -105,7 +105,17 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) search_forward_groups
   {
     const float* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + t * a.s0.t + grp * kG * a.s0.c;
 #pragma unroll
-    for (int pi = 0; pi < kPS; ++pi) load_query_row<kPS, kG>(qv + pi * kPS * kG, v0, a, H, W, qh, qw, pi);
+    for (int pi = 0; pi < kPS; ++pi) {
+      const int yy = geo::bound32(qh + a.o0 + pi - a.offH0, H, a.reflect);
+#pragma unroll
+      for (int pj = 0; pj < kPS; ++pj) {
+        const int xx = geo::bound32(qw + a.o0 + pj - a.offW0, W, a.reflect);
+        const bool in = yy >= 0 && xx >= 0;
+        const float* p = v0 + (in ? yy * a.s0.y + xx * a.s0.x : 0);
+#pragma unroll
+        for (int c = 0; c < kG; ++c) qv[(pi * kPS + pj) * kG + c] = in ? p[c * a.s0.c] : 0.f;
+      }
+    }
   }
 
   // Window starts of every searched frame (rules 2-4), walked by the query's lead lane as

@@ -135,7 +135,16 @@ __global__ void __launch_bounds__(kRowThreads) search_forward_rows_kernel(const 
   // Row pi of the query patch in registers, [pj][c] (pt = 1).
   float qv[PS * CV];
   {
-    load_query_row<PS, CV>(qv, a.vid0 + b * a.s0.b + hd * a.s0.h + t * a.s0.t, a, H, W, qh, qw, pi);
+    const float* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + t * a.s0.t;
+    const int yy = geo::bound32(qh + a.o0 + pi - a.offH0, H, a.reflect);
+#pragma unroll
+    for (int pj = 0; pj < PS; ++pj) {
+      const int xx = geo::bound32(qw + a.o0 + pj - a.offW0, W, a.reflect);
+      const bool in = yy >= 0 && xx >= 0;
+      const float* p = v0 + (in ? yy * a.s0.y + xx * a.s0.x : 0);
+#pragma unroll
+      for (int c = 0; c < CV; ++c) qv[pj * CV + c] = in ? p[c * a.s0.c] : 0.f;
+    }
   }
 
   // Window starts of every searched frame (rules 2-4): lane 0 of each query walks the flow

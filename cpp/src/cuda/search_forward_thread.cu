@@ -179,7 +179,17 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
   {
     const float* v0 = a.vid0 + b * a.s0.b + hd * a.s0.h + t * a.s0.t;
 #pragma unroll
-    for (int pi = 0; pi < PS; ++pi) load_query_row<PS, CV>(qv + pi * PS * CV, v0, a, H, W, qh, qw, pi);
+    for (int pi = 0; pi < PS; ++pi) {
+      const int yy = geo::bound32(qh + a.o0 + pi - a.offH0, H, a.reflect);
+#pragma unroll
+      for (int pj = 0; pj < PS; ++pj) {
+        const int xx = geo::bound32(qw + a.o0 + pj - a.offW0, W, a.reflect);
+        const bool in = yy >= 0 && xx >= 0;
+        const float* p = v0 + (in ? yy * a.s0.y + xx * a.s0.x : 0);
+#pragma unroll
+        for (int c = 0; c < CV; ++c) qv[(pi * PS + pj) * CV + c] = in ? p[c * a.s0.c] : 0.f;
+      }
+    }
   }
 
   const geo::Frames fr = geo::frames(t, a.nT, a.wt);
