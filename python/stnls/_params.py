@@ -80,7 +80,7 @@ def packed(ints: tuple, bools: tuple, dist_type, batchsize=None, tuning=None):
                 return ints, bools, dist_type
     kw = dict(zip(INT_PARAMS[4:], ints[4:]))
     kw.update(zip(BOOL_PARAMS, bools))
-    return packed_of(normalize(*ints[:4], dist_type=dist_type, batchsize=batchsize, **kw, **(tuning or {})))
+    return pack(normalize(*ints[:4], dist_type=dist_type, batchsize=batchsize, **kw, **(tuning or {})))
 
 
 def packed_attrs(module):
@@ -111,12 +111,8 @@ def core_of(ints: tuple, bools: tuple, dist_type: str):
 
 
 def pack(p: dict):
-    """(int list, bool list, dist_type) for the torch op schema."""
-    return [p[n] for n in INT_PARAMS], [p[n] for n in BOOL_PARAMS], p["dist_type"]
-
-
-def packed_of(p: dict):
-    """pack(p) as tuples (what packed() returns)."""
+    """(int tuple, bool tuple, dist_type): what packed() returns, and the torch op schema's
+    int[] and bool[] arguments."""
     return tuple(p[n] for n in INT_PARAMS), tuple(p[n] for n in BOOL_PARAMS), p["dist_type"]
 
 

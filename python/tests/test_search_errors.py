@@ -154,7 +154,7 @@ def test_packed_parameters_equal_the_checked_dict():
     """nls takes plain ints and bools as they are (no dict per call); other integer types,
     0/1 for bools, tuning knobs and batchsize=None go through normalize, with the same
     result."""
-    from stnls._params import BOOL_PARAMS, DEFAULTS, INT_PARAMS, normalize, packed, packed_of
+    from stnls._params import BOOL_PARAMS, DEFAULTS, INT_PARAMS, normalize, pack, packed
 
     cases = [{}, dict(nheads=np.int64(2), stride0=np.int32(1)), dict(reflect_bounds=0, full_ws=1),
              dict(dist_type="l2", batchsize=None), dict(rbwd=True, exact=False, batchsize=4),
@@ -166,7 +166,7 @@ def test_packed_parameters_equal_the_checked_dict():
         got = packed(tuple(full[n] for n in INT_PARAMS), tuple(full[n] for n in BOOL_PARAMS),
                      full["dist_type"], full["batchsize"], tuning)
         kw = {n: v for n, v in full.items() if n not in ("ws", "wt", "ps", "k")}
-        want = packed_of(normalize(full["ws"], full["wt"], full["ps"], full["k"], **kw))
+        want = pack(normalize(full["ws"], full["wt"], full["ps"], full["k"], **kw))
         assert got == want, over
         assert all(type(v) is int for v in got[0]) and all(type(v) is bool for v in got[1])
 
