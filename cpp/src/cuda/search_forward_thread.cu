@@ -20,13 +20,8 @@
 // included), and stages that box once in shared memory, pixel-major ([row][col][c], with
 // the channel groups placed by group_at), with the bounds rule already applied; every
 // thread then reads its window from it. When the box does not fit (flows that scatter the
-// tile's windows far apart), the boxes of the block's halves (two warps each) are staged
-// instead, else those of single warps, as many at a time as fit; and when not even one
-// warp's box fits, each thread's own window rectangle, as many at a time as fit. Same
-// values, same order, more rounds: a round leaves the warps whose box is not staged idle,
-// and the thread-by-thread rounds leave all but a warp's worth of threads idle (a block
-// that took them ran about twice as long as the others, and one such block late in the
-// grid cost S2's random flows 8 % of the kernel's time).
+// tile's windows far apart), each thread's own window rectangle is staged instead, as many
+// at a time as fit: same values, same order, more rounds.
 //
 // Taken when: float, stride1 = dilation = pt = 1, a finite ws whose window is WW columns
 // wide (a compiled width: 5, 7, 9), k in [1, 16], no anchor_self, and the channels per head
@@ -55,31 +50,7 @@ using detail::SearchArgs;
 constexpr int kQH = 8, kQW = 16;       // block tile of the query grid
 constexpr int kThreads = kQH * kQW;
 constexpr int kWarps = kThreads / 32;
-// Shared memory for one frame's box: at least 48 KB, more where the SM has room for more
-// with the blocks per SM the registers allow (H100/H200: 54.9 KB with four blocks, which
-// holds the union of a block's windows four frames away under the benchmarks' random
-// 2 px flows; 48 KB did not in about 1 of 1600 blocks).
-constexpr size_t kBoxMinBytes = 48 * 1024;
-// The kernel's static shared memory (`part`, `wy`, `wx`), which shares the SM with the box.
-constexpr size_t kStaticBytes = sizeof(int) * (2 * kWarps * 4 + 2 * kThreads);
-
-// The staged box of warps [w0, w0 + n) in one frame: the first window start (y, x) of
-// their queries and the rows x cols of pixels their windows' patches read (0 x 0 when the
-// warps hold no query). `part` holds each warp's min y0, -max y0, min x0, -max x0.
-struct Box {
-  int y, x, rows, cols;
-  __device__ int64_t px() const { return static_cast<int64_t>(rows) * cols; }
-};
-template <int WW, int PS>
-__device__ __forceinline__ Box warps_box(const int (*part)[4], int w0, int n) {
-  int m[4] = {INT_MAX, INT_MAX, INT_MAX, INT_MAX};
-#pragma unroll 1  // rare (boxes that do not fit): kept small, away from the sweep's code
-  for (int w = w0; w < w0 + n; ++w)
-#pragma unroll
-    for (int k = 0; k < 4; ++k) m[k] = min(m[k], part[w][k]);
-  if (m[0] == INT_MAX) return {0, 0, 0, 0};
-  return {m[0], m[2], -m[1] - m[0] + WW + PS - 1, -m[3] - m[2] + WW + PS - 1};
-}
+constexpr size_t kBoxBytes = 48 * 1024;         // shared memory for one frame's box (4 blocks per SM)
 
 // Where channel c's group of 4 lies in a staged pixel of rectangle row `row` (floats from
 // the pixel's start). A warp's lanes read pixels of scattered windows, 16 bytes at a time
@@ -185,9 +156,7 @@ constexpr int kMinBlocks(int CV, int PS, int WW, int KM) { return PS * PS * CV +
 template <bool L2, int CV, int PS, int WW, int KM>
 __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_forward_thread_kernel(const ThrArgs a) {
   extern __shared__ __align__(16) float box[];
-  // Per warp: min y0, -max y0, min x0, -max x0; by frame parity, as a warp may publish the
-  // next frame's while another still reads this frame's.
-  __shared__ int part[2][kWarps][4];
+  __shared__ int part[kWarps][4];  // per warp: min y0, max y0, min x0, max x0
   __shared__ int wy[kThreads], wx[kThreads];  // each thread's window start in this frame
 
   const int tid = threadIdx.x, lane = tid & 31, wib = tid >> 5;
@@ -238,32 +207,19 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
     const int y0 = geo::window_base32(ch, H, 1, a.ws, a.full_ws);
     const int x0 = geo::window_base32(cw, W, 1, a.ws, a.full_ws);
 
-    // Each warp's union of window starts.
+    // The block's union of window starts.
     wy[tid] = y0, wx[tid] = x0;
     int m4[4] = {mine ? y0 : INT_MAX, mine ? -y0 : INT_MAX, mine ? x0 : INT_MAX, mine ? -x0 : INT_MAX};
-    int(*pw)[4] = part[n & 1];
-    block_min4<kWarps>(m4, pw, lane, wib);  // its barrier (A): part, wy and wx are written
-                                            // (the last frame's box reads are done)
-    // What is staged: boxes of gw warps (units of gw warps), as many at a time as fit, with
-    // the largest gw whose every box fits (the block's box, one unit, in the usual case);
-    // gw = 0: each thread's own window rectangle (RH x RW pixels; units of one thread), as
-    // many at a time as fit. The block's box comes from block_min4; the finer ones are
-    // only computed when it does not fit (they cost S2 7 % more instructions when
-    // computed for every frame).
-    const Box whole = {m4[0], m4[2], -m4[1] - m4[0] + WW + PS - 1, -m4[3] - m4[2] + WW + PS - 1};
-    int gw = kWarps;
-    if (whole.px() > a.cap_px) {
-#pragma unroll 1
-      for (gw = kWarps / 2; gw > 0; gw >>= 1) {
-        bool fit = true;
-#pragma unroll 1
-        for (int g = 0; g < kWarps; g += gw) fit = fit && warps_box<WW, PS>(pw, g, gw).px() <= a.cap_px;
-        if (fit) break;
-      }
-    }
-    auto part_box = [&](int g) { return warps_box<WW, PS>(pw, g * gw, gw); };  // unit g of a finer level
+    block_min4<kWarps>(m4, part, lane, wib);  // its barrier (A): part, wy and wx are written
+                                              // (the last frame's box reads are done)
+    const int miny = m4[0], maxy = -m4[1], minx = m4[2], maxx = -m4[3];
+    // The box: every pixel any of the block's candidate patches reads in frame u. When it
+    // does not fit, each thread's own window rectangle (RH x RW pixels) is staged instead,
+    // as many threads' at a time as fit (rounds).
+    const int BH = maxy - miny + wh + PS - 1, BW = maxx - minx + WW + PS - 1;
+    const bool shared_box = static_cast<int64_t>(BH) * BW <= a.cap_px;
     const int RH = wh + PS - 1, RW = WW + PS - 1;
-    const int units = gw ? kWarps / gw : kThreads, mu = gw ? wib / gw : tid;  // mu: this thread's unit
+    const int per_round = shared_box ? kThreads : a.cap_px / (RH * RW);  // the host ensures >= 1
     const float* vf = v1 + u * a.s1.t;
     // Pixels p = p0, p0 + pstep, ... of a rectangle of rows x cols pixels whose first pixel
     // is (y, x) in frame u (bounds rule applied), all CV channels each, stored
@@ -292,48 +248,22 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
         if (s >= cols) s -= cols, ++r;
       }
     };
-    for (int u0 = 0; u0 < units;) {
-      // This round: units [u0, u1).
-      int u1 = u0 + 1;
-      if (gw == 0) {
-        u1 = min(units, u0 + a.cap_px / (RH * RW));  // the host ensures one rectangle fits
-      } else if (gw < kWarps) {
-        for (int64_t used = part_box(u0).px(); u1 < units && used + part_box(u1).px() <= a.cap_px; ++u1)
-          used += part_box(u1).px();
-      }
-      if (u0 > 0) __syncthreads();  // the previous round's reads are done
-      if (gw == kWarps) {
-        stage(box, tid, kThreads, whole.rows, whole.cols, whole.y + a.o0 - a.offH1, whole.x + a.o0 - a.offW1);
-      } else if (gw) {
-        // The round's boxes one after the other, each by the whole block.
-        int off = 0;
-        for (int g = u0; g < u1; ++g) {
-          const Box bx = part_box(g);
-          if (bx.rows == 0) continue;  // warps past the grid's edge
-          stage(box + off * CV, tid, kThreads, bx.rows, bx.cols, bx.y + a.o0 - a.offH1, bx.x + a.o0 - a.offW1);
-          off += bx.rows * bx.cols;
-        }
+    for (int k0 = 0; k0 < kThreads; k0 += per_round) {
+      if (k0 > 0) __syncthreads();  // the previous round's reads are done
+      if (shared_box) {
+        stage(box, tid, kThreads, BH, BW, miny + a.o0 - a.offH1, minx + a.o0 - a.offW1);
       } else {
-        // Thread u0 + k's rectangle at box + k * RH * RW * CV; warp w stages threads w, w + 4, ...
-        for (int k = wib; k < u1 - u0; k += kWarps)
-          stage(box + k * RH * RW * CV, lane, 32, RH, RW, wy[u0 + k] + a.o0 - a.offH1, wx[u0 + k] + a.o0 - a.offW1);
+        // Thread k0 + k's rectangle at box + k * RH * RW * CV; warp w stages threads w, w + 4, ...
+        for (int k = wib; k < per_round && k0 + k < kThreads; k += kWarps)
+          stage(box + k * RH * RW * CV, lane, 32, RH, RW, wy[k0 + k] + a.o0 - a.offH1, wx[k0 + k] + a.o0 - a.offW1);
       }
-      __syncthreads();  // (B) the round is staged
-      if (mine && mu >= u0 && mu < u1) {
-        // This thread's staged rectangle, where its window starts in it, its pitch.
-        const float* rect = box;
-        int row0 = y0 - whole.y, col0 = x0 - whole.x, pitch = whole.cols;
-        if (gw == 0) {
-          rect = box + (tid - u0) * RH * RW * CV, row0 = col0 = 0, pitch = RW;
-        } else if (gw < kWarps) {
-          int off = 0;
-          for (int g = u0; g < mu; ++g) off += part_box(g).px();
-          const Box bx = part_box(mu);
-          rect = box + off * CV, row0 = y0 - bx.y, col0 = x0 - bx.x, pitch = bx.cols;
-        }
-        sweep_window<L2, CV, PS, WW, KM>(rect, row0, col0, pitch, n, y0, x0, qh, qw, H, W, a.remove_self, qv, list);
+      __syncthreads();  // (B) the box is staged
+      if (mine && tid >= k0 && tid < k0 + per_round) {
+        // The staged rectangle, where the window starts in it, its pitch.
+        const float* rect = shared_box ? box : box + (tid - k0) * RH * RW * CV;
+        sweep_window<L2, CV, PS, WW, KM>(rect, shared_box ? y0 - miny : 0, shared_box ? x0 - minx : 0,
+                                         shared_box ? BW : RW, n, y0, x0, qh, qw, H, W, a.remove_self, qv, list);
       }
-      u0 = u1;
     }
     // (A) of the next frame orders these reads before the next staging.
   }
@@ -377,42 +307,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
   }
 }
 
-std::atomic<int> forced_box_px{0};  // set_forward_thread_box_px
-
-// Bytes of shared memory for the box of a variant whose registers allow `blocks` blocks per
-// SM: that share of the current device's SM less each block's reserved and static shared
-// memory, and at least kBoxMinBytes (where the SM holds fewer blocks of that size, as on
-// GPUs with less shared memory, the box stays what it was before the share was taken).
-// Cached per device: the attribute queries cost about a microsecond per call.
-size_t box_bytes(int blocks) {
-  constexpr int kDevices = 64;
-  static std::atomic<uint32_t> cache[kDevices][2];  // [device][blocks == 4]; 0 = not yet asked
-  int dev = 0;
-  STNLS_CUDA_CHECK(cudaGetDevice(&dev));
-  std::atomic<uint32_t>* slot = dev < kDevices ? &cache[dev][blocks == 4] : nullptr;
-  if (slot && slot->load(std::memory_order_relaxed)) return slot->load(std::memory_order_relaxed);
-  int per_sm = 0, reserved = 0;
-  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
-  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev));
-  const int64_t share = static_cast<int64_t>(per_sm) / blocks - reserved - static_cast<int64_t>(kStaticBytes);
-  const int64_t optin = static_cast<int64_t>(max_optin_smem()) - static_cast<int64_t>(kStaticBytes);
-  const int64_t bytes = std::max<int64_t>(kBoxMinBytes, std::min(share, optin) / 16 * 16);
-  if (slot) slot->store(static_cast<uint32_t>(bytes), std::memory_order_relaxed);
-  return static_cast<size_t>(bytes);
-}
-
 // Compiled variants: channels per head and patch side (the query patch, PS * PS * CV
-// floats, stays in registers), each for window widths 5, 7 and 9. `need`: the most pixels a
-// box can hold for this call (the tile's windows spread over the whole frame).
+// floats, stays in registers), each for window widths 5, 7 and 9.
 template <bool L2, int CV, int PS, int KM>
-bool launch_ww(ThrArgs f, int ww, int64_t need, unsigned blocks, cudaStream_t stream) {
-  auto go = [&](auto kernel, int min_blocks) {
-    const int forced = forced_box_px.load();
-    const int64_t px = forced > 0 ? forced : static_cast<int64_t>(box_bytes(min_blocks) / (CV * sizeof(float)));
-    f.cap_px = static_cast<int>(std::min(px, need));
-    if (f.cap_px < (ww + PS - 1) * (ww + PS - 1)) return false;  // one window must fit
-    // (and at least the block's lists, which pass through it at the end)
-    const size_t smem = std::max(static_cast<size_t>(f.cap_px) * CV * sizeof(float), sizeof(uint64_t) * kRegListMax * kThreads);
+bool launch_ww(const ThrArgs& f, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
+  auto go = [&](auto kernel) {
     // (the static shared memory, about 1 KB, counts against the 48 KB default too)
     if (smem > 40 * 1024)
       STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
@@ -420,10 +319,7 @@ bool launch_ww(ThrArgs f, int ww, int64_t need, unsigned blocks, cudaStream_t st
     check_launch("search_forward_thread_kernel");
     return true;
   };
-  return by_width(ww, [&](auto w) {
-    constexpr int WW = decltype(w)::value;
-    return go(search_forward_thread_kernel<L2, CV, PS, WW, KM>, kMinBlocks(CV, PS, WW, KM));
-  });
+  return by_width(ww, [&](auto w) { return go(search_forward_thread_kernel<L2, CV, PS, decltype(w)::value, KM>); });
 }
 
 // Channels per head and ps; false (nothing launched) for any other. Not 16 channels with ps = 1, the
@@ -433,10 +329,10 @@ bool launch_ww(ThrArgs f, int ww, int64_t need, unsigned blocks, cudaStream_t st
 // rounds; with a 64 KB box the 256^2 attention layer measured 28.3 -> 29.4 ms. It stays on
 // the warp kernels until a finer fallback (per-warp boxes) is measured.
 template <bool L2, int KM>
-bool launch_variant(const ThrArgs& f, int C, int ps, int ww, int64_t need, unsigned blocks, cudaStream_t stream) {
-  if (ps == 3 && C == 4) return launch_ww<L2, 4, 3, KM>(f, ww, need, blocks, stream);
-  if (ps == 3 && C == 8) return launch_ww<L2, 8, 3, KM>(f, ww, need, blocks, stream);
-  if (ps == 1 && C == 8) return launch_ww<L2, 8, 1, KM>(f, ww, need, blocks, stream);
+bool launch_variant(const ThrArgs& f, int C, int ps, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
+  if (ps == 3 && C == 4) return launch_ww<L2, 4, 3, KM>(f, ww, smem, blocks, stream);
+  if (ps == 3 && C == 8) return launch_ww<L2, 8, 3, KM>(f, ww, smem, blocks, stream);
+  if (ps == 1 && C == 8) return launch_ww<L2, 8, 1, KM>(f, ww, smem, blocks, stream);
   return false;
 }
 
@@ -445,8 +341,6 @@ std::atomic<bool> enabled{true};  // set_forward_thread_enabled
 }  // namespace
 
 void set_forward_thread_enabled(bool on) { enabled = on; }
-
-void set_forward_thread_box_px(int px) { forced_box_px = px; }
 
 bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   const SearchParams& p = a.p;
@@ -457,13 +351,18 @@ bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   f.tilesW = static_cast<int>(ceil_div(sh.nW, kQW));
   // The box never needs more than the tile's windows spread over the whole frame.
   const int64_t need = (sh.H + sh.wh + p.ps) * (sh.W + sh.ww + p.ps);
+  const int64_t cap = std::min<int64_t>(static_cast<int64_t>(kBoxBytes / (sh.C * sizeof(float))), need);
+  f.cap_px = static_cast<int>(cap);
+  if (cap < (sh.wh + p.ps - 1) * (sh.ww + p.ps - 1)) return false;  // one window must fit
+  // (and at least the block's lists, which pass through it at the end)
+  const size_t smem = std::max(static_cast<size_t>(cap) * sh.C * sizeof(float), sizeof(uint64_t) * kRegListMax * kThreads);
   const int64_t blocks = sh.B * sh.HD * sh.T * f.tilesH * f.tilesW;
   if (blocks > INT32_MAX) return false;
   const unsigned nb = static_cast<unsigned>(blocks);
   const int C = static_cast<int>(sh.C), ww = static_cast<int>(sh.ww);
   return by_dist(p.dist_type, [&](auto l2) {
     return by_list(sh.K, [&](auto km) {
-      return launch_variant<decltype(l2)::value, decltype(km)::value>(f, C, p.ps, ww, need, nb, stream);
+      return launch_variant<decltype(l2)::value, decltype(km)::value>(f, C, p.ps, ww, smem, nb, stream);
     });
   });
 }

@@ -16,11 +16,5 @@ bool search_forward_thread(const detail::SearchArgs& a, cudaStream_t stream);
 // the GoogleTests and the timing program, which run the same calls on both layouts.
 void set_forward_thread_enabled(bool on);
 
-// For the GoogleTests: the pixels a block's box may hold (px > 0; at least one window's
-// rectangle, else the call takes another layout), so that small calls reach every staging
-// level (the block's box, halves, single warps, thread by thread); 0 restores the size
-// from the device's shared memory.
-void set_forward_thread_box_px(int px);
-
 }  // namespace cuda
 }  // namespace stnls
