@@ -694,6 +694,31 @@ TEST(SearchCuda, ThreadPerQueryScatteredWindows) {
   }
 }
 
+TEST(SearchCuda, ThreadPerQueryBoxSizes) {
+  // The thread-per-query forward with its box limited (set_forward_thread_box_px): without
+  // flows a block's box is 14 x 22 pixels (ws 5, ps 3, the 8 x 16 tile) and a thread's
+  // rectangle 7 x 7, so 450 stages the block's box, 120 and 49 thread by thread (two and
+  // one rectangle per round); flows of 3 and 12 px mix the two between blocks and frames.
+  // 38 rows leave the last tile row's fourth warp without queries. Against the CPU, both
+  // distance types, with and without remove_self; then the box the device's shared memory
+  // allows again.
+  REQUIRE_GPU();
+  uint32_t seed = 700;
+  for (int px : {450, 120, 49, 0}) {
+    cuda::set_forward_thread_box_px(px);
+    for (double flow_std : {0.0, 3.0, 12.0}) {
+      Case c;
+      c.T = 5, c.H = 38, c.W = 45, c.C = 16, c.flow_std = flow_std, c.flows = flow_std > 0;
+      c.p.ws = 5, c.p.wt = 2, c.p.ps = 3, c.p.k = 10, c.p.nheads = 2, c.p.stride0 = 1;
+      c.p.dist_type = seed % 2 ? DistType::L2 : DistType::Prod;
+      c.p.remove_self = seed % 3 == 0;
+      SCOPED_TRACE("box px " + std::to_string(px) + ", flow std " + std::to_string(flow_std));
+      check_case<float>(c, seed++);
+    }
+  }
+  cuda::set_forward_thread_box_px(0);
+}
+
 TEST(SearchCuda, RowSplitPath) {
   // Every compiled variant of the row-split forward (16 channels per head with ps 7) and
   // of the channel-group forward (32 with ps 3), window widths 5, 7, 9, against the CPU,

@@ -50,7 +50,15 @@ using detail::SearchArgs;
 constexpr int kQH = 8, kQW = 16;       // block tile of the query grid
 constexpr int kThreads = kQH * kQW;
 constexpr int kWarps = kThreads / 32;
-constexpr size_t kBoxBytes = 48 * 1024;         // shared memory for one frame's box (4 blocks per SM)
+// Shared memory for one frame's box: the share of the SM that the blocks the registers
+// allow leave to each block, at least 48 KB (GPUs whose SMs hold fewer blocks of that size
+// keep the 48 KB box). On H100/H200, 54.9 KB with four blocks (1756 pixels of 8 channels):
+// with 48 KB (1536 pixels), one S2 block in about 1600 missed the union of its windows
+// four frames away under random 2 px flows, fell back to thread-by-thread rounds and,
+// late in the grid, cost the whole kernel 6 % (0.262 -> 0.247 ms on the benchmark's seed).
+constexpr size_t kBoxMinBytes = 48 * 1024;
+// The kernel's static shared memory (`part`, `wy`, `wx`), which shares the SM with the box.
+constexpr size_t kStaticBytes = sizeof(int) * (kWarps * 4 + 2 * kThreads);
 
 // Where channel c's group of 4 lies in a staged pixel of rectangle row `row` (floats from
 // the pixel's start). A warp's lanes read pixels of scattered windows, 16 bytes at a time
@@ -307,11 +315,40 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
   }
 }
 
+std::atomic<int> forced_box_px{0};  // set_forward_thread_box_px
+
+// Bytes of shared memory for the box of a variant whose registers allow `blocks` blocks per
+// SM (kBoxMinBytes above). Cached per device: the attribute queries cost about a
+// microsecond per call.
+size_t box_bytes(int blocks) {
+  constexpr int kDevices = 64;
+  static std::atomic<uint32_t> cache[kDevices][2];  // [device][blocks == 4]; 0: not asked yet
+  int dev = 0;
+  STNLS_CUDA_CHECK(cudaGetDevice(&dev));
+  std::atomic<uint32_t>* slot = dev < kDevices ? &cache[dev][blocks == 4] : nullptr;
+  if (slot && slot->load(std::memory_order_relaxed)) return slot->load(std::memory_order_relaxed);
+  int per_sm = 0, reserved = 0;
+  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+  STNLS_CUDA_CHECK(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev));
+  const int64_t share = static_cast<int64_t>(per_sm) / blocks - reserved - static_cast<int64_t>(kStaticBytes);
+  const int64_t optin = static_cast<int64_t>(max_optin_smem()) - static_cast<int64_t>(kStaticBytes);
+  const int64_t bytes = std::max<int64_t>(kBoxMinBytes, std::min(share, optin) / 16 * 16);
+  if (slot) slot->store(static_cast<uint32_t>(bytes), std::memory_order_relaxed);
+  return static_cast<size_t>(bytes);
+}
+
 // Compiled variants: channels per head and patch side (the query patch, PS * PS * CV
-// floats, stays in registers), each for window widths 5, 7 and 9.
+// floats, stays in registers), each for window widths 5, 7 and 9. `need`: the most pixels a
+// box can need in this call (the tile's windows spread over the whole frame).
 template <bool L2, int CV, int PS, int KM>
-bool launch_ww(const ThrArgs& f, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
-  auto go = [&](auto kernel) {
+bool launch_ww(ThrArgs f, int ww, int64_t need, unsigned blocks, cudaStream_t stream) {
+  auto go = [&](auto kernel, int min_blocks) {
+    const int forced = forced_box_px.load();
+    const int64_t px = forced > 0 ? forced : static_cast<int64_t>(box_bytes(min_blocks) / (CV * sizeof(float)));
+    f.cap_px = static_cast<int>(std::min(px, need));
+    if (f.cap_px < (ww + PS - 1) * (ww + PS - 1)) return false;  // one window must fit
+    // (and at least the block's lists, which pass through it at the end)
+    const size_t smem = std::max(static_cast<size_t>(f.cap_px) * CV * sizeof(float), sizeof(uint64_t) * kRegListMax * kThreads);
     // (the static shared memory, about 1 KB, counts against the 48 KB default too)
     if (smem > 40 * 1024)
       STNLS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
@@ -319,7 +356,10 @@ bool launch_ww(const ThrArgs& f, int ww, size_t smem, unsigned blocks, cudaStrea
     check_launch("search_forward_thread_kernel");
     return true;
   };
-  return by_width(ww, [&](auto w) { return go(search_forward_thread_kernel<L2, CV, PS, decltype(w)::value, KM>); });
+  return by_width(ww, [&](auto w) {
+    constexpr int WW = decltype(w)::value;
+    return go(search_forward_thread_kernel<L2, CV, PS, WW, KM>, kMinBlocks(CV, PS, WW, KM));
+  });
 }
 
 // Channels per head and ps; false (nothing launched) for any other. Not 16 channels with ps = 1, the
@@ -329,10 +369,10 @@ bool launch_ww(const ThrArgs& f, int ww, size_t smem, unsigned blocks, cudaStrea
 // rounds; with a 64 KB box the 256^2 attention layer measured 28.3 -> 29.4 ms. It stays on
 // the warp kernels until a finer fallback (per-warp boxes) is measured.
 template <bool L2, int KM>
-bool launch_variant(const ThrArgs& f, int C, int ps, int ww, size_t smem, unsigned blocks, cudaStream_t stream) {
-  if (ps == 3 && C == 4) return launch_ww<L2, 4, 3, KM>(f, ww, smem, blocks, stream);
-  if (ps == 3 && C == 8) return launch_ww<L2, 8, 3, KM>(f, ww, smem, blocks, stream);
-  if (ps == 1 && C == 8) return launch_ww<L2, 8, 1, KM>(f, ww, smem, blocks, stream);
+bool launch_variant(const ThrArgs& f, int C, int ps, int ww, int64_t need, unsigned blocks, cudaStream_t stream) {
+  if (ps == 3 && C == 4) return launch_ww<L2, 4, 3, KM>(f, ww, need, blocks, stream);
+  if (ps == 3 && C == 8) return launch_ww<L2, 8, 3, KM>(f, ww, need, blocks, stream);
+  if (ps == 1 && C == 8) return launch_ww<L2, 8, 1, KM>(f, ww, need, blocks, stream);
   return false;
 }
 
@@ -341,6 +381,8 @@ std::atomic<bool> enabled{true};  // set_forward_thread_enabled
 }  // namespace
 
 void set_forward_thread_enabled(bool on) { enabled = on; }
+
+void set_forward_thread_box_px(int px) { forced_box_px = px; }
 
 bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   const SearchParams& p = a.p;
@@ -351,18 +393,13 @@ bool search_forward_thread(const SearchArgs& a, cudaStream_t stream) {
   f.tilesW = static_cast<int>(ceil_div(sh.nW, kQW));
   // The box never needs more than the tile's windows spread over the whole frame.
   const int64_t need = (sh.H + sh.wh + p.ps) * (sh.W + sh.ww + p.ps);
-  const int64_t cap = std::min<int64_t>(static_cast<int64_t>(kBoxBytes / (sh.C * sizeof(float))), need);
-  f.cap_px = static_cast<int>(cap);
-  if (cap < (sh.wh + p.ps - 1) * (sh.ww + p.ps - 1)) return false;  // one window must fit
-  // (and at least the block's lists, which pass through it at the end)
-  const size_t smem = std::max(static_cast<size_t>(cap) * sh.C * sizeof(float), sizeof(uint64_t) * kRegListMax * kThreads);
   const int64_t blocks = sh.B * sh.HD * sh.T * f.tilesH * f.tilesW;
   if (blocks > INT32_MAX) return false;
   const unsigned nb = static_cast<unsigned>(blocks);
   const int C = static_cast<int>(sh.C), ww = static_cast<int>(sh.ww);
   return by_dist(p.dist_type, [&](auto l2) {
     return by_list(sh.K, [&](auto km) {
-      return launch_variant<decltype(l2)::value, decltype(km)::value>(f, C, p.ps, ww, smem, nb, stream);
+      return launch_variant<decltype(l2)::value, decltype(km)::value>(f, C, p.ps, ww, need, nb, stream);
     });
   });
 }

@@ -16,5 +16,10 @@ bool search_forward_thread(const detail::SearchArgs& a, cudaStream_t stream);
 // the GoogleTests and the timing program, which run the same calls on both layouts.
 void set_forward_thread_enabled(bool on);
 
+// For the GoogleTests: the pixels a block's box may hold (px > 0; less than one window's
+// rectangle makes the call take another layout), so that small calls reach the
+// thread-by-thread rounds; 0 restores the size from the device's shared memory.
+void set_forward_thread_box_px(int px);
+
 }  // namespace cuda
 }  // namespace stnls
