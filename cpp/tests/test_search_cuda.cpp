@@ -699,7 +699,8 @@ TEST(SearchCuda, ThreadPerQueryBoxSizes) {
   // flows a block's box is 14 x 22 pixels (ws 5, ps 3, the 8 x 16 tile) and a thread's
   // rectangle 7 x 7, so 450 stages the block's box, 120 and 49 thread by thread (two and
   // one rectangle per round); flows of 3 and 12 px mix the two between blocks and frames.
-  // 38 rows leave the last tile row's fourth warp without queries. Against the CPU, both
+  // 38 rows leave the last tile row's fourth warp without queries (its windows are staged
+  // all the same in the thread-by-thread rounds). Against the CPU, both
   // distance types, with and without remove_self; then the box the device's shared memory
   // allows again.
   REQUIRE_GPU();

@@ -55,7 +55,8 @@ constexpr int kWarps = kThreads / 32;
 // keep the 48 KB box). On H100/H200, 54.9 KB with four blocks (1756 pixels of 8 channels):
 // with 48 KB (1536 pixels), one S2 block in about 1600 missed the union of its windows
 // four frames away under random 2 px flows, fell back to thread-by-thread rounds and,
-// late in the grid, cost the whole kernel 6 % (0.262 -> 0.247 ms on the benchmark's seed).
+// late in the grid, cost the whole kernel 8 % (through torch on the benchmark's seed: 0.262
+// ms with 48 KB, 0.242 with 54.9 KB).
 constexpr size_t kBoxMinBytes = 48 * 1024;
 // The kernel's static shared memory (`part`, `wy`, `wx`), which shares the SM with the box.
 constexpr size_t kStaticBytes = sizeof(int) * (kWarps * 4 + 2 * kThreads);
@@ -318,8 +319,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks(CV, PS, WW, KM)) search_f
 std::atomic<int> forced_box_px{0};  // set_forward_thread_box_px
 
 // Bytes of shared memory for the box of a variant whose registers allow `blocks` blocks per
-// SM (kBoxMinBytes above). Cached per device: the attribute queries cost about a
-// microsecond per call.
+// SM (kBoxMinBytes above), 3 or 4 (kMinBlocks). Cached per device, so that a call makes no
+// attribute queries.
 size_t box_bytes(int blocks) {
   constexpr int kDevices = 64;
   static std::atomic<uint32_t> cache[kDevices][2];  // [device][blocks == 4]; 0: not asked yet
