@@ -103,7 +103,9 @@ def time_fwd_stream(fn, inputs, repeats, device):
     """Milliseconds per forward when `repeats` calls are queued back to back (one pair of
     CUDA events around all of them): the GPU's time per call once the host runs ahead,
     as in a model's forward pass. The per-call median of time_fwd_bwd also counts the host
-    time of a call made right after a synchronisation. None on CPU."""
+    time of a call made right after a synchronisation, and a kernel that starts cold after
+    the backward (other kernels before it, its inputs evicted from L2: S2 0.03-0.06 ms on an
+    H200, bench/NOTES.md). None on CPU."""
     if device.type != "cuda":
         return None
     fn(*inputs)
