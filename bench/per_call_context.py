@@ -1,0 +1,124 @@
+"""What a search forward's time per call depends on besides the kernel: the inputs, and
+the work that runs between calls (bench/NOTES.md, eighteenth session).
+
+For one config (default S2 of search_cuda.py, prod, random flows) it prints, in ms:
+- queued: the forward with --repeats calls back to back (one pair of CUDA events around
+  all of them), for two input seeds of bench/common.make_inputs and once through the bare
+  binding (outputs and DLPack capsules made once): kernels that differ by seed point at
+  the data (S2's seed 0 once hit the thread layout's box fallback);
+- per call: synchronise, event, call, event, then some work before the next call:
+  nothing, an 85 MB allocation, 0.4 ms of Python busy-waiting (the GPU idle), the
+  autograd backward, eight 2048^2 matmuls (GPU work only). search_cuda.py's per-call
+  column is the "backward" row.
+
+    python3 bench/per_call_context.py [--config S2] [--repeats 200] [--calls 60]
+
+Without CUDA it says so and exits; --device cpu runs the same steps with wall-clock timers
+(to test the script).
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+from search_cuda import CONFIGS, Timer  # noqa: E402
+
+import stnls  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="S2", choices=sorted(CONFIGS))
+    p.add_argument("--repeats", type=int, default=200, help="calls queued back to back")
+    p.add_argument("--calls", type=int, default=60, help="per-call samples (median)")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--shrink", type=int, default=1, help="divide H and W (CPU tests)")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("per_call_context.py: no CUDA device; nothing to time")
+        return
+    cfg = dict(CONFIGS[args.config])
+    cfg["H"], cfg["W"] = cfg["H"] // args.shrink, cfg["W"] // args.shrink
+    sargs, skw = common.search_args(cfg), common.search_kwargs(cfg)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def inputs(seed):
+        v0, v1, ff, bf = common.make_inputs(cfg["B"], cfg["T"], cfg["C"], cfg["H"], cfg["W"], device, seed=seed)
+        return v0.requires_grad_(), v1.requires_grad_(), ff, bf
+
+    def queued(fn):
+        for _ in range(3):
+            fn()
+        sync()
+        t = Timer(device)
+        t.start()
+        for _ in range(args.repeats):
+            fn()
+        t.stop()
+        sync()
+        return t.elapsed() / args.repeats
+
+    print(f"{args.config} {cfg} on {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}")
+    for seed in (0, 1):
+        v0, v1, ff, bf = inputs(seed)
+        with torch.no_grad():
+            ms = queued(lambda: stnls.search.nls(v0, v1, ff, bf, *sargs, **skw))
+        print(f"queued, seed {seed}: {ms:.4f}")
+    print(f"queued, bare binding (seed 1): {queued(binding_call(v0, v1, ff, bf, sargs, skw)):.4f}")
+
+    v0, v1, ff, bf = inputs(0)
+    a = torch.randn(2048, 2048, device=device) if device.type == "cuda" else torch.randn(256, 256)
+
+    def busy_wait(d):
+        t = time.perf_counter()
+        while time.perf_counter() - t < 4e-4:
+            pass
+
+    between = {
+        "nothing": lambda d: None,
+        "85 MB allocation": lambda d: torch.empty(85 << 20, dtype=torch.uint8, device=device),
+        "0.4 ms Python busy-wait": busy_wait,
+        "backward": lambda d: d.backward(torch.ones_like(d)),
+        "8 matmuls": lambda d: [a @ a for _ in range(8)],
+    }
+    for name, work in between.items():
+        samples = []
+        for _ in range(args.calls):
+            v0.grad = v1.grad = None
+            sync()
+            t = Timer(device)
+            t.start()
+            d, _ = stnls.search.nls(v0, v1, ff, bf, *sargs, **skw)
+            t.stop()
+            work(d)
+            sync()
+            samples.append(t.elapsed())
+        print(f"per call, then {name}: {statistics.median(samples):.4f}")
+
+
+def binding_call(v0, v1, ff, bf, sargs, skw):
+    """The forward through the bare binding: parameters, capsules and outputs made once."""
+    from stnls import _C
+    from stnls._params import normalize, to_core
+    from stnls.torch._common import dlpack, own, stream
+
+    params = to_core(normalize(*sargs, **skw))
+    caps = [dlpack(x) for x in (v0, v1, ff, bf)]
+    sizes = _C.search_shape(params, caps[0], caps[1])
+    shape = (sizes["B"], sizes["HD"], sizes["Q"], sizes["K"])
+    dists = torch.empty(shape, dtype=v0.dtype, device=v0.device)
+    inds = torch.empty(shape + (3,), dtype=torch.int32, device=v0.device)
+    work = torch.empty(sizes["workspace"], dtype=torch.uint8, device=v0.device) if sizes["workspace"] else None
+    outs = (own(dists), own(inds), own(work))
+    s = stream(v0)
+    return lambda: _C.search_forward(params, *caps, *outs, s)
+
+
+if __name__ == "__main__":
+    main()
