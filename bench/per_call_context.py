@@ -3,8 +3,8 @@ the work that runs between calls (bench/NOTES.md, eighteenth session).
 
 For one config (default S2 of search_cuda.py, prod, random flows) it prints, in ms:
 - queued: the forward with --repeats calls back to back (one pair of CUDA events around
-  all of them), for two input seeds of bench/common.make_inputs and once through the bare
-  binding (outputs and DLPack capsules made once): kernels that differ by seed point at
+  all of them), for two input seeds of bench/common.make_inputs and, on CUDA, once through
+  the bare binding (torch_call_breakdown.binding_cases): kernels that differ by seed point at
   the data (S2's seed 0 once hit the thread layout's box fallback);
 - per call: synchronise, event, call, event, then some work before the next call:
   nothing, an 85 MB allocation, 0.4 ms of Python busy-waiting (the GPU idle), the
@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from search_cuda import CONFIGS, Timer  # noqa: E402
+from torch_call_breakdown import binding_cases  # noqa: E402
 
 import stnls  # noqa: E402
 
@@ -70,7 +71,10 @@ def main():
         with torch.no_grad():
             ms = queued(lambda: stnls.search.nls(v0, v1, ff, bf, *sargs, **skw))
         print(f"queued, seed {seed}: {ms:.4f}")
-    print(f"queued, bare binding (seed 1): {queued(binding_call(v0, v1, ff, bf, sargs, skw)):.4f}")
+    if device.type == "cuda":  # the binding's forward, capsules and outputs made beforehand
+        d, inds = stnls.search.nls(v0, v1, ff, bf, *sargs, **skw)
+        cases = dict(binding_cases(sargs, skw, v0, v1, ff, bf, d, inds, torch.ones_like(d)))
+        print(f"queued, bare binding (seed 1): {queued(cases['_C forward']):.4f}")
 
     v0, v1, ff, bf = inputs(0)
     a = torch.randn(2048, 2048, device=device) if device.type == "cuda" else torch.randn(256, 256)
@@ -100,24 +104,6 @@ def main():
             sync()
             samples.append(t.elapsed())
         print(f"per call, then {name}: {statistics.median(samples):.4f}")
-
-
-def binding_call(v0, v1, ff, bf, sargs, skw):
-    """The forward through the bare binding: parameters, capsules and outputs made once."""
-    from stnls import _C
-    from stnls._params import normalize, to_core
-    from stnls.torch._common import dlpack, own, stream
-
-    params = to_core(normalize(*sargs, **skw))
-    caps = [dlpack(x) for x in (v0, v1, ff, bf)]
-    sizes = _C.search_shape(params, caps[0], caps[1])
-    shape = (sizes["B"], sizes["HD"], sizes["Q"], sizes["K"])
-    dists = torch.empty(shape, dtype=v0.dtype, device=v0.device)
-    inds = torch.empty(shape + (3,), dtype=torch.int32, device=v0.device)
-    work = torch.empty(sizes["workspace"], dtype=torch.uint8, device=v0.device) if sizes["workspace"] else None
-    outs = (own(dists), own(inds), own(work))
-    s = stream(v0)
-    return lambda: _C.search_forward(params, *caps, *outs, s)
 
 
 if __name__ == "__main__":
