@@ -3,6 +3,7 @@ hand-over of tensors to the binding."""
 from __future__ import annotations
 
 import contextlib
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -31,10 +32,11 @@ def stream(t: Tensor):
     return torch.cuda.current_stream(t.device).cuda_stream
 
 
-def dlpack(t):
+def dlpack(t, current: Optional[int] = None):
     """t as the binding takes it: a DLPack capsule from torch's C++ exporter where that is
     what t.__dlpack__ would hand over, else t itself (detached if it requires grad; None
-    stays None).
+    stays None). `current`: the current CUDA device's index where the caller knows it
+    (inside on_device(x), x.get_device()), which saves asking CUDA for it per tensor.
 
     For a tensor the binding calls t.__dlpack_device__() and t.__dlpack__(), Python
     functions that cost about 5 us per tensor on the CPU and more on CUDA (an ExternalStream
@@ -49,7 +51,7 @@ def dlpack(t):
     wait for the current one, for memory they do not touch.
     """
     if type(t) is Tensor and t.layout is torch.strided and not t.is_conj() and (
-            t.is_cpu or (t.is_cuda and t.get_device() == _current_device())):
+            t.is_cpu or (t.is_cuda and t.get_device() == (_current_device() if current is None else current))):
         return to_dlpack(t)
     return t.detach() if isinstance(t, Tensor) and t.requires_grad else t
 

@@ -52,20 +52,28 @@ def _direct(args):
 
 
 class _EagerFunction(torch.autograd.Function):
-    """An op's autograd on the direct path: apply(*args, op). The op comes last so that
-    ctx.needs_input_grad[i] is the op's argument i, as under register_autograd."""
+    """An op's autograd on the direct path: apply(*args, (out,), op), where out is
+    what op.impl(*args) returned. The implementation runs before apply, so that its kernels
+    are launched before torch's apply runs (its argument checks, the node, the outputs'
+    history), which the GPU would otherwise wait for on a call made right after a
+    synchronisation: with the search's one device query and new_empty outputs, S2's forward
+    per call through torch went 0.329 -> 0.314 ms on an H200 (bench/NOTES.md). Every impl
+    only allocates its outputs and hands the inputs to the binding detached, so running it
+    with grad mode on records nothing. out and op come last so that ctx.needs_input_grad[i] is
+    the op's argument i, as under register_autograd. out comes boxed in a 1-tuple: apply
+    takes a tensor argument as an input, a tuple as a plain object."""
 
     @staticmethod
-    def forward(ctx, *args_op):
-        *args, op = args_op
-        out = op.impl(*args)
+    def forward(ctx, *args_boxed_op):
+        *args, boxed, op = args_boxed_op
+        out = boxed[0]
         ctx.stnls_op = op
         op.setup_context(ctx, tuple(args), out)
         return out
 
     @staticmethod
     def backward(ctx, *grads):
-        return tuple(ctx.stnls_op.backward(ctx, *grads)) + (None,)
+        return tuple(ctx.stnls_op.backward(ctx, *grads)) + (None, None)
 
 
 # The C++ apply of _EagerFunction: torch.autograd.Function.apply without its Python layer
@@ -95,5 +103,5 @@ class Op:
         if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in direct):
             if self.backward is None:
                 return self.op(*args)  # torch's own handling of an op without a gradient
-            return _EAGER_APPLY(*direct, self)
+            return _EAGER_APPLY(*direct, (self.impl(*direct),), self)
         return self.impl(*direct)

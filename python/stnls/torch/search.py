@@ -28,14 +28,16 @@ def _search_forward(vid0: Tensor, vid1: Tensor, fflow: Optional[Tensor], bflow: 
     """dists (B,HD,Q,K), inds (B,HD,Q,K,3) int32; see stnls.search.nls."""
     params = core_of(tuple(ints), tuple(bools), dist_type)
     # One block: the allocations inside name their device; _dlpack checks the device as
-    # __dlpack__ would, so it runs inside too.
+    # __dlpack__ would, so it runs inside too, where vid0's device is the current one.
     with on_device(vid0):
+        here = vid0.get_device()
         # The videos are handed over once, for the shape query and the search.
-        v0, v1, fflow, bflow = _dlpack(vid0), _dlpack(vid1), _dlpack(fflow), _dlpack(bflow)
+        v0, v1 = _dlpack(vid0, here), _dlpack(vid1, here)
+        fflow, bflow = _dlpack(fflow, here), _dlpack(bflow, here)
         sizes = _C.search_shape(params, v0, v1)  # with the workspace's size
         shape = (sizes["B"], sizes["HD"], sizes["Q"], sizes["K"])
-        dists = torch.empty(shape, dtype=vid0.dtype, device=vid0.device)
-        inds = torch.empty(shape + (3,), dtype=torch.int32, device=vid0.device)
+        dists = vid0.new_empty(shape)
+        inds = vid0.new_empty(shape + (3,), dtype=torch.int32)
         # Scratch comes from torch's caching allocator, on the caller's stream.
         workspace = _workspace(sizes["workspace"], vid0)
         _C.search_forward(params, v0, v1, fflow, bflow, _own(dists), _own(inds), _own(workspace), _stream(vid0))
@@ -54,12 +56,13 @@ def _search_backward(grad_dists: Tensor, inds: Tensor, vid0: Tensor, vid1: Tenso
     grad0 = torch.empty_like(vid0, memory_format=torch.contiguous_format)
     grad1 = torch.empty_like(vid1, memory_format=torch.contiguous_format)
     with on_device(vid0):  # one block (the workspace names its device), _dlpack inside
+        here = vid0.get_device()
         # Handed over once, for the workspace query and the backward.
-        i, v0, v1 = _dlpack(inds), _dlpack(vid0), _dlpack(vid1)
+        i, v0, v1 = _dlpack(inds, here), _dlpack(vid0, here), _dlpack(vid1, here)
         nbytes = _C.search_backward_workspace_size(params, v0, v1, i)
         # Scratch comes from torch's caching allocator, on the caller's stream.
         workspace = _workspace(nbytes, vid0)
-        _C.search_backward(params, _dlpack(grad_dists), i, v0, v1, _own(grad0), _own(grad1), _own(workspace),
+        _C.search_backward(params, _dlpack(grad_dists, here), i, v0, v1, _own(grad0), _own(grad1), _own(workspace),
                            _stream(vid0))
     return grad0, grad1
 
