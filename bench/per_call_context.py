@@ -1,5 +1,5 @@
 """What a search forward's time per call depends on besides the kernel: the inputs, and
-the work that runs between calls (bench/NOTES.md, eighteenth session).
+the work that runs between calls (bench/NOTES.md, eighteenth and nineteenth sessions).
 
 For one config (default S2 of search_cuda.py, prod, random flows) it prints, in ms:
 - queued: the forward with --repeats calls back to back (one pair of CUDA events around
@@ -8,8 +8,12 @@ For one config (default S2 of search_cuda.py, prod, random flows) it prints, in 
   the data (S2's seed 0 once hit the thread layout's box fallback);
 - per call: synchronise, event, call, event, then some work before the next call:
   nothing, an 85 MB allocation, 0.4 ms of Python busy-waiting (the GPU idle), the
-  autograd backward, eight 2048^2 matmuls (GPU work only). search_cuda.py's per-call
-  column is the "backward" row.
+  autograd backward, eight 2048^2 matmuls (GPU work only). search_cuda.py's "fwd call"
+  column is the "backward" row;
+- on CUDA, the same loops under torch.profiler: per context the medians of the host's time
+  from the call to the kernel's launch, of the launch's time to the kernel's start, and of
+  the kernel itself, so that a slower call can be told apart from a slower kernel (the
+  profiler adds its own host time to the first figure).
 
     python3 bench/per_call_context.py [--config S2] [--repeats 200] [--calls 60]
 
@@ -17,9 +21,11 @@ Without CUDA it says so and exits; --device cpu runs the same steps with wall-cl
 (to test the script).
 """
 import argparse
+import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -91,19 +97,55 @@ def main():
         "backward": lambda d: d.backward(torch.ones_like(d)),
         "8 matmuls": lambda d: [a @ a for _ in range(8)],
     }
-    for name, work in between.items():
+    def per_call(work):
         samples = []
         for _ in range(args.calls):
             v0.grad = v1.grad = None
             sync()
             t = Timer(device)
             t.start()
-            d, _ = stnls.search.nls(v0, v1, ff, bf, *sargs, **skw)
+            with torch.profiler.record_function("stnls call"):
+                d, _ = stnls.search.nls(v0, v1, ff, bf, *sargs, **skw)
             t.stop()
             work(d)
             sync()
             samples.append(t.elapsed())
-        print(f"per call, then {name}: {statistics.median(samples):.4f}")
+        return statistics.median(samples)
+
+    for name, work in between.items():
+        print(f"per call, then {name}: {per_call(work):.4f}")
+    if device.type != "cuda":
+        return
+    print("under torch.profiler, medians in us: call -> launch, launch -> kernel start, kernel")
+    for name, work in between.items():
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                torch.profiler.ProfilerActivity.CUDA]) as prof:
+            per_call(work)
+        host, start, kernel = timeline(prof)
+        print(f"  then {name}: {host:6.1f} {start:6.1f} {kernel:6.1f}")
+
+
+def timeline(prof):
+    """Medians over the "stnls call" regions of a profile: host time from the region's start
+    to the forward kernel's launch, launch to kernel start, kernel duration (us)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    launches = {e["args"]["correlation"]: e for e in events
+                if e.get("cat") == "cuda_runtime" and "Launch" in e.get("name", "") and "correlation" in e.get("args", {})}
+    kernels = [e for e in events if e.get("cat") == "kernel" and "search_forward" in e.get("name", "")]
+    calls = [e for e in events if e.get("cat") == "user_annotation" and e.get("name") == "stnls call"]
+    rows = []
+    for k in kernels:
+        launch = launches.get(k["args"].get("correlation"))
+        call = launch and next((c for c in calls if c["ts"] <= launch["ts"] <= c["ts"] + c["dur"]), None)
+        if call:
+            rows.append((launch["ts"] - call["ts"], k["ts"] - launch["ts"], k["dur"]))
+    if not rows:
+        return (float("nan"),) * 3
+    return tuple(statistics.median(r[i] for r in rows) for i in range(3))
 
 
 if __name__ == "__main__":
