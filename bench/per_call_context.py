@@ -79,7 +79,8 @@ def main():
         print(f"queued, seed {seed}: {ms:.4f}")
     if device.type == "cuda":  # the binding's forward, capsules and outputs made beforehand
         d, inds = stnls.search.nls(v0, v1, ff, bf, *sargs, **skw)
-        cases = dict(binding_cases(sargs, skw, v0, v1, ff, bf, d, inds, torch.ones_like(d)))
+        cases = dict(binding_cases(sargs, skw, v0.detach(), v1.detach(), ff, bf, d.detach(), inds,
+                                   torch.ones_like(d)))
         print(f"queued, bare binding (seed 1): {queued(cases['_C forward']):.4f}")
 
     v0, v1, ff, bf = inputs(0)

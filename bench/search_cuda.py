@@ -3,8 +3,8 @@ plain-PyTorch baseline bench/torch_search.py on the same GPU.
 
 Per config (S1..S4, prod, random flows) it reports the forward's and the backward's GPU time
 per call ("gpu": --repeats calls queued back to back between one pair of CUDA events, so
-that the host runs ahead as in a model; the backward's is the queued forward + backward
-less the queued forward), their time per call made right after a synchronisation ("call":
+that the host runs ahead as in a model; the backward's through stnls.search.nls_backward,
+the op that autograd's backward runs), their time per call made right after a synchronisation ("call":
 CUDA events around each call, warm-up, median of --repeats; the backward twice: the default
 deterministic one and deterministic=False, which takes the atomic scatter on small calls),
 the forward's peak extra GPU memory (max_memory_allocated after reset_peak_memory_stats,
@@ -111,28 +111,19 @@ def time_fwd_bwd(fn, inputs, grad, repeats, warmup, device):
     return statistics.median(fwd), statistics.median(bwd)
 
 
-def time_stream(fn, inputs, grad, repeats, device):
-    """GPU milliseconds per forward (grad None) or per forward + backward when `repeats`
-    iterations are queued back to back between one pair of CUDA events: the host runs
-    ahead, as in a model, so this is the GPU's time (the backward waits for nothing but its
-    forward). The per-call medians of time_fwd_bwd add the host's time before each kernel
-    (module docstring). None on CPU."""
+def time_queued(call, repeats, device):
+    """GPU milliseconds per call when `repeats` calls are queued back to back between one
+    pair of CUDA events: the host runs ahead, as in a model, so this is the GPU's time. The
+    per-call medians of time_fwd_bwd add the host's time before each kernel (module
+    docstring). None on CPU."""
     if device.type != "cuda":
         return None
-    vid0, vid1 = inputs[0], inputs[1]
-
-    def step():
-        vid0.grad = vid1.grad = None
-        d, _ = fn(*inputs)
-        if grad is not None:
-            d.backward(grad)
-
-    step()
+    call()
     torch.cuda.synchronize()
     t = Timer(device)
     t.start()
     for _ in range(repeats):
-        step()
+        call()
     t.stop()
     return t.elapsed() / repeats
 
@@ -261,9 +252,13 @@ def main():
         # 2. stnls
         f_s, b_s = time_fwd_bwd(ours, inputs, grad, a.repeats, a.warmup, device)
         m_s = peak_forward_bytes(ours, inputs, device)
-        f_q = time_stream(ours, inputs, None, a.repeats, device)
-        fb_q = time_stream(ours, inputs, grad, a.repeats, device)
-        b_q = None if fb_q is None else fb_q - f_q
+        f_q = time_queued(lambda: ours(*inputs), a.repeats, device)
+        with torch.no_grad():
+            inds = ours(*inputs)[1]
+        # The backward op itself (the autograd backward runs it), without autograd's engine.
+        b_q = time_queued(lambda: stnls.search.nls_backward(grad, inds, inputs[0], inputs[1], *args, **kw),
+                          a.repeats, device)
+        del inds
         _, b_n = time_fwd_bwd(ours_nondet, inputs, grad, a.repeats, a.warmup, device)
         f_v, b_v = (f_s, b_s) if f_q is None else (f_q, b_q)  # what pass/fail reads
         rec.update(stnls_fwd_ms=f_s, stnls_fwd_gpu_ms=f_q, stnls_bwd_ms=b_s, stnls_bwd_gpu_ms=b_q,
