@@ -36,7 +36,9 @@ def dlpack(t, current: Optional[int] = None):
     """t as the binding takes it: a DLPack capsule from torch's C++ exporter where that is
     what t.__dlpack__ would hand over, else t itself (detached if it requires grad; None
     stays None). `current`: the current CUDA device's index where the caller knows it
-    (inside on_device(x), x.get_device()), which saves asking CUDA for it per tensor.
+    (inside on_device(x), x.get_device(); -1 for a CPU x, so that a CUDA tensor passed
+    with it takes __dlpack__ and the binding names the mismatch), which saves asking CUDA
+    for it per tensor.
 
     For a tensor the binding calls t.__dlpack_device__() and t.__dlpack__(), Python
     functions that cost about 5 us per tensor on the CPU and more on CUDA (an ExternalStream
