@@ -13,7 +13,7 @@ FLOPs = 2*B*Q*st*ws^2*ps^2*pt*C, the targets and pass/fail.
 
 The targets are times on one GPU kind, so pass/fail reads the GPU time. A call's time adds
 the host's work before the kernel starts: for S2 on an H200 the kernel runs 0.241-0.246 ms
-whatever ran before it (torch.profiler), and the call reads 0.28-0.34 ms, because the
+whatever ran before it (torch.profiler), and the call reads 0.28-0.38 ms, because the
 adapter's 0.03 ms of Python and torch before the launch takes 0.05-0.15 ms right after a
 synchronisation, differently from run to run on the same machine, plus 0.01-0.02 ms from
 the launch to the kernel's start (bench/NOTES.md, nineteenth session). On CPU the GPU time
